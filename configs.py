@@ -1,0 +1,334 @@
+"""Every hyperparameter of BOM VAE v15, in one place.
+
+Edit the defaults below, or override any field from the command line:
+
+    python train.py --epochs 3 --batch_size=64 --output_dir runs/a
+    python train.py --preset demo            # built-in dataset, small model, CPU-friendly
+
+A preset is applied first, then the individual overrides, in order.
+"""
+import copy
+import dataclasses
+import difflib
+import math
+from dataclasses import dataclass, field
+
+# A group is *violated* when the product of its goal scores would be 0 in float32, i.e. when the
+# sum of their log-scores falls below the log of the smallest normal float32 (about -87.34).
+# The barrier works on log-scores, so this threshold does not depend on the precision in use.
+LOG_SCORE_FLOOR = math.log(2.0 ** -126)
+
+# BOX score: 1 at the centre, BOX_WALL_SCORE at the walls (falling quadratically with the
+# distance from the centre), then an exponential tail outside: exp(-BOX_STEEPNESS * overshoot),
+# overshoot measured in half-widths. Continuous at the walls and monotone in the distance.
+BOX_WALL_SCORE = 0.5
+BOX_STEEPNESS = 20.0
+
+# A latent dim is *active* when the batch variance of its mu exceeds this (the `weak` goal and
+# the active-dims count of the epoch summary).
+ACTIVE_VARIANCE = 0.1
+
+GROUPS = ("recon", "core", "swap", "realism", "disentangle", "latent", "health")
+
+# Parameters each goal type takes. A MINIMIZE_* scale may be "auto": calibration sets it.
+GOAL_TYPES = {
+    "MINIMIZE_SOFT": ("scale",),
+    "MINIMIZE_HARD": ("scale",),
+    "LOWER": ("margin",),
+    "UPPER": ("margin",),
+    "BOX": ("lower", "upper"),
+    "BOX_ASYMMETRIC": ("lower", "upper", "healthy"),
+}
+
+
+def _goal(name, group, kind, **params):
+    return dict(name=name, group=group, type=kind, **params)
+
+
+def default_goals():
+    """The goal table (SPEC §6). `name` is the raw measure the goal scores (see losses.py)."""
+    soft = "MINIMIZE_SOFT"
+    return [
+        _goal("pixel", "recon", soft, scale="auto"),
+        _goal("edge", "recon", soft, scale="auto"),
+        _goal("perceptual", "recon", soft, scale="auto"),
+        _goal("core_mse", "core", soft, scale="auto"),
+        _goal("core_edge", "core", soft, scale="auto"),
+        _goal("swap_structure", "swap", soft, scale="auto"),
+        _goal("swap_appearance", "swap", soft, scale="auto"),
+        _goal("swap_color_hist", "swap", soft, scale="auto"),
+        _goal("realism_recon", "realism", soft, scale="auto"),
+        _goal("realism_swap", "realism", soft, scale="auto"),
+        _goal("core_color_leak", "disentangle", soft, scale="auto"),
+        _goal("detail_edge_leak", "disentangle", soft, scale="auto"),
+        _goal("kl_core", "latent", "LOWER", margin=1.0),
+        _goal("kl_detail", "latent", "LOWER", margin=1.0),
+        # Upper hold on KL: the earlier system only had lower bounds and KL grew without limit.
+        _goal("kl_core_dim", "latent", "BOX", lower=0.0, upper=10.0),
+        _goal("kl_detail_dim", "latent", "BOX", lower=0.0, upper=10.0),
+        _goal("logvar_core", "latent", "BOX", lower=-15.0, upper=10.0),
+        _goal("logvar_detail", "latent", "BOX", lower=-15.0, upper=10.0),
+        _goal("cov", "latent", soft, scale="auto"),
+        _goal("core_consistency", "latent", soft, scale="auto"),
+        _goal("weak", "latent", soft, scale=0.1),
+        _goal("detail_mean", "latent", "BOX", lower=-15.0, upper=15.0),
+        _goal("detail_var_mean", "latent", "BOX", lower=0.0, upper=350.0),
+        _goal("detail_cov", "latent", soft, scale=1.0),
+        _goal("detail_ratio", "health", "BOX", lower=0.0, upper=0.70),
+        _goal("core_var_health", "health", "BOX", lower=0.0, upper=300.0),
+        _goal("detail_var_health", "health", "BOX", lower=0.0, upper=300.0),
+        _goal("core_var_max", "health", soft, scale=100.0),
+        _goal("detail_var_max", "health", soft, scale=100.0),
+    ]
+
+
+@dataclass
+class Config:
+    # --- data ---
+    dataset: str = "auto"            # auto (CelebA if set up) | celeba | folder | synthetic
+    data_dir: str = "data/celeba"    # CelebA root (celeba_setup.py), or any image folder
+    image_size: int = 64
+    synthetic_size: int = 20000      # images per epoch of the built-in procedural dataset
+    heldout_size: int = 1000         # held-out images for evaluation when there is no test split
+    num_workers: int = 2
+    # --- model ---
+    latent_dim: int = 128
+    core_dim: int = 16               # the rest (latent_dim - core_dim) is detail
+    enc_channels: tuple = (64, 128, 256, 512)
+    dec_channels: tuple = (256, 128, 64, 32)
+    disc_channels: tuple = (64, 128, 256, 512)
+    perceptual: str = "vgg16"        # vgg16 (ImageNet weights) | random (untrained, no download)
+    vgg_weights: str = ""            # local VGG16 state-dict file; empty = torchvision's download
+    # --- optimisation ---
+    epochs: int = 35                 # maximum; the tightener may stop earlier
+    batch_size: int = 256            # L4 24 GB; 128 if out of memory; 512 on an A100
+    lr: float = 1e-3
+    weight_decay: float = 1e-5
+    disc_lr: float = 1e-4
+    min_lr: float = 1e-5             # cosine annealing floor, both optimizers
+    calibration_batches: int = 200   # epoch 1: plain-MSE warm-up whose measures set "auto" scales
+    calibration_grad_clip: float = 1.0
+    disc_grad_clip: float = 1.0
+    disc_every: int = 2              # discriminator update every N batches after calibration
+    noise_std: float = 0.5           # perturbation of the leak goals
+    max_consecutive_rejections: int = 200  # stop with a diagnosis instead of looping
+    # --- adaptive tightening (Directive #6) ---
+    tighten_start_epoch: int = 5
+    tighten_rate: float = 0.05
+    target_rollback_rate: float = 0.05
+    backoff_rollback_rate: float = 0.50
+    backoff_factor: float = 0.5      # the gentler rate after a back-off is rate * factor
+    # --- run ---
+    output_dir: str = "outputs_bom_v15"
+    device: str = "auto"             # auto | cpu | cuda | cuda:N
+    amp: bool = True                 # bf16 autocast for the networks on CUDA; goals stay float32
+    seed: int = 0
+    eval_images: int = 10000
+    goals: list = field(default_factory=default_goals)
+
+    @property
+    def detail_dim(self):
+        return self.latent_dim - self.core_dim
+
+
+PRESETS = {
+    # The built-in dataset and a small model: the whole pipeline in minutes on a laptop CPU.
+    "demo": dict(
+        dataset="synthetic", synthetic_size=1536, heldout_size=256, num_workers=0,
+        latent_dim=32, core_dim=8,
+        enc_channels=(16, 32, 64, 128), dec_channels=(64, 32, 16, 16),
+        disc_channels=(16, 32, 64, 64), perceptual="random",
+        epochs=8, batch_size=32, calibration_batches=24,
+        tighten_start_epoch=2, tighten_rate=0.25,
+        output_dir="outputs_demo", eval_images=256,
+    ),
+    # The smallest model that exercises every code path; used by the tests.
+    "tiny": dict(
+        dataset="synthetic", synthetic_size=64, heldout_size=32, num_workers=0,
+        image_size=32, latent_dim=12, core_dim=4,
+        enc_channels=(8, 8, 16, 16), dec_channels=(16, 8, 8, 8),
+        disc_channels=(8, 8, 16, 16), perceptual="random",
+        epochs=2, batch_size=8, calibration_batches=4,
+        tighten_start_epoch=1, output_dir="outputs_tiny", eval_images=32,
+    ),
+}
+
+CHOICES = {
+    "dataset": ("auto", "celeba", "folder", "synthetic"),
+    "perceptual": ("vgg16", "random"),
+}
+
+
+class UserError(Exception):
+    """A mistake the user can fix; train.py prints the message alone, no stack trace."""
+
+
+class ConfigError(UserError):
+    pass
+
+
+def _suggest(name, options):
+    close = difflib.get_close_matches(name, options, n=1)
+    return f"; did you mean '{close[0]}'?" if close else ""
+
+
+def _field_types():
+    return {f.name: f.type for f in dataclasses.fields(Config) if f.name != "goals"}
+
+
+def _parse_value(name, text):
+    kind = _field_types()[name]
+    try:
+        if kind is bool:
+            if text.lower() in ("1", "true", "yes", "on"):
+                return True
+            if text.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError
+        if kind is tuple:
+            return tuple(int(part) for part in text.split(","))
+        return kind(text)
+    except ValueError:
+        expected = "comma-separated integers, e.g. 64,128,256,512" if kind is tuple else kind.__name__
+        raise ConfigError(f"--{name}: cannot read {text!r} as {expected}") from None
+
+
+def apply_overrides(cfg, overrides):
+    """Set fields from a {name: value} dict (values already typed), rejecting unknown names."""
+    known = _field_types()
+    for name, value in overrides.items():
+        if name not in known:
+            raise ConfigError(f"unknown setting '{name}'{_suggest(name, list(known))} "
+                              "(all settings are the fields of Config in configs.py)")
+        setattr(cfg, name, tuple(value) if isinstance(value, list) else value)
+    return cfg
+
+
+def parse_args(argv):
+    """Config from command-line words: [--preset NAME] [--field value | --field=value]..."""
+    pairs = []
+    words = list(argv)
+    while words:
+        word = words.pop(0)
+        if not word.startswith("--"):
+            raise ConfigError(f"unexpected argument {word!r}; settings look like --epochs 3")
+        name, eq, value = word[2:].partition("=")
+        name = name.replace("-", "_")
+        if not eq:
+            if not words or words[0].startswith("--"):
+                raise ConfigError(f"--{name} needs a value, e.g. --{name}=VALUE")
+            value = words.pop(0)
+        pairs.append((name, value))
+
+    cfg = Config()
+    for name, value in pairs:
+        if name == "preset":
+            if value not in PRESETS:
+                raise ConfigError(f"unknown preset '{value}'{_suggest(value, list(PRESETS))} "
+                                  f"(presets: {', '.join(PRESETS)})")
+            apply_overrides(cfg, PRESETS[value])
+    known = _field_types()
+    for name, value in pairs:
+        if name == "preset":
+            continue
+        if name not in known:
+            raise ConfigError(f"unknown setting --{name}{_suggest(name, [*known, 'preset'])} "
+                              "(all settings are the fields of Config in configs.py)")
+        setattr(cfg, name, _parse_value(name, value))
+    validate(cfg)
+    return cfg
+
+
+def _require(ok, message):
+    if not ok:
+        raise ConfigError(message)
+
+
+def validate(cfg):
+    """Stop at start-up, with one line naming the field, the value and what is allowed."""
+    for name, kind in _field_types().items():
+        value = getattr(cfg, name)
+        allowed = (int, float) if kind is float else kind
+        _require(isinstance(value, allowed) and (kind is bool or not isinstance(value, bool)),
+                 f"{name} = {value!r}: expected {kind.__name__}")
+    for name, options in CHOICES.items():
+        value = getattr(cfg, name)
+        _require(value in options, f"{name} = {value!r}: allowed values are {', '.join(options)}"
+                 f"{_suggest(value, list(options))}")
+    positive = ("lr", "disc_lr", "batch_size", "epochs", "latent_dim", "core_dim", "image_size",
+                "calibration_batches", "disc_every", "synthetic_size", "heldout_size",
+                "eval_images", "max_consecutive_rejections")
+    for name in positive:
+        _require(getattr(cfg, name) > 0, f"{name} = {getattr(cfg, name)!r}: must be > 0")
+    for name in ("weight_decay", "min_lr", "num_workers", "noise_std",
+                 "calibration_grad_clip", "disc_grad_clip"):
+        _require(getattr(cfg, name) >= 0, f"{name} = {getattr(cfg, name)!r}: must be >= 0")
+    _require(cfg.min_lr <= cfg.lr, f"min_lr = {cfg.min_lr}: must be <= lr ({cfg.lr})")
+    _require(cfg.core_dim < cfg.latent_dim,
+             f"core_dim = {cfg.core_dim}: must be < latent_dim ({cfg.latent_dim}) so that "
+             "detail has at least one dim")
+    _require(cfg.batch_size >= 2, f"batch_size = {cfg.batch_size}: must be >= 2 "
+             "(batch statistics and the swap permutation need two images)")
+    _require(cfg.image_size % 16 == 0,
+             f"image_size = {cfg.image_size}: must be a multiple of 16 (four stride-2 stages)")
+    for name in ("enc_channels", "dec_channels", "disc_channels"):
+        value = getattr(cfg, name)
+        _require(len(value) == 4 and all(c > 0 for c in value),
+                 f"{name} = {value!r}: must be four positive channel counts")
+    for name in ("tighten_rate", "target_rollback_rate", "backoff_rollback_rate",
+                 "backoff_factor"):
+        value = getattr(cfg, name)
+        _require(0 < value < 1, f"{name} = {value!r}: must be strictly between 0 and 1")
+    _require(cfg.tighten_start_epoch >= 1,
+             f"tighten_start_epoch = {cfg.tighten_start_epoch}: must be >= 1")
+    validate_goals(cfg.goals)
+
+
+def validate_goals(goals):
+    names = set()
+    for goal in goals:
+        name = goal.get("name", "?")
+        where = f"goal '{name}'"
+        _require(name not in names, f"{where}: listed twice in the goal table")
+        names.add(name)
+        _require(goal.get("group") in GROUPS,
+                 f"{where}: group {goal.get('group')!r} unknown; groups are {', '.join(GROUPS)}")
+        kind = goal.get("type")
+        _require(kind in GOAL_TYPES, f"{where}: type {kind!r} unknown; types are "
+                 f"{', '.join(GOAL_TYPES)}{_suggest(str(kind), list(GOAL_TYPES))}")
+        for param in GOAL_TYPES[kind]:
+            value = goal.get(param)
+            auto_ok = param == "scale" and value == "auto"
+            _require(auto_ok or (isinstance(value, (int, float)) and math.isfinite(value)),
+                     f"{where}: {kind} needs a numeric '{param}'"
+                     + (" (or 'auto')" if param == "scale" else "") + f", got {value!r}")
+        if kind in ("MINIMIZE_SOFT", "MINIMIZE_HARD") and goal["scale"] != "auto":
+            _require(goal["scale"] > 0, f"{where}: scale must be > 0, got {goal['scale']}")
+        if kind in ("LOWER", "UPPER"):
+            _require(goal["margin"] > 0, f"{where}: margin must be > 0, got {goal['margin']}")
+        if kind.startswith("BOX"):
+            _require(goal["lower"] < goal["upper"],
+                     f"{where}: lower ({goal['lower']}) must be < upper ({goal['upper']})")
+        if kind == "BOX_ASYMMETRIC":
+            _require(goal["lower"] < goal["healthy"] < goal["upper"],
+                     f"{where}: healthy ({goal['healthy']}) must lie strictly inside "
+                     f"[{goal['lower']}, {goal['upper']}]")
+    for group in GROUPS:
+        _require(any(g["group"] == group for g in goals), f"group '{group}' has no goal")
+
+
+def to_dict(cfg):
+    """Plain data (lists, numbers, strings) for checkpoints and logs."""
+    out = dataclasses.asdict(cfg)
+    for key, value in out.items():
+        if isinstance(value, tuple):
+            out[key] = list(value)
+    out["goals"] = copy.deepcopy(cfg.goals)
+    return out
+
+
+def from_dict(data):
+    cfg = apply_overrides(Config(), {k: v for k, v in data.items() if k != "goals"})
+    cfg.goals = copy.deepcopy(data["goals"])
+    validate(cfg)
+    return cfg

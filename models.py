@@ -1,0 +1,251 @@
+"""The networks of BOM VAE v15 (SPEC §4): the core/detail VAE, the PatchGAN discriminator and
+the frozen perceptual feature extractor. Widths come from the config so tests run a tiny model."""
+import contextlib
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.nn.utils.parametrizations import spectral_norm
+
+from configs import UserError
+
+MU_LIMIT = 50.0          # numerical safety inside the encoder, not a goal
+LOGVAR_LIMITS = (-10.0, 10.0)
+LOGVAR_INIT_BIAS = -5.0  # sigma ~ 0.08 at start: a tight, quiet posterior
+
+
+def _lrelu():
+    return nn.LeakyReLU(0.2, inplace=True)
+
+
+class ResidualBlock(nn.Module):
+    """conv3x3-BN-LReLU-conv3x3-BN, added to the input; the last BN starts at zero so the
+    block is the identity at initialisation."""
+
+    def __init__(self, channels):
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(channels, channels, 3, padding=1, bias=False), nn.BatchNorm2d(channels),
+            _lrelu(),
+            nn.Conv2d(channels, channels, 3, padding=1, bias=False), nn.BatchNorm2d(channels),
+        )
+        nn.init.zeros_(self.body[-1].weight)
+        self.act = _lrelu()
+
+    def forward(self, x):
+        return self.act(x + self.body(x))
+
+
+class Encoder(nn.Module):
+    def __init__(self, channels, latent_dim, image_size):
+        super().__init__()
+        layers, in_ch = [], 3
+        for out_ch in channels:
+            layers += [nn.Conv2d(in_ch, out_ch, 4, stride=2, padding=1, bias=False),
+                       nn.BatchNorm2d(out_ch), _lrelu(), ResidualBlock(out_ch)]
+            in_ch = out_ch
+        self.features = nn.Sequential(*layers, nn.Flatten())
+        flat = in_ch * (image_size // 16) ** 2
+        self.mu = nn.Linear(flat, latent_dim)
+        self.logvar = nn.Linear(flat, latent_dim)
+        nn.init.zeros_(self.mu.weight)
+        nn.init.zeros_(self.mu.bias)
+        nn.init.zeros_(self.logvar.weight)
+        nn.init.constant_(self.logvar.bias, LOGVAR_INIT_BIAS)
+
+    def forward(self, x):
+        h = self.features(x)
+        mu = self.mu(h).clamp(-MU_LIMIT, MU_LIMIT)
+        logvar = self.logvar(h).clamp(*LOGVAR_LIMITS)
+        return mu, logvar
+
+
+class Decoder(nn.Module):
+    def __init__(self, channels, latent_dim, image_size, top_channels):
+        super().__init__()
+        self.top_channels, self.base = top_channels, image_size // 16
+        self.fc = nn.Linear(latent_dim, top_channels * self.base ** 2)
+        layers, in_ch = [ResidualBlock(top_channels)], top_channels
+        for i, out_ch in enumerate(channels):
+            if i:
+                layers.append(ResidualBlock(in_ch))
+            # Sub-pixel upsampling: conv to 4x channels, then PixelShuffle(2).
+            layers += [nn.Conv2d(in_ch, out_ch * 4, 3, padding=1), nn.PixelShuffle(2),
+                       nn.BatchNorm2d(out_ch), _lrelu()]
+            in_ch = out_ch
+        layers += [nn.Conv2d(in_ch, 3, 3, padding=1), nn.Sigmoid()]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, z):
+        h = self.fc(z).view(-1, self.top_channels, self.base, self.base)
+        return self.net(h)
+
+
+class VAE(nn.Module):
+    def __init__(self, cfg):
+        super().__init__()
+        self.core_dim, self.latent_dim = cfg.core_dim, cfg.latent_dim
+        self.encoder = Encoder(cfg.enc_channels, cfg.latent_dim, cfg.image_size)
+        self.decoder = Decoder(cfg.dec_channels, cfg.latent_dim, cfg.image_size,
+                               cfg.enc_channels[-1])
+
+    def split(self, z):
+        return z[:, :self.core_dim], z[:, self.core_dim:]
+
+    def encode(self, x):
+        return self.encoder(x)
+
+    def decode(self, z):
+        return self.decoder(z)
+
+    @staticmethod
+    def reparameterize(mu, logvar, eps):
+        return mu + torch.exp(0.5 * logvar) * eps
+
+    def forward(self, x):
+        """Plain reconstruction in the current mode; mu is used (no sampling) in eval mode."""
+        mu, logvar = self.encode(x)
+        z = self.reparameterize(mu, logvar, torch.randn_like(mu)) if self.training else mu
+        return self.decode(z), mu, logvar
+
+
+@contextlib.contextmanager
+def frozen_batchnorm_stats(module):
+    """Batch statistics as in training, but running statistics left untouched.
+
+    Used for the auxiliary passes (decodes of altered latents, the augmented encoder pass)
+    and the guard's look-ahead: only the main reconstruction pass moves the running
+    statistics, so eval-mode reconstructions use statistics of real reconstructions, and a
+    look-ahead never changes a buffer."""
+    norms = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    saved = [m.track_running_stats for m in norms]
+    for m in norms:
+        # With track_running_stats off, a training-mode BN normalises with batch statistics
+        # and passes no running buffers to the kernel, so nothing is updated.
+        m.track_running_stats = False
+    try:
+        yield
+    finally:
+        for m, flag in zip(norms, saved):
+            m.track_running_stats = flag
+
+
+class Discriminator(nn.Module):
+    """PatchGAN: a 4x4 map of real/fake logits per 64x64 image."""
+
+    def __init__(self, channels):
+        super().__init__()
+        layers, in_ch = [], 3
+        for i, out_ch in enumerate(channels):
+            layers.append(spectral_norm(nn.Conv2d(in_ch, out_ch, 4, stride=2, padding=1)))
+            if i:
+                layers.append(nn.InstanceNorm2d(out_ch, affine=True))
+            layers.append(_lrelu())
+            in_ch = out_ch
+        layers.append(spectral_norm(nn.Conv2d(in_ch, 1, 3, padding=1)))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x):
+        return self.net(x)
+
+
+# VGG16 `features` indices: relu3_3 is the output of layer 15 (inclusive).
+VGG16_RELU3_3 = 16
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def _vgg16_trunk(width_divisor=1):
+    """VGG16's layers up to relu3_3 (widths optionally divided, for the untrained option)."""
+    layers, in_ch = [], 3
+    for item in (64, 64, "M", 128, 128, "M", 256, 256, 256):
+        if item == "M":
+            layers.append(nn.MaxPool2d(2))
+        else:
+            out_ch = item // width_divisor
+            layers += [nn.Conv2d(in_ch, out_ch, 3, padding=1), nn.ReLU(inplace=True)]
+            in_ch = out_ch
+    return nn.Sequential(*layers)
+
+
+class PerceptualFeatures(nn.Module):
+    """Frozen VGG16 up to relu3_3 on clamped, ImageNet-normalised input.
+
+    `pretrained=False` builds the same layout at a quarter of the width with fixed random
+    weights: no download, cheap on a CPU, but NOT ImageNet features — runs using it say so."""
+
+    def __init__(self, pretrained=True, weights_path=""):
+        super().__init__()
+        self.pretrained = pretrained
+        if pretrained:
+            self.net = _vgg16_trunk()
+            self.net.load_state_dict(_load_vgg16_trunk_weights(weights_path))
+        else:
+            # The same random features in every run, without touching the global RNG; He
+            # initialisation keeps feature magnitudes (and so the perceptual measure) at the
+            # scale of real VGG features instead of shrinking layer by layer.
+            with torch.random.fork_rng(devices=[]):
+                self.net = _vgg16_trunk(width_divisor=4)
+            generator = torch.Generator().manual_seed(1234)
+            for layer in self.net:
+                if isinstance(layer, nn.Conv2d):
+                    fan_in = layer.in_channels * 9
+                    with torch.no_grad():
+                        layer.weight.copy_(torch.randn(layer.weight.shape, generator=generator)
+                                           * (2 / fan_in) ** 0.5)
+                        layer.bias.zero_()
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
+        self.requires_grad_(False)
+        self.eval()
+
+    def train(self, mode=True):
+        return super().train(False)  # frozen: always in eval mode
+
+    def forward(self, x):
+        return self.net((x.clamp(0, 1) - self.mean) / self.std)
+
+    @property
+    def description(self):
+        return "VGG16 relu3_3 (ImageNet)" if self.pretrained else \
+            "UNTRAINED random VGG-style features (no ImageNet weights): perceptual goal is a proxy"
+
+
+_VGG16_FILE = "vgg16-397923af.pth"
+
+
+def _load_vgg16_trunk_weights(weights_path):
+    """The first layers of torchvision's VGG16 ImageNet weights, from a local file or the
+    torchvision download (cached in ~/.cache/torch/hub)."""
+    if weights_path:
+        try:
+            state = torch.load(weights_path, map_location="cpu", weights_only=True)
+        except Exception as err:  # missing file, not a torch file, unsafe pickle...
+            raise UserError(f"vgg_weights = {weights_path!r}: cannot read it as a VGG16 "
+                            f"state dict ({type(err).__name__}); pass the file "
+                            f"{_VGG16_FILE} from torchvision") from None
+    else:
+        from torchvision.models import VGG16_Weights
+        try:
+            state = VGG16_Weights.IMAGENET1K_V1.get_state_dict(progress=True)
+        except Exception as err:  # URLError, HTTPError, socket errors: all mean "no weights"
+            raise UserError(
+                "cannot download the VGG16 ImageNet weights for the perceptual goal "
+                f"({type(err).__name__}: {err}). Either download "
+                f"{VGG16_Weights.IMAGENET1K_V1.url} on a machine with internet and pass "
+                "--vgg_weights PATH, or run with --perceptual random (untrained features, "
+                "stated in the log)") from None
+    prefix = "features."
+    trunk = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)
+             and int(k.split(".")[1]) < VGG16_RELU3_3}
+    if len(trunk) != 2 * 7:  # weight and bias of the seven convolutions up to relu3_3
+        raise UserError(f"vgg_weights = {weights_path!r} holds no VGG16 'features.*' weights; "
+                        f"pass the file {_VGG16_FILE} from torchvision")
+    return trunk
+
+
+def build_models(cfg, device):
+    vae = VAE(cfg).to(device)
+    disc = Discriminator(cfg.disc_channels).to(device)
+    perceptual = PerceptualFeatures(cfg.perceptual == "vgg16", cfg.vgg_weights).to(device)
+    return vae, disc, perceptual

@@ -1,0 +1,139 @@
+"""What an epoch reports: running statistics, the metrics.jsonl record and the console summary."""
+import math
+from collections import Counter
+
+import torch
+
+from configs import ACTIVE_VARIANCE, GROUPS
+
+# Groups whose starvation means the reconstruction gets no gradient at all.
+RECONSTRUCTION_GROUPS = ("recon", "core", "swap")
+KL_BAND = (0.0, 10.0)  # per dim, where the seed expects KL to settle
+
+
+class EpochStats:
+    """Accumulates host-side floats (already fetched by the step) and one device vector."""
+
+    def __init__(self):
+        self.measure_sums, self.measured = Counter(), 0
+        self.group_sums, self.min_group_sum, self.loss_sum = Counter(), 0.0, 0.0
+        self.bottlenecks = Counter()
+        self.evaluated = self.accepted = self.rollbacks = self.rejected = 0
+        self.calibration_batches = self.bad_batches = 0
+        self.mu_variance_sum = None
+        self.disc_loss_sum, self.disc_steps = None, 0
+
+    def add_measures(self, measures, mu_variance):
+        self.measure_sums.update(measures)
+        self.measured += 1
+        self.mu_variance_sum = mu_variance if self.mu_variance_sum is None \
+            else self.mu_variance_sum + mu_variance
+
+    def add_evaluation(self, evaluation, mu_variance):
+        self.add_measures(evaluation.measures, mu_variance)
+        self.evaluated += 1
+        self.group_sums.update(dict(zip(GROUPS, evaluation.group_scores)))
+        self.min_group_sum += min(evaluation.group_scores)
+        self.bottlenecks[GROUPS[evaluation.bottleneck]] += 1
+
+    def add_accepted(self, loss_value):
+        self.accepted += 1
+        self.loss_sum += loss_value
+
+    def add_disc_loss(self, loss):
+        self.disc_loss_sum = loss.detach() if self.disc_loss_sum is None \
+            else self.disc_loss_sum + loss.detach()
+        self.disc_steps += 1
+
+    @property
+    def failed(self):
+        return self.rollbacks + self.rejected
+
+    @property
+    def rollback_rate(self):
+        return self.failed / self.evaluated if self.evaluated else 0.0
+
+    def record(self, epoch, core_dim):
+        """The epoch's metrics.jsonl line (plain floats, ints, strings, dicts)."""
+        mean = {k: v / self.measured for k, v in self.measure_sums.items()} if self.measured else {}
+        nan = float("nan")
+        variance = (self.mu_variance_sum / max(self.measured, 1)).float().cpu() \
+            if self.mu_variance_sum is not None else torch.zeros(0)
+        record = {
+            "epoch": epoch,
+            "loss": self.loss_sum / self.accepted if self.accepted else nan,
+            "min_group": self.min_group_sum / self.evaluated if self.evaluated else nan,
+            "groups": {g: self.group_sums[g] / self.evaluated if self.evaluated else nan
+                       for g in GROUPS},
+            "bottleneck": {g: self.bottlenecks[g] / self.evaluated if self.evaluated else 0.0
+                           for g in GROUPS},
+            "steps": self.evaluated, "accepted": self.accepted, "rollbacks": self.rollbacks,
+            "rejected": self.rejected, "rollback_rate": self.rollback_rate,
+            "calibration_batches": self.calibration_batches, "bad_batches": self.bad_batches,
+            "disc_loss": (self.disc_loss_sum / self.disc_steps).item() if self.disc_steps else nan,
+        }
+        for name in ("mse", "ssim", "swap_structure", "swap_appearance", "kl_core", "kl_detail",
+                     "kl_core_dim", "kl_detail_dim", "traversal_core_structure",
+                     "traversal_detail_appearance"):
+            record[name] = mean.get(name, nan)
+        record["core_var"] = mean.get("core_var_health", nan)
+        record["detail_var"] = mean.get("detail_var_health", nan)
+        record["kl_in_band"] = all(KL_BAND[0] <= record[k] <= KL_BAND[1]
+                                   for k in ("kl_core_dim", "kl_detail_dim"))
+        for part, dims in (("core", variance[:core_dim]), ("detail", variance[core_dim:])):
+            record[f"{part}_active"] = int((dims > ACTIVE_VARIANCE).sum())
+            record[f"{part}_dims"] = len(dims)
+            record[f"{part}_effective"] = effective_dims(dims)
+        record["measures"] = mean
+        return record
+
+
+def effective_dims(variances):
+    """exp(entropy) of the variances normalised to a distribution: 1 when one dim carries all
+    the variance, the number of dims when all carry the same."""
+    total = variances.sum()
+    if not total > 0:
+        return 0.0
+    p = variances / total
+    p = p[p > 0]
+    return math.exp(-(p * p.log()).sum().item())
+
+
+def _bar(share, width=20):
+    filled = round(share * width)
+    return "#" * filled + "." * (width - filled)
+
+
+def format_summary(r, total_epochs):
+    """The console summary of one epoch: fits a narrow (80-column) Colab cell."""
+    lines = [f"=== epoch {r['epoch']}/{total_epochs}  ({r['seconds']:.0f}s, lr {r['lr']:.2e}) ==="]
+    if r["calibration_batches"]:
+        lines.append(f"calibration: {r['calibration_batches']} plain-MSE batches this epoch")
+    lines.append(f"loss {r['loss']:.4f}   min group {r['min_group']:.4f}   "
+                 f"SSIM {r['ssim']:.4f}   MSE {r['mse']:.5f}")
+    lines.append(f"swap loss: structure {r['swap_structure']:.5f}   "
+                 f"appearance {r['swap_appearance']:.5f}")
+    band = "inside" if r["kl_in_band"] else "OUTSIDE"
+    lines.append(f"KL core {r['kl_core']:.2f} ({r['kl_core_dim']:.3f}/dim)   "
+                 f"detail {r['kl_detail']:.2f} ({r['kl_detail_dim']:.3f}/dim)   "
+                 f"{band} [0, 10]/dim")
+    lines.append("group          score  bottleneck share")
+    for g in GROUPS:
+        share = r["bottleneck"][g]
+        flag = ""
+        if r["steps"] and share == 0 and g in RECONSTRUCTION_GROUPS:
+            flag = "  <- never bottleneck"
+        lines.append(f"  {g:<11} {r['groups'][g]:6.3f}  {_bar(share)} {share:4.0%}{flag}")
+    if r["steps"] and all(r["bottleneck"][g] == 0 for g in RECONSTRUCTION_GROUPS):
+        lines.append("  !! recon/core/swap were never the bottleneck: reconstruction got no "
+                     "gradient this epoch")
+    lines.append(f"rollbacks {r['rollbacks'] + r['rejected']}/{r['steps']} "
+                 f"({r['rollback_rate']:.1%}: {r['rollbacks']} rolled back, "
+                 f"{r['rejected']} rejected before the step)")
+    lines.append(f"tightening: {r['decision']}")
+    lines.append(f"active dims: core {r['core_active']}/{r['core_dims']} "
+                 f"(effective {r['core_effective']:.1f})   detail {r['detail_active']}/"
+                 f"{r['detail_dims']} (effective {r['detail_effective']:.1f})")
+    if r["bad_batches"]:
+        lines.append(f"skipped {r['bad_batches']} batches with NaN/Inf pixels")
+    return "\n".join(lines)

@@ -1,0 +1,80 @@
+"""Config: defaults match the SPEC, overrides parse, bad values stop with one clear line."""
+import pytest
+
+import configs
+from configs import ConfigError, parse_args
+
+
+def test_defaults_match_the_spec():
+    cfg = configs.Config()
+    assert (cfg.epochs, cfg.batch_size, cfg.lr, cfg.disc_lr, cfg.weight_decay) == \
+        (35, 256, 1e-3, 1e-4, 1e-5)
+    assert (cfg.latent_dim, cfg.core_dim, cfg.detail_dim) == (128, 16, 112)
+    assert (cfg.calibration_batches, cfg.tighten_start_epoch, cfg.tighten_rate) == (200, 5, 0.05)
+    assert cfg.min_lr == 1e-5 and cfg.output_dir == "outputs_bom_v15"
+
+
+def test_overrides_in_both_forms_and_presets_apply_first():
+    cfg = parse_args(["--batch_size=64", "--preset", "demo", "--epochs", "3",
+                      "--enc_channels", "8,16,32,64", "--amp", "false"])
+    assert (cfg.batch_size, cfg.epochs, cfg.amp) == (64, 3, False)
+    assert cfg.enc_channels == (8, 16, 32, 64)
+    assert cfg.dataset == "synthetic"  # from the preset
+
+
+@pytest.mark.parametrize("argv,expected", [
+    (["--lr", "-1"], "lr = -1.0: must be > 0"),
+    (["--core_dim", "128"], "core_dim = 128: must be < latent_dim (128)"),
+    (["--epoch", "3"], "unknown setting --epoch; did you mean 'epochs'?"),
+    (["--batch_size", "big"], "--batch_size: cannot read 'big' as int"),
+    (["--amp", "maybe"], "--amp: cannot read 'maybe' as bool"),
+    (["--dataset", "celeb"], "dataset = 'celeb': allowed values are auto, celeba, folder, "
+                             "synthetic; did you mean 'celeba'?"),
+    (["--image_size", "72"], "image_size = 72: must be a multiple of 16"),
+    (["--preset", "dmeo"], "unknown preset 'dmeo'; did you mean 'demo'?"),
+    (["--enc_channels", "8,16"], "enc_channels = (8, 16): must be four positive channel counts"),
+    (["--tighten_rate", "1.5"], "tighten_rate = 1.5: must be strictly between 0 and 1"),
+    (["--epochs"], "--epochs needs a value"),
+    (["epochs=3"], "unexpected argument 'epochs=3'"),
+])
+def test_bad_values_name_the_field_the_value_and_what_is_allowed(argv, expected):
+    with pytest.raises(ConfigError) as err:
+        parse_args(argv)
+    assert expected in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("edit,expected", [
+    (dict(type="MINIMISE_SOFT"), "type 'MINIMISE_SOFT' unknown; types are"),
+    (dict(scale=-1.0), "scale must be > 0"),
+    (dict(scale="big"), "needs a numeric 'scale' (or 'auto')"),
+    (dict(group="recons"), "group 'recons' unknown"),
+])
+def test_bad_goal_entries_are_refused(edit, expected):
+    cfg = configs.Config()
+    cfg.goals[0].update(edit)
+    with pytest.raises(ConfigError) as err:
+        configs.validate(cfg)
+    assert "goal 'pixel'" in str(err.value) and expected in str(err.value)
+
+
+def test_box_bounds_must_be_ordered():
+    cfg = configs.Config()
+    box = next(g for g in cfg.goals if g["type"] == "BOX")
+    box["lower"], box["upper"] = 5.0, 1.0
+    with pytest.raises(ConfigError, match="lower .* must be < upper"):
+        configs.validate(cfg)
+
+
+def test_config_round_trips_through_plain_data():
+    cfg = parse_args(["--preset", "tiny"])
+    data = configs.to_dict(cfg)
+    assert isinstance(data["enc_channels"], list)
+    assert configs.from_dict(data) == cfg
+
+
+def test_train_main_prints_one_line_and_exits_2(capsys):
+    import train
+    assert train.main(["--lr", "0"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "error: lr = 0.0: must be > 0"

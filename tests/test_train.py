@@ -1,0 +1,160 @@
+"""The trainer end to end on the tiny preset: the guarded step, the discriminator's frozen
+scoring, the outputs of a whole run and the checkpoint."""
+import dataclasses
+import json
+
+import pytest
+import torch
+
+import configs
+import train
+from configs import GROUPS
+
+
+def snapshot(trainer):
+    state = {f"vae.{k}": v.clone() for k, v in trainer.vae.state_dict().items()}
+    state.update({f"disc.{k}": v.clone() for k, v in trainer.disc.state_dict().items()})
+    for i, s in enumerate(trainer.opt.state.values()):
+        state.update({f"opt.{i}.{k}": v.clone() for k, v in s.items()})
+    return state
+
+
+def differing(a, b):
+    return [k for k in a if not torch.equal(a[k], b[k])]
+
+
+@pytest.fixture
+def calibrated(tiny_cfg):
+    """A trainer past calibration, with its optimizer state in place."""
+    torch.manual_seed(0)
+    trainer = train.Trainer(tiny_cfg, torch.device("cpu"))
+    stats = train.EpochStats()
+    for _ in range(tiny_cfg.calibration_batches):
+        trainer.calibration_step(torch.rand(8, 3, 32, 32), stats)
+    trainer.finish_calibration(lambda line: None)
+    return trainer
+
+
+def force_lookahead_violation(monkeypatch):
+    """Every second evaluation (the look-ahead) reports the recon group violated."""
+    real, calls = train.evaluate_goals, []
+
+    def patched(goals, measures):
+        evaluation = real(goals, measures)
+        calls.append(evaluation)
+        if len(calls) % 2 == 0:
+            return dataclasses.replace(evaluation, violated=["recon"])
+        return evaluation
+    monkeypatch.setattr(train, "evaluate_goals", patched)
+    return calls
+
+
+def test_rollback_restores_every_parameter_buffer_and_optimizer_tensor(calibrated, monkeypatch):
+    trainer, lines = calibrated, []
+    stats = train.EpochStats()
+    x = torch.rand(8, 3, 32, 32)
+    force_lookahead_violation(monkeypatch)
+    before = snapshot(trainer)
+    trainer.lbo_step(x, stats, "epoch 1 batch 5", lines.append)
+    after = snapshot(trainer)
+    assert differing(before, after) == []
+    assert any("running_mean" in k for k in before) and any(k.startswith("opt.") for k in before)
+    assert stats.rollbacks == 1 and stats.accepted == 0
+    assert lines[0].startswith("[ROLLBACK] epoch 1 batch 5: violated recon; ")
+    assert "bottleneck " in lines[0]
+
+
+def test_an_accepted_step_changes_parameters_and_the_lookahead_leaves_buffers_alone(
+        calibrated, monkeypatch):
+    trainer = calibrated
+    x = torch.rand(8, 3, 32, 32)
+    real_forward, buffers_around_lookahead = train.forward_measures, []
+
+    def spying(nets, x, real, draws, amp, update_stats=True):
+        if not update_stats:
+            buffers_around_lookahead.append({k: v.clone() for k, v in nets[0].named_buffers()})
+        result = real_forward(nets, x, real, draws, amp, update_stats)
+        if not update_stats:
+            buffers_around_lookahead.append({k: v.clone() for k, v in nets[0].named_buffers()})
+        return result
+    monkeypatch.setattr(train, "forward_measures", spying)
+    before = snapshot(trainer)
+    stats = train.EpochStats()
+    trainer.lbo_step(x, stats, "here", print)
+    assert stats.accepted == 1
+    changed = differing(before, snapshot(trainer))
+    assert any(k.startswith("vae.") and k.endswith("weight") for k in changed)
+    assert any(k.endswith("running_mean") for k in changed)  # the step's own forward
+    ahead, behind = buffers_around_lookahead
+    assert differing(ahead, behind) == []
+
+
+def test_the_lookahead_reuses_the_step_draws(calibrated, monkeypatch):
+    trainer, seen = calibrated, []
+    real_forward = train.forward_measures
+
+    def spying(nets, x, real, draws, amp, update_stats=True):
+        seen.append((draws, real))
+        return real_forward(nets, x, real, draws, amp, update_stats)
+    monkeypatch.setattr(train, "forward_measures", spying)
+    trainer.lbo_step(torch.rand(8, 3, 32, 32), train.EpochStats(), "here", print)
+    (draws_step, real_step), (draws_ahead, real_ahead) = seen
+    assert draws_ahead is draws_step and real_ahead is real_step
+
+
+def test_vae_scoring_leaves_the_discriminator_untouched(calibrated):
+    trainer = calibrated
+    disc_before = {k: v.clone() for k, v in trainer.disc.state_dict().items()}
+    trainer.lbo_step(torch.rand(8, 3, 32, 32), train.EpochStats(), "here", print)
+    assert differing(disc_before, trainer.disc.state_dict()) == []
+    assert all(p.grad is None for p in trainer.disc.parameters())
+    trainer.discriminator_step(torch.rand(8, 3, 32, 32), torch.rand(8, 3, 32, 32),
+                               train.EpochStats())
+    assert differing(disc_before, trainer.disc.state_dict())  # its own update does change it
+    assert not trainer.disc.training
+
+
+def test_a_rejected_batch_takes_no_step_and_a_long_run_of_them_stops_training(calibrated):
+    trainer, lines = calibrated, []
+    trainer.cfg.max_consecutive_rejections = 3
+    for goal in trainer.goals:  # an unmeetable goal: the recon group is violated at once
+        if goal["name"] == "pixel":
+            goal["scale"] = 1e-9
+    before = snapshot(trainer)
+    stats = train.EpochStats()
+    for _ in range(2):
+        trainer.lbo_step(torch.rand(8, 3, 32, 32), stats, "b", lines.append)
+    assert stats.rejected == 2 and differing(before, snapshot(trainer)) == []
+    assert lines[0].startswith("[REJECTED] b: violated recon; failing goals: pixel 0.00e+00")
+    with pytest.raises(train.TrainingStalled, match="3 batches in a row"):
+        trainer.lbo_step(torch.rand(8, 3, 32, 32), stats, "b", lines.append)
+
+
+def test_a_short_run_writes_every_output_and_a_safe_checkpoint(tiny_cfg, capsys):
+    out = tiny_cfg.output_dir
+    argv = ["--preset", "tiny", "--epochs", "3", "--output_dir", out]
+    assert train.main(argv) == 0
+    from pathlib import Path
+    out = Path(out)
+    for name in ("reconstructions.png", "traversals_core.png", "traversals_detail.png",
+                 "cross_reconstruction.png", "group_balance.png", "training_history.png",
+                 "metrics.jsonl", "checkpoint.pt", "final_metrics.json"):
+        assert (out / name).stat().st_size > 0, name
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in records] == [1, 2, 3]
+    for r in records:
+        assert set(r["groups"]) == set(GROUPS) and set(r["bottleneck"]) == set(GROUPS)
+        assert r["rollback_rate"] == pytest.approx(
+            (r["rollbacks"] + r["rejected"]) / r["steps"] if r["steps"] else 0.0)
+        for key in ("loss", "min_group", "ssim", "kl_core", "kl_detail", "kl_core_dim",
+                    "core_active", "detail_active", "core_effective", "decision"):
+            assert key in r
+    assert records[0]["calibration_batches"] == tiny_cfg.calibration_batches
+    assert records[-1]["steps"] > 0 and 0 <= records[-1]["min_group"] <= 1
+    state = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert state["epoch"] == 3 and state["calibrated"]
+    assert configs.from_dict(state["config"]).epochs == 3
+    assert all(g.get("scale") != "auto" for g in state["goals"])
+    assert len(state["history"]) == 3
+    printed = capsys.readouterr().out
+    assert "=== epoch 3/3" in printed and "held-out" in printed

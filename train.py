@@ -1,0 +1,331 @@
+"""Train BOM VAE v15 with the LBO barrier, the rollback guard and the adaptive tightener.
+
+    python train.py                         # CelebA (set up with: python celeba_setup.py)
+    python train.py --preset demo           # built-in procedural dataset, small model, CPU
+    python train.py --epochs 3 --batch_size=128 --output_dir runs/a
+
+Every setting is a field of Config in configs.py. Per epoch: a summary on the console, a line
+in <output_dir>/metrics.jsonl and <output_dir>/checkpoint.pt. At the end: evaluation and the
+pictures (see evaluate.py).
+"""
+import contextlib
+import copy
+import functools
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+import configs
+from configs import GROUPS, UserError
+from control import RollbackGuard, Tightener
+from data import build_datasets, make_loader
+from evaluate import draw_pictures, reconstruction_metrics
+from losses import (Calibrator, barrier_loss, draw_step, evaluate_goals, forward_measures,
+                    measures_to_host, real_stats)
+from models import build_models
+from summary import EpochStats, format_summary
+
+FAILING_GOAL_SCORE = 0.01  # a goal this low is named in a [ROLLBACK] line
+DANGER_GROUP_SCORE = 0.05  # a group this low is in the danger zone
+
+
+class TrainingStalled(UserError):
+    pass
+
+
+def resolve_device(name):
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"device = {name!r}, but no CUDA GPU is visible; use --device cpu")
+    return torch.device(name)
+
+
+class Trainer:
+    def __init__(self, cfg, device):
+        self.cfg, self.device = cfg, device
+        self.vae, self.disc, self.perceptual = build_models(cfg, device)
+        # The discriminator scores for the VAE frozen and in eval mode (spectral-norm state
+        # untouched); only discriminator_step switches it to training.
+        self.disc.requires_grad_(False).eval()
+        self.opt = torch.optim.AdamW(self.vae.parameters(), cfg.lr, weight_decay=cfg.weight_decay)
+        self.opt_disc = torch.optim.AdamW(self.disc.parameters(), cfg.disc_lr)
+        self.schedulers = [torch.optim.lr_scheduler.CosineAnnealingLR(o, cfg.epochs, cfg.min_lr)
+                           for o in (self.opt, self.opt_disc)]
+        self.goals = copy.deepcopy(cfg.goals)
+        self.calibrator, self.calibrated = Calibrator(), False
+        self.guard = RollbackGuard(self.vae, self.opt)
+        self.tightener = Tightener(cfg)
+        self.history, self.lbo_batches, self.failed_in_a_row = [], 0, 0
+        use_amp = cfg.amp and device.type == "cuda"
+        self.amp = functools.partial(torch.autocast, "cuda", dtype=torch.bfloat16) if use_amp \
+            else contextlib.nullcontext
+
+    @property
+    def nets(self):
+        return self.vae, self.disc, self.perceptual
+
+    def _forward(self, x):
+        draws = draw_step(x, self.cfg)
+        real = real_stats(x, self.perceptual, self.amp)
+        return draws, real, forward_measures(self.nets, x, real, draws, self.amp)
+
+    # --- calibration (epoch 1): plain MSE, every raw measure recorded -----------------------
+    def calibration_step(self, x, stats):
+        _, _, fwd = self._forward(x)
+        host = measures_to_host(fwd.measures)
+        self.calibrator.record(host)
+        stats.add_measures(host, fwd.mu_variance)
+        stats.calibration_batches += 1
+        self.opt.zero_grad(set_to_none=True)
+        fwd.measures["mse"].backward()
+        torch.nn.utils.clip_grad_norm_(self.vae.parameters(), self.cfg.calibration_grad_clip)
+        self.opt.step()
+
+    def finish_calibration(self, log):
+        warnings = self.calibrator.calibrate(self.goals)
+        self.calibrated = True
+        scales = ", ".join(f"{g['name']}={g['scale']:.4g}" for g in self.goals
+                           if g["name"] in self._auto_goal_names())
+        log(f"calibrated on {len(self.calibrator)} batches; scales: {scales}")
+        for line in warnings:
+            log(line)
+
+    def _auto_goal_names(self):
+        return [g["name"] for g in self.cfg.goals if g.get("scale") == "auto"]
+
+    # --- the LBO step with the rollback guard (Directive #4) ---------------------------------
+    def lbo_step(self, x, stats, where, log):
+        # The snapshot is taken before the forward pass, so a refused batch leaves no trace
+        # at all: parameters, optimizer state and BatchNorm running statistics are exactly
+        # as before it. The look-ahead updates no buffer, so an accepted step's buffers are
+        # those of its own forward pass, as if there had been no look-ahead.
+        self.guard.snapshot()
+        draws, real, fwd = self._forward(x)
+        before = evaluate_goals(self.goals, fwd.measures)
+        stats.add_evaluation(before, fwd.mu_variance)
+        if not before.ok:  # rejected before any log is taken: no step to undo
+            self.guard.restore()
+            stats.rejected += 1
+            self._count_failure(before, f"[REJECTED] {where}", log)
+            return fwd.recon, before
+        loss = barrier_loss(self.goals, before)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        # Look-ahead: the same batch and the same draws (permutation, noise, augmentation),
+        # new weights.
+        with torch.no_grad():
+            after = evaluate_goals(self.goals, forward_measures(
+                self.nets, x, real, draws, self.amp, update_stats=False).measures)
+        if after.ok:
+            stats.add_accepted(before.barrier)
+            self.failed_in_a_row = 0
+        else:
+            self.guard.restore()
+            stats.rollbacks += 1
+            self._count_failure(after, f"[ROLLBACK] {where}", log)
+        return fwd.recon, before
+
+    def _count_failure(self, evaluation, prefix, log):
+        log(f"{prefix}: {describe_violation(self.goals, evaluation)}")
+        self.failed_in_a_row += 1
+        if self.failed_in_a_row >= self.cfg.max_consecutive_rejections:
+            raise TrainingStalled(
+                f"{self.failed_in_a_row} batches in a row were rejected or rolled back; the "
+                f"last one: {describe_violation(self.goals, evaluation)}. The goals cannot be "
+                "met from here: lower the learning rate (--lr), widen the failing goals in "
+                "configs.py, or raise max_consecutive_rejections")
+
+    def discriminator_step(self, x, recon, stats):
+        self.disc.train().requires_grad_(True)
+        with self.amp():
+            logits = self.disc(torch.cat([x, recon.detach()])).float()
+        target = torch.zeros_like(logits)
+        target[:len(x)] = 1.0  # real -> 1, reconstructions -> 0, averaged over both
+        loss = F.binary_cross_entropy_with_logits(logits, target)
+        self.opt_disc.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.disc.parameters(), self.cfg.disc_grad_clip)
+        self.opt_disc.step()
+        self.disc.eval().requires_grad_(False)
+        stats.add_disc_loss(loss)
+
+    # --- one epoch -------------------------------------------------------------------------
+    def train_epoch(self, loader, epoch):
+        stats, started = EpochStats(), time.time()
+        self.vae.train()
+        bar = tqdm(loader, desc=f"epoch {epoch}/{self.cfg.epochs}", dynamic_ncols=True,
+                   leave=False, file=sys.stdout)
+        for i, x in enumerate(bar, 1):
+            if not torch.isfinite(x).all():  # checked on the CPU: no device sync
+                stats.bad_batches += 1
+                continue
+            x = x.to(self.device, non_blocking=True)
+            if not self.calibrated:
+                self.calibration_step(x, stats)
+                if len(self.calibrator) == self.cfg.calibration_batches:
+                    self.finish_calibration(tqdm.write)
+                continue
+            recon, evaluation = self.lbo_step(x, stats, f"epoch {epoch} batch {i}", tqdm.write)
+            self.lbo_batches += 1
+            if self.lbo_batches % self.cfg.disc_every == 0:
+                self.discriminator_step(x, recon, stats)
+            bar.set_postfix(loss=f"{evaluation.barrier:.3f}",
+                            min=f"{min(evaluation.group_scores):.3f}",
+                            neck=GROUPS[evaluation.bottleneck],
+                            ssim=f"{evaluation.measures['ssim']:.3f}",
+                            rb=stats.failed, refresh=False)
+        bar.close()
+        if not self.calibrated:
+            if not len(self.calibrator):
+                raise UserError("epoch 1 had no usable batch to calibrate on (all had NaN/Inf "
+                                "pixels?); check the dataset")
+            tqdm.write(f"epoch 1 ended after {len(self.calibrator)} of the "
+                       f"{self.cfg.calibration_batches} calibration batches; calibrating now")
+            self.finish_calibration(tqdm.write)
+        record = stats.record(epoch, self.cfg.core_dim)
+        record["lr"] = self.opt.param_groups[0]["lr"]
+        record["decision"], record["stop"] = self.tightener.end_epoch(
+            epoch, stats.rollback_rate, self.goals)
+        record["tightening_rate"] = self.tightener.rate
+        for scheduler in self.schedulers:
+            scheduler.step()
+        record["seconds"] = time.time() - started
+        self.history.append(record)
+        return record
+
+    def state_dict(self, epoch):
+        """Everything needed to resume; loads with torch.load(weights_only=True)."""
+        return {
+            "format": "bom_vae_v15/1", "epoch": epoch, "config": configs.to_dict(self.cfg),
+            "vae": self.vae.state_dict(), "disc": self.disc.state_dict(),
+            "opt_vae": self.opt.state_dict(), "opt_disc": self.opt_disc.state_dict(),
+            "schedulers": [s.state_dict() for s in self.schedulers],
+            "goals": copy.deepcopy(self.goals), "calibrated": self.calibrated,
+            "tightener": self.tightener.state_dict(), "history": copy.deepcopy(self.history),
+        }
+
+
+def describe_violation(goals, evaluation):
+    """Why a step was refused: non-finite measures, violated groups, failing goals (score <=
+    0.01), the bottleneck and the groups in the danger zone (score <= 0.05)."""
+    parts = []
+    if evaluation.nonfinite:
+        parts.append("non-finite " + ", ".join(evaluation.nonfinite))
+    if evaluation.violated:
+        parts.append("violated " + ", ".join(evaluation.violated))
+    failing = [f"{g['name']} {evaluation.goal_scores[g['name']]:.2e}" for g in goals
+               if evaluation.goal_scores[g["name"]] <= FAILING_GOAL_SCORE]
+    if failing:
+        parts.append("failing goals: " + ", ".join(failing))
+    parts.append(f"bottleneck {GROUPS[evaluation.bottleneck]}")
+    danger = [f"{g} {s:.3f}" for g, s in zip(GROUPS, evaluation.group_scores)
+              if s <= DANGER_GROUP_SCORE]
+    if danger:
+        parts.append("danger zone: " + ", ".join(danger))
+    return "; ".join(parts)
+
+
+def save_checkpoint(payload, path):
+    """Write to a temporary file, flush it to disk, then rename: a crash mid-write never
+    replaces the previous good checkpoint with a broken one."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        torch.save(payload, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def prepare_output_dir(name):
+    out = Path(name)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write_test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as err:
+        raise UserError(f"output_dir = {name!r} is not writable ({err.strerror}); "
+                        "choose another with --output_dir PATH") from None
+    return out
+
+
+def print_header(cfg, trainer, device, data_description, batches):
+    def millions(module):
+        return sum(p.numel() for p in module.parameters()) / 1e6
+
+    amp = " (bf16 autocast)" if trainer.amp is not contextlib.nullcontext else ""
+    print(f"BOM VAE v15 | device {device}{amp}")
+    print(f"data: {data_description}; {batches} batches of {cfg.batch_size} per epoch")
+    print(f"model: VAE {millions(trainer.vae):.2f} M params (latent {cfg.latent_dim} = "
+          f"{cfg.core_dim} core + {cfg.detail_dim} detail), discriminator "
+          f"{millions(trainer.disc):.2f} M")
+    print(f"perceptual: {trainer.perceptual.description}")
+    print(f"output: {cfg.output_dir}")
+
+
+def train(cfg):
+    device = resolve_device(cfg.device)
+    torch.manual_seed(cfg.seed)
+    train_set, heldout, data_description = build_datasets(cfg)
+    loader = make_loader(train_set, cfg, train=True)
+    out = prepare_output_dir(cfg.output_dir)
+    trainer = Trainer(cfg, device)
+    print_header(cfg, trainer, device, data_description, len(loader))
+    metrics_path, checkpoint_path = out / "metrics.jsonl", out / "checkpoint.pt"
+    metrics_path.write_text("")
+    try:
+        for epoch in range(1, cfg.epochs + 1):
+            record = trainer.train_epoch(loader, epoch)
+            with open(metrics_path, "a") as f:
+                f.write(json.dumps(record) + "\n")
+            print(format_summary(record, cfg.epochs), flush=True)
+            save_checkpoint(trainer.state_dict(epoch), checkpoint_path)
+            if record["stop"]:
+                print(f"STOPPING after epoch {epoch}: {record['decision']}")
+                break
+    except (KeyboardInterrupt, TrainingStalled):
+        if checkpoint_path.exists():
+            print(f"the checkpoint of the last complete epoch is kept at {checkpoint_path}")
+        raise
+    finish(trainer, heldout, out)
+    return trainer
+
+
+def finish(trainer, heldout, out):
+    """Evaluate on held-out images and draw the pictures; the checkpoint is already on disk,
+    so a failure here loses nothing (python evaluate.py CHECKPOINT redraws them)."""
+    cfg = trainer.cfg
+    metrics = reconstruction_metrics(trainer.vae, heldout, cfg, trainer.device, trainer.amp)
+    (out / "final_metrics.json").write_text(json.dumps(metrics, indent=2))
+    print(f"held-out ({metrics['images']} images): MSE {metrics['mse']:.5f}  "
+          f"PSNR {metrics['psnr']:.2f} dB  SSIM {metrics['ssim']:.4f}")
+    paths = draw_pictures(trainer.vae, heldout, trainer.history, out, trainer.device,
+                          cfg.target_rollback_rate)
+    print("pictures: " + ", ".join(p.name for p in paths))
+
+
+def main(argv=None):
+    try:
+        cfg = configs.parse_args(sys.argv[1:] if argv is None else argv)
+        train(cfg)
+    except TrainingStalled as err:
+        print(f"training stopped: {err}", file=sys.stderr)
+        return 3
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
