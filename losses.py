@@ -176,9 +176,13 @@ def _kl_per_dim(mu, logvar):
 def forward_measures(nets, x, real, draws, amp_context, update_stats=True):
     """One forward pass of everything the goals need; every raw measure computed once.
 
+    The reconstruction and the four altered latents are decoded in ONE decoder call: in
+    training mode BatchNorm normalises with batch statistics, and separate calls would give
+    D(z) and D(z + noise) different normalisations, a spurious 'leak' even at zero noise.
+
     update_stats=False (the guard's look-ahead) leaves every BatchNorm running statistic
-    untouched. In the main step only the encoder pass on x and the decoder pass of the
-    reconstruction update them; auxiliary passes never do (see frozen_batchnorm_stats)."""
+    untouched; otherwise the encoder pass on x and the joint decoder pass update them, and the
+    encoder pass on aug(x) does not (see frozen_batchnorm_stats)."""
     vae, disc, perceptual = nets
     core_dim = vae.core_dim
     outer = contextlib.nullcontext() if update_stats else frozen_batchnorm_stats(vae)
@@ -189,16 +193,15 @@ def forward_measures(nets, x, real, draws, amp_context, update_stats=True):
         mu, logvar, mu_aug = mu.float(), logvar.float(), mu_aug.float()
         z = vae.reparameterize(mu, logvar, draws.eps)
         z_core, z_detail = z[:, :core_dim], z[:, core_dim:]
-        recon = vae.decode(z).float()
-        # The four altered latents share one decoder call (one batch for the hardware).
-        altered = torch.cat([
+        latents = torch.cat([
+            z,
             torch.cat([z_core, torch.zeros_like(z_detail)], 1),            # core only
             torch.cat([z_core, z_detail[draws.perm]], 1),                  # swap
             torch.cat([z_core + draws.core_noise, z_detail], 1),           # core perturbed
             torch.cat([z_core, z_detail + draws.detail_noise], 1),         # detail perturbed
         ])
-        with frozen_batchnorm_stats(vae):
-            recon_core, swapped, core_moved, detail_moved = vae.decode(altered).float().chunk(4)
+        recon, recon_core, swapped, core_moved, detail_moved = \
+            vae.decode(latents).float().chunk(5)
         realism = torch.sigmoid(disc(torch.cat([recon, swapped])).float()).flatten(1).mean(1)
         recon_features = perceptual(recon).float()
 

@@ -113,10 +113,8 @@ class VAE(nn.Module):
 def frozen_batchnorm_stats(module):
     """Batch statistics as in training, but running statistics left untouched.
 
-    Used for the auxiliary passes (decodes of altered latents, the augmented encoder pass)
-    and the guard's look-ahead: only the main reconstruction pass moves the running
-    statistics, so eval-mode reconstructions use statistics of real reconstructions, and a
-    look-ahead never changes a buffer."""
+    Used for the encoder's pass on augmented images (so the running statistics describe real
+    images) and for the guard's look-ahead, which must never change a buffer."""
     norms = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     saved = [m.track_running_stats for m in norms]
     for m in norms:
