@@ -124,6 +124,8 @@ class Config:
     amp: bool = True                 # bf16 autocast for the networks on CUDA; goals stay float32
     seed: int = 0
     eval_images: int = 10000
+    resume: str = ""                 # "" = fresh run; "latest" (or bare --resume) = the
+                                     # output folder's checkpoint.pt; or a checkpoint path
     goals: list = field(default_factory=default_goals)
 
     @property
@@ -153,10 +155,18 @@ PRESETS = {
     ),
 }
 
+# Settings of the run rather than of the experiment: a resumed run may change them.
+RUN_ONLY_FIELDS = ("output_dir", "device", "num_workers", "eval_images", "resume",
+                   "max_consecutive_rejections")
+
 CHOICES = {
     "dataset": ("auto", "celeba", "folder", "synthetic"),
     "perceptual": ("vgg16", "random"),
 }
+
+
+# Settings that may be given without a value on the command line.
+BARE_FLAGS = {"resume": "latest", "amp": "true"}
 
 
 class UserError(Exception):
@@ -216,7 +226,9 @@ def parse_args(argv):
         name = name.replace("-", "_")
         if not eq:
             if not words or words[0].startswith("--"):
-                raise ConfigError(f"--{name} needs a value, e.g. --{name}=VALUE")
+                if name not in BARE_FLAGS:
+                    raise ConfigError(f"--{name} needs a value, e.g. --{name}=VALUE")
+                words.insert(0, BARE_FLAGS[name])
             value = words.pop(0)
         pairs.append((name, value))
 
@@ -325,6 +337,12 @@ def to_dict(cfg):
             out[key] = list(value)
     out["goals"] = copy.deepcopy(cfg.goals)
     return out
+
+
+def differing_fields(a, b, ignore=RUN_ONLY_FIELDS):
+    """Names of the settings (goal table included) in which two configs differ."""
+    left, right = to_dict(a), to_dict(b)
+    return [k for k in left if k not in ignore and left[k] != right.get(k)]
 
 
 def from_dict(data):

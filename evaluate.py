@@ -15,6 +15,7 @@ import torch
 
 import configs
 import plots
+from checkpoint import read_checkpoint
 from configs import GROUPS, UserError
 from data import build_datasets, make_loader
 from losses import ssim_per_image
@@ -102,16 +103,8 @@ def draw_pictures(vae, dataset, history, out, device, target_rollback_rate):
 
 
 def load_checkpoint(path, device):
-    """Config, models and history from a checkpoint written by train.py."""
-    try:
-        state = torch.load(path, map_location=device, weights_only=True)
-    except FileNotFoundError:
-        raise UserError(f"checkpoint {path} does not exist") from None
-    except Exception as err:  # pickle/zip errors of a corrupt or foreign file
-        raise UserError(f"checkpoint {path} cannot be read ({type(err).__name__}: {err}); "
-                        "it is corrupt or not written by train.py") from None
-    if not isinstance(state, dict) or state.get("format") != "bom_vae_v15/1":
-        raise UserError(f"checkpoint {path} was not written by this project's train.py")
+    """Config, VAE and the whole saved state from a checkpoint written by train.py."""
+    state = read_checkpoint(path, device)
     cfg = configs.from_dict(state["config"])
     vae = VAE(cfg).to(device)
     vae.load_state_dict(state["vae"])

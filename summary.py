@@ -22,6 +22,7 @@ class EpochStats:
         self.calibration_batches = self.bad_batches = 0
         self.mu_variance_sum = None
         self.disc_loss_sum, self.disc_steps = None, 0
+        self.seconds = 0.0  # training time spent in this epoch before an interruption
 
     def add_measures(self, measures, mu_variance):
         self.measure_sums.update(measures)
@@ -44,6 +45,16 @@ class EpochStats:
         self.disc_loss_sum = loss.detach() if self.disc_loss_sum is None \
             else self.disc_loss_sum + loss.detach()
         self.disc_steps += 1
+
+    _COUNTERS = ("measure_sums", "group_sums", "bottlenecks")
+
+    def state_dict(self):
+        """Plain data, for a checkpoint taken in the middle of an epoch."""
+        return {k: dict(v) if k in self._COUNTERS else v for k, v in vars(self).items()}
+
+    def load_state_dict(self, state):
+        for key, value in state.items():
+            setattr(self, key, Counter(value) if key in self._COUNTERS else value)
 
     @property
     def failed(self):

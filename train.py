@@ -12,8 +12,9 @@ import contextlib
 import copy
 import functools
 import json
-import os
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -22,6 +23,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 import configs
+from checkpoint import FORMAT, read_checkpoint, save_checkpoint
 from configs import GROUPS, UserError
 from control import RollbackGuard, Tightener
 from data import build_datasets, make_loader
@@ -158,12 +160,20 @@ class Trainer:
         stats.add_disc_loss(loss)
 
     # --- one epoch -------------------------------------------------------------------------
-    def train_epoch(self, loader, epoch):
-        stats, started = EpochStats(), time.time()
+    def train_epoch(self, loader, epoch, stats, start_batch, interrupt):
+        """Train on `loader` (the epoch's batches from `start_batch` on). Returns the epoch's
+        record, or None when an interrupt was requested (self.position = batches done)."""
+        started = time.time()
         self.vae.train()
         bar = tqdm(loader, desc=f"epoch {epoch}/{self.cfg.epochs}", dynamic_ncols=True,
-                   leave=False, file=sys.stdout)
-        for i, x in enumerate(bar, 1):
+                   initial=start_batch, total=start_batch + len(loader), leave=False,
+                   file=sys.stdout)
+        for i, x in enumerate(bar, start_batch + 1):
+            if interrupt.requested:
+                bar.close()
+                stats.seconds += time.time() - started
+                self.position = i - 1
+                return None
             if not torch.isfinite(x).all():  # checked on the CPU: no device sync
                 stats.bad_batches += 1
                 continue
@@ -197,20 +207,45 @@ class Trainer:
         record["tightening_rate"] = self.tightener.rate
         for scheduler in self.schedulers:
             scheduler.step()
-        record["seconds"] = time.time() - started
+        record["seconds"] = stats.seconds + time.time() - started
         self.history.append(record)
         return record
 
-    def state_dict(self, epoch):
-        """Everything needed to resume; loads with torch.load(weights_only=True)."""
+    # --- checkpoints -----------------------------------------------------------------------
+    def state_dict(self, next_epoch, next_batch=0, stats=None):
+        """Everything needed to continue exactly from (next_epoch, next_batch); plain tensors,
+        numbers, strings, lists and dicts, so it loads with torch.load(weights_only=True)."""
         return {
-            "format": "bom_vae_v15/1", "epoch": epoch, "config": configs.to_dict(self.cfg),
+            "format": FORMAT, "config": configs.to_dict(self.cfg),
+            "next_epoch": next_epoch, "next_batch": next_batch,
+            "epoch_stats": stats.state_dict() if stats else None,
             "vae": self.vae.state_dict(), "disc": self.disc.state_dict(),
             "opt_vae": self.opt.state_dict(), "opt_disc": self.opt_disc.state_dict(),
             "schedulers": [s.state_dict() for s in self.schedulers],
             "goals": copy.deepcopy(self.goals), "calibrated": self.calibrated,
+            "calibration_rows": copy.deepcopy(self.calibrator.rows),
             "tightener": self.tightener.state_dict(), "history": copy.deepcopy(self.history),
+            "lbo_batches": self.lbo_batches, "failed_in_a_row": self.failed_in_a_row,
+            "rng": {"torch": torch.get_rng_state(),
+                    "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
         }
+
+    def load_state_dict(self, state):
+        self.vae.load_state_dict(state["vae"])
+        self.disc.load_state_dict(state["disc"])
+        self.opt.load_state_dict(state["opt_vae"])
+        self.opt_disc.load_state_dict(state["opt_disc"])
+        for scheduler, saved in zip(self.schedulers, state["schedulers"]):
+            scheduler.load_state_dict(saved)
+        self.goals = copy.deepcopy(state["goals"])
+        self.calibrated = state["calibrated"]
+        self.calibrator.rows = copy.deepcopy(state["calibration_rows"])
+        self.tightener.load_state_dict(state["tightener"])
+        self.history = copy.deepcopy(state["history"])
+        self.lbo_batches, self.failed_in_a_row = state["lbo_batches"], state["failed_in_a_row"]
+        torch.set_rng_state(state["rng"]["torch"])
+        if state["rng"]["cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
 
 
 def describe_violation(goals, evaluation):
@@ -231,17 +266,6 @@ def describe_violation(goals, evaluation):
     if danger:
         parts.append("danger zone: " + ", ".join(danger))
     return "; ".join(parts)
-
-
-def save_checkpoint(payload, path):
-    """Write to a temporary file, flush it to disk, then rename: a crash mid-write never
-    replaces the previous good checkpoint with a broken one."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        torch.save(payload, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def prepare_output_dir(name):
@@ -271,30 +295,106 @@ def print_header(cfg, trainer, device, data_description, batches):
     print(f"output: {cfg.output_dir}")
 
 
+class InterruptRequest:
+    signum = None
+
+    @property
+    def requested(self):
+        return self.signum is not None
+
+
+@contextlib.contextmanager
+def interrupt_requests():
+    """SIGINT (Ctrl-C, Colab's stop button) and SIGTERM ask the loop to finish the current
+    step, save a checkpoint and exit; a second Ctrl-C quits at once."""
+    request = InterruptRequest()
+    if threading.current_thread() is not threading.main_thread():
+        yield request  # signal handlers can only be installed from the main thread
+        return
+
+    def handle(signum, frame):
+        if request.requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        request.signum = signum
+        tqdm.write(f"\n{signal.Signals(signum).name}: saving a checkpoint after this step "
+                   "(Ctrl-C again to quit at once)")
+    previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield request
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+class Interrupted(Exception):
+    def __init__(self, message, signum):
+        super().__init__(message)
+        self.exit_code = 128 + signum
+
+
+def read_resume_checkpoint(cfg, out, device):
+    path = out / "checkpoint.pt" if cfg.resume == "latest" else Path(cfg.resume)
+    if not path.exists():
+        raise UserError(f"--resume: no checkpoint at {path}; run without --resume to start "
+                        "afresh, or pass --resume PATH")
+    state = read_checkpoint(path, device)
+    saved = configs.from_dict(state["config"])
+    changed = configs.differing_fields(cfg, saved)
+    if changed:
+        what = ", ".join(f"{k} (checkpoint {getattr(saved, k)!r}, now {getattr(cfg, k)!r})"
+                         if k != "goals" else "goals (the goal table in configs.py)"
+                         for k in changed)
+        raise UserError(f"checkpoint {path} was trained with other settings: {what}. Resume "
+                        "with the same settings, or start a fresh run in another --output_dir")
+    return path, state
+
+
 def train(cfg):
     device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
     train_set, heldout, data_description = build_datasets(cfg)
-    loader = make_loader(train_set, cfg, train=True)
     out = prepare_output_dir(cfg.output_dir)
     trainer = Trainer(cfg, device)
-    print_header(cfg, trainer, device, data_description, len(loader))
-    metrics_path, checkpoint_path = out / "metrics.jsonl", out / "checkpoint.pt"
-    metrics_path.write_text("")
-    try:
-        for epoch in range(1, cfg.epochs + 1):
-            record = trainer.train_epoch(loader, epoch)
+    checkpoint_path, metrics_path = out / "checkpoint.pt", out / "metrics.jsonl"
+    next_epoch, next_batch, stats_state = 1, 0, None
+    if cfg.resume:
+        path, state = read_resume_checkpoint(cfg, out, device)
+        trainer.load_state_dict(state)
+        next_epoch, next_batch, stats_state = (state["next_epoch"], state["next_batch"],
+                                               state["epoch_stats"])
+        print(f"resuming from {path}: epoch {next_epoch}, batch {next_batch + 1}")
+    elif checkpoint_path.exists():
+        print(f"starting afresh: {checkpoint_path} will be replaced (--resume continues it)")
+    # metrics.jsonl always matches the history being continued (lines of epochs after the
+    # checkpoint, from a run that crashed, are dropped).
+    metrics_path.write_text("".join(json.dumps(r) + "\n" for r in trainer.history))
+    print_header(cfg, trainer, device, data_description,
+                 len(make_loader(train_set, cfg, train=True)))
+    finished = bool(trainer.history) and trainer.history[-1]["stop"]
+    with interrupt_requests() as interrupt:
+        for epoch in range(next_epoch, cfg.epochs + 1):
+            if finished:
+                break
+            loader = make_loader(train_set, cfg, train=True, epoch=epoch, start_batch=next_batch)
+            stats = EpochStats()
+            if stats_state:
+                stats.load_state_dict(stats_state)
+            record = trainer.train_epoch(loader, epoch, stats, next_batch, interrupt)
+            if record is None:
+                save_checkpoint(trainer.state_dict(epoch, trainer.position, stats),
+                                checkpoint_path)
+                raise Interrupted(f"interrupted in epoch {epoch} after batch "
+                                  f"{trainer.position}; checkpoint saved to {checkpoint_path}. "
+                                  "Continue with the same command plus --resume",
+                                  interrupt.signum)
+            next_batch, stats_state = 0, None
             with open(metrics_path, "a") as f:
                 f.write(json.dumps(record) + "\n")
             print(format_summary(record, cfg.epochs), flush=True)
-            save_checkpoint(trainer.state_dict(epoch), checkpoint_path)
-            if record["stop"]:
+            save_checkpoint(trainer.state_dict(epoch + 1), checkpoint_path)
+            finished = record["stop"]
+            if finished:
                 print(f"STOPPING after epoch {epoch}: {record['decision']}")
-                break
-    except (KeyboardInterrupt, TrainingStalled):
-        if checkpoint_path.exists():
-            print(f"the checkpoint of the last complete epoch is kept at {checkpoint_path}")
-        raise
     finish(trainer, heldout, out)
     return trainer
 
@@ -313,15 +413,25 @@ def finish(trainer, heldout, out):
 
 
 def main(argv=None):
+    cfg = None
     try:
         cfg = configs.parse_args(sys.argv[1:] if argv is None else argv)
         train(cfg)
+    except Interrupted as err:
+        print(str(err), file=sys.stderr)
+        return err.exit_code
     except TrainingStalled as err:
         print(f"training stopped: {err}", file=sys.stderr)
         return 3
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except torch.OutOfMemoryError:
+        print(f"error: out of GPU memory at batch_size {cfg.batch_size}; lower it, e.g. "
+              f"--batch_size {max(cfg.batch_size // 2, 2)} (a run resumes only with its own "
+              "batch size: start the smaller one afresh in another --output_dir)",
+              file=sys.stderr)
+        return 4
     except KeyboardInterrupt:
         return 130
     return 0

@@ -152,7 +152,7 @@ def test_a_short_run_writes_every_output_and_a_safe_checkpoint(tiny_cfg, capsys)
     assert records[0]["calibration_batches"] == tiny_cfg.calibration_batches
     assert records[-1]["steps"] > 0 and 0 <= records[-1]["min_group"] <= 1
     state = torch.load(out / "checkpoint.pt", weights_only=True)
-    assert state["epoch"] == 3 and state["calibrated"]
+    assert state["next_epoch"] == 4 and state["calibrated"]
     assert configs.from_dict(state["config"]).epochs == 3
     assert all(g.get("scale") != "auto" for g in state["goals"])
     assert len(state["history"]) == 3

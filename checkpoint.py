@@ -1,0 +1,43 @@
+"""Checkpoint files: written atomically, read back with torch.load(weights_only=True)."""
+import errno
+import os
+from pathlib import Path
+
+import torch
+
+from configs import UserError
+
+FORMAT = "bom_vae_v15/1"
+
+
+def save_checkpoint(payload, path):
+    """Write to a temporary file, flush it to disk, then rename over the old one: a crash or a
+    full disk mid-write never replaces the previous good checkpoint with a broken one."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(payload, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        kept = f"; the previous checkpoint {path} is intact" if path.exists() else ""
+        reason = "the disk is full" if err.errno == errno.ENOSPC else err.strerror
+        raise UserError(f"could not write checkpoint {path}: {reason}{kept}. Free some space "
+                        "or choose another --output_dir, then resume with --resume") from None
+
+
+def read_checkpoint(path, device="cpu"):
+    """The checkpoint's contents, or one clear line on what is wrong with the file."""
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+    except FileNotFoundError:
+        raise UserError(f"checkpoint {path} does not exist") from None
+    except Exception as err:  # zip/pickle errors of a truncated, corrupt or foreign file
+        raise UserError(f"checkpoint {path} cannot be read ({type(err).__name__}); it is "
+                        "corrupt or was not written by train.py") from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise UserError(f"checkpoint {path} was not written by this project's train.py")
+    return state
