@@ -199,7 +199,8 @@ def _parse_value(name, text):
             return tuple(int(part) for part in text.split(","))
         return kind(text)
     except ValueError:
-        expected = "comma-separated integers, e.g. 64,128,256,512" if kind is tuple else kind.__name__
+        expected = ("comma-separated integers, e.g. 64,128,256,512" if kind is tuple
+                    else kind.__name__)
         raise ConfigError(f"--{name}: cannot read {text!r} as {expected}") from None
 
 

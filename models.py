@@ -4,7 +4,6 @@ import contextlib
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from torch.nn.utils.parametrizations import spectral_norm
 
 from configs import UserError

@@ -12,10 +12,13 @@ import contextlib
 import copy
 import functools
 import json
+import re
 import signal
 import sys
 import threading
 import time
+import traceback
+import warnings
 from pathlib import Path
 
 import torch
@@ -32,6 +35,11 @@ from losses import (Calibrator, barrier_loss, draw_step, evaluate_goals, forward
                     measures_to_host, real_stats)
 from models import build_models
 from summary import EpochStats, format_summary
+
+# The discriminator's optimizer takes no step during calibration, so its scheduler's first
+# step comes "before optimizer.step()"; that is intended, and the warning would only confuse.
+warnings.filterwarnings(
+    "ignore", message=re.escape("Detected call of `lr_scheduler.step()` before"))
 
 FAILING_GOAL_SCORE = 0.01  # a goal this low is named in a [ROLLBACK] line
 DANGER_GROUP_SCORE = 0.05  # a group this low is in the danger zone
@@ -395,7 +403,13 @@ def train(cfg):
             finished = record["stop"]
             if finished:
                 print(f"STOPPING after epoch {epoch}: {record['decision']}")
-    finish(trainer, heldout, out)
+    try:
+        finish(trainer, heldout, out)
+    except Exception as err:  # the model is safe on disk: say so rather than only crash
+        traceback.print_exc()
+        raise UserError(f"evaluation or pictures failed ({type(err).__name__}: {err}); the "
+                        f"trained model is safe in {checkpoint_path}: redraw with "
+                        f"python evaluate.py {checkpoint_path}") from None
     return trainer
 
 

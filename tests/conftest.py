@@ -8,9 +8,34 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 torch.set_num_threads(2)
 
 import configs  # noqa: E402
+import train  # noqa: E402
 
 
 @pytest.fixture
 def tiny_cfg(tmp_path):
     """The smallest full configuration (see configs.PRESETS['tiny']), writing under tmp_path."""
     return configs.parse_args(["--preset", "tiny", "--output_dir", str(tmp_path / "out")])
+
+
+def snapshot(trainer):
+    state = {f"vae.{k}": v.clone() for k, v in trainer.vae.state_dict().items()}
+    state.update({f"disc.{k}": v.clone() for k, v in trainer.disc.state_dict().items()})
+    for i, s in enumerate(trainer.opt.state.values()):
+        state.update({f"opt.{i}.{k}": v.clone() for k, v in s.items()})
+    return state
+
+
+def differing(a, b):
+    return [k for k in a if not torch.equal(a[k], b[k])]
+
+
+@pytest.fixture
+def calibrated(tiny_cfg):
+    """A trainer past calibration, with its optimizer state in place."""
+    torch.manual_seed(0)
+    trainer = train.Trainer(tiny_cfg, torch.device("cpu"))
+    stats = train.EpochStats()
+    for _ in range(tiny_cfg.calibration_batches):
+        trainer.calibration_step(torch.rand(8, 3, 32, 32), stats)
+    trainer.finish_calibration(lambda line: None)
+    return trainer

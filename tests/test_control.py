@@ -12,7 +12,7 @@ from models import VAE
 def state_of(model, optimizer):
     tensors = {f"p.{k}": v.detach().clone() for k, v in model.named_parameters()}
     tensors.update({f"b.{k}": v.detach().clone() for k, v in model.named_buffers()})
-    for i, (param, state) in enumerate(optimizer.state.items()):
+    for i, state in enumerate(optimizer.state.values()):
         tensors.update({f"o.{i}.{k}": v.clone() for k, v in state.items() if torch.is_tensor(v)})
     return tensors
 

@@ -1,6 +1,5 @@
 """SIGKILL at random moments, checkpoint writes included, never loses the run."""
 import json
-import os
 import random
 import signal
 import subprocess

@@ -9,30 +9,7 @@ import torch
 import configs
 import train
 from configs import GROUPS
-
-
-def snapshot(trainer):
-    state = {f"vae.{k}": v.clone() for k, v in trainer.vae.state_dict().items()}
-    state.update({f"disc.{k}": v.clone() for k, v in trainer.disc.state_dict().items()})
-    for i, s in enumerate(trainer.opt.state.values()):
-        state.update({f"opt.{i}.{k}": v.clone() for k, v in s.items()})
-    return state
-
-
-def differing(a, b):
-    return [k for k in a if not torch.equal(a[k], b[k])]
-
-
-@pytest.fixture
-def calibrated(tiny_cfg):
-    """A trainer past calibration, with its optimizer state in place."""
-    torch.manual_seed(0)
-    trainer = train.Trainer(tiny_cfg, torch.device("cpu"))
-    stats = train.EpochStats()
-    for _ in range(tiny_cfg.calibration_batches):
-        trainer.calibration_step(torch.rand(8, 3, 32, 32), stats)
-    trainer.finish_calibration(lambda line: None)
-    return trainer
+from conftest import differing, snapshot
 
 
 def force_lookahead_violation(monkeypatch):
