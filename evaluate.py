@@ -34,7 +34,7 @@ def reconstruction_metrics(vae, dataset, cfg, device, amp=contextlib.nullcontext
     for x in make_loader(dataset, cfg, train=False):
         x = x[: cfg.eval_images - seen].to(device)
         with amp():
-            recon = vae(x)[0].float()
+            recon = vae.reconstruct(x).float()
         squared.append((recon - x).pow(2).flatten(1).mean(1).cpu())
         ssims.append(ssim_per_image(recon, x).cpu())
         seen += len(x)

@@ -176,32 +176,17 @@ def _kl_per_dim(mu, logvar):
 def forward_measures(nets, x, real, draws, amp_context, update_stats=True):
     """One forward pass of everything the goals need; every raw measure computed once.
 
-    The reconstruction and the four altered latents are decoded in ONE decoder call: in
-    training mode BatchNorm normalises with batch statistics, and separate calls would give
-    D(z) and D(z + noise) different normalisations, a spurious 'leak' even at zero noise.
-
+    nets[0] is the VAE, or its DistributedDataParallel wrapper (see VAE.forward).
     update_stats=False (the guard's look-ahead) leaves every BatchNorm running statistic
-    untouched; otherwise the encoder pass on x and the joint decoder pass update them, and the
-    encoder pass on aug(x) does not (see frozen_batchnorm_stats)."""
+    untouched."""
     vae, disc, perceptual = nets
-    core_dim = vae.core_dim
+    core_dim = draws.core_noise.shape[1]
     outer = contextlib.nullcontext() if update_stats else frozen_batchnorm_stats(vae)
     with outer, amp_context():
-        mu, logvar = vae.encode(x)
-        with frozen_batchnorm_stats(vae):
-            mu_aug, _ = vae.encode(draws.augmented)
-        mu, logvar, mu_aug = mu.float(), logvar.float(), mu_aug.float()
-        z = vae.reparameterize(mu, logvar, draws.eps)
+        mu, logvar, mu_aug, z, decoded = vae(x, draws.augmented, draws.eps, draws.perm,
+                                             draws.core_noise, draws.detail_noise)
         z_core, z_detail = z[:, :core_dim], z[:, core_dim:]
-        latents = torch.cat([
-            z,
-            torch.cat([z_core, torch.zeros_like(z_detail)], 1),            # core only
-            torch.cat([z_core, z_detail[draws.perm]], 1),                  # swap
-            torch.cat([z_core + draws.core_noise, z_detail], 1),           # core perturbed
-            torch.cat([z_core, z_detail + draws.detail_noise], 1),         # detail perturbed
-        ])
-        recon, recon_core, swapped, core_moved, detail_moved = \
-            vae.decode(latents).float().chunk(5)
+        recon, recon_core, swapped, core_moved, detail_moved = decoded.chunk(5)
         realism = torch.sigmoid(disc(torch.cat([recon, swapped])).float()).flatten(1).mean(1)
         recon_features = perceptual(recon).float()
 

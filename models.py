@@ -101,11 +101,33 @@ class VAE(nn.Module):
     def reparameterize(mu, logvar, eps):
         return mu + torch.exp(0.5 * logvar) * eps
 
-    def forward(self, x):
-        """Plain reconstruction in the current mode; mu is used (no sampling) in eval mode."""
+    def forward(self, x, augmented, eps, perm, core_noise, detail_noise):
+        """Everything an LBO step needs from the VAE, in one call (the unit that
+        DistributedDataParallel wraps): mu and log sigma^2 of x, mu of aug(x), the sampled z,
+        and the decodes of [z, core only, swapped detail, core + noise, detail + noise].
+
+        The five latents are decoded in ONE decoder call: in training mode BatchNorm
+        normalises with batch statistics, and separate calls would give D(z) and D(z + noise)
+        different normalisations, a spurious 'leak' even at zero noise. The pass on aug(x)
+        leaves the running statistics alone, so they describe real images."""
         mu, logvar = self.encode(x)
-        z = self.reparameterize(mu, logvar, torch.randn_like(mu)) if self.training else mu
-        return self.decode(z), mu, logvar
+        with frozen_batchnorm_stats(self):
+            mu_aug, _ = self.encode(augmented)
+        mu, logvar, mu_aug = mu.float(), logvar.float(), mu_aug.float()
+        z = self.reparameterize(mu, logvar, eps)
+        z_core, z_detail = self.split(z)
+        latents = torch.cat([
+            z,
+            torch.cat([z_core, torch.zeros_like(z_detail)], 1),    # core only
+            torch.cat([z_core, z_detail[perm]], 1),                # swap
+            torch.cat([z_core + core_noise, z_detail], 1),         # core perturbed
+            torch.cat([z_core, z_detail + detail_noise], 1),       # detail perturbed
+        ])
+        return mu, logvar, mu_aug, z, self.decode(latents).float()
+
+    def reconstruct(self, x):
+        """decode(mu): the deterministic reconstruction used for evaluation and pictures."""
+        return self.decode(self.encode(x)[0])
 
 
 @contextlib.contextmanager

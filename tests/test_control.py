@@ -19,7 +19,8 @@ def state_of(model, optimizer):
 
 def train_step(model, optimizer, x):
     """A forward in training mode (moves BatchNorm running stats) and an AdamW step."""
-    recon, mu, logvar = model(x)
+    mu, logvar = model.encode(x)
+    recon = model.decode(model.reparameterize(mu, logvar, torch.randn_like(mu)))
     optimizer.zero_grad(set_to_none=True)
     ((recon - x) ** 2).mean().add(mu.pow(2).mean()).backward()
     optimizer.step()
