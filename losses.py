@@ -284,6 +284,7 @@ class GoalEvaluation:
     log_scores: dict        # goal name -> log-score tensor (differentiable)
     measures: dict          # measure name -> float (host copy, for logs and calibration)
     group_log_sums: list    # per group: log of the product of its scores
+    group_sizes: list       # per group: the number of its goals
     group_scores: list      # per group: the score S_g (geometric mean of its goal scores)
     goal_scores: dict       # goal name -> score as a float
     violated: list          # names of violated groups (product underflows, or non-finite)
@@ -328,8 +329,8 @@ def evaluate_goals(goals, measures):
     group_scores = [math.exp(total / len(m)) if group not in violated else 0.0
                     for group, total, m in zip(GROUPS, host_sums, members)]
     bottleneck = min(range(len(GROUPS)), key=lambda i: group_scores[i])
-    return GoalEvaluation(log_scores, host_measures, host_sums, group_scores, goal_scores,
-                          violated, nonfinite, bottleneck)
+    return GoalEvaluation(log_scores, host_measures, host_sums, [len(m) for m in members],
+                          group_scores, goal_scores, violated, nonfinite, bottleneck)
 
 
 def barrier_loss(goals, evaluation):

@@ -12,6 +12,7 @@ import contextlib
 import copy
 import functools
 import json
+import os
 import re
 import signal
 import sys
@@ -23,12 +24,14 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 import configs
 from checkpoint import FORMAT, read_checkpoint, save_checkpoint
 from configs import GROUPS, UserError
 from control import RollbackGuard, Tightener
+import distributed
 from data import build_datasets, make_loader
 from evaluate import draw_pictures, reconstruction_metrics
 from losses import (Calibrator, barrier_loss, draw_step, evaluate_goals, forward_measures,
@@ -58,12 +61,22 @@ def resolve_device(name):
 
 
 class Trainer:
-    def __init__(self, cfg, device):
-        self.cfg, self.device = cfg, device
+    def __init__(self, cfg, device, context=distributed.Context()):
+        self.cfg, self.device, self.context = cfg, device, context
         self.vae, self.disc, self.perceptual = build_models(cfg, device)
+        self.vae_parallel, self.disc_parallel = self.vae, self.disc
+        if context.active:
+            ids = [device.index] if device.type == "cuda" else None
+            # Only the bottleneck group is back-propagated, so some parameters get no
+            # gradient in a step. BatchNorm statistics stay per rank; the discriminator's
+            # spectral-norm vectors follow rank 0 so that every rank scores alike.
+            self.vae_parallel = DistributedDataParallel(
+                self.vae, ids, find_unused_parameters=True, broadcast_buffers=False)
+            self.disc_parallel = DistributedDataParallel(self.disc, ids)
         # The discriminator scores for the VAE frozen and in eval mode (spectral-norm state
         # untouched); only discriminator_step switches it to training.
         self.disc.requires_grad_(False).eval()
+        self.log = tqdm.write if context.main else (lambda line: None)
         self.opt = torch.optim.AdamW(self.vae.parameters(), cfg.lr, weight_decay=cfg.weight_decay)
         self.opt_disc = torch.optim.AdamW(self.disc.parameters(), cfg.disc_lr)
         self.schedulers = [torch.optim.lr_scheduler.CosineAnnealingLR(o, cfg.epochs, cfg.min_lr)
@@ -79,7 +92,11 @@ class Trainer:
 
     @property
     def nets(self):
-        return self.vae, self.disc, self.perceptual
+        return self.vae_parallel, self.disc, self.perceptual
+
+    def _evaluate(self, measures):
+        return distributed.global_evaluation(
+            self.context, evaluate_goals(self.goals, measures), self.device)
 
     def _forward(self, x):
         draws = draw_step(x, self.cfg)
@@ -99,6 +116,7 @@ class Trainer:
         self.opt.step()
 
     def finish_calibration(self, log):
+        self.calibrator.rows = distributed.gather_rows(self.context, self.calibrator.rows)
         warnings = self.calibrator.calibrate(self.goals)
         self.calibrated = True
         scales = ", ".join(f"{g['name']}={g['scale']:.4g}" for g in self.goals
@@ -118,7 +136,7 @@ class Trainer:
         # those of its own forward pass, as if there had been no look-ahead.
         self.guard.snapshot()
         draws, real, fwd = self._forward(x)
-        before = evaluate_goals(self.goals, fwd.measures)
+        before = self._evaluate(fwd.measures)
         stats.add_evaluation(before, fwd.mu_variance)
         if not before.ok:  # rejected before any log is taken: no step to undo
             self.guard.restore()
@@ -132,7 +150,7 @@ class Trainer:
         # Look-ahead: the same batch and the same draws (permutation, noise, augmentation),
         # new weights.
         with torch.no_grad():
-            after = evaluate_goals(self.goals, forward_measures(
+            after = self._evaluate(forward_measures(
                 self.nets, x, real, draws, self.amp, update_stats=False).measures)
         if after.ok:
             stats.add_accepted(before.barrier)
@@ -156,7 +174,7 @@ class Trainer:
     def discriminator_step(self, x, recon, stats):
         self.disc.train().requires_grad_(True)
         with self.amp():
-            logits = self.disc(torch.cat([x, recon.detach()])).float()
+            logits = self.disc_parallel(torch.cat([x, recon.detach()])).float()
         target = torch.zeros_like(logits)
         target[:len(x)] = 1.0  # real -> 1, reconstructions -> 0, averaged over both
         loss = F.binary_cross_entropy_with_logits(logits, target)
@@ -175,9 +193,9 @@ class Trainer:
         self.vae.train()
         bar = tqdm(loader, desc=f"epoch {epoch}/{self.cfg.epochs}", dynamic_ncols=True,
                    initial=start_batch, total=start_batch + len(loader), leave=False,
-                   file=sys.stdout)
+                   file=sys.stdout, disable=not self.context.main)
         for i, x in enumerate(bar, start_batch + 1):
-            if interrupt.requested:
+            if distributed.any_rank(self.context, interrupt.requested, self.device):
                 bar.close()
                 stats.seconds += time.time() - started
                 self.position = i - 1
@@ -189,9 +207,9 @@ class Trainer:
             if not self.calibrated:
                 self.calibration_step(x, stats)
                 if len(self.calibrator) == self.cfg.calibration_batches:
-                    self.finish_calibration(tqdm.write)
+                    self.finish_calibration(self.log)
                 continue
-            recon, evaluation = self.lbo_step(x, stats, f"epoch {epoch} batch {i}", tqdm.write)
+            recon, evaluation = self.lbo_step(x, stats, f"epoch {epoch} batch {i}", self.log)
             self.lbo_batches += 1
             if self.lbo_batches % self.cfg.disc_every == 0:
                 self.discriminator_step(x, recon, stats)
@@ -205,9 +223,9 @@ class Trainer:
             if not len(self.calibrator):
                 raise UserError("epoch 1 had no usable batch to calibrate on (all had NaN/Inf "
                                 "pixels?); check the dataset")
-            tqdm.write(f"epoch 1 ended after {len(self.calibrator)} of the "
-                       f"{self.cfg.calibration_batches} calibration batches; calibrating now")
-            self.finish_calibration(tqdm.write)
+            self.log(f"epoch 1 ended after {len(self.calibrator)} of the "
+                     f"{self.cfg.calibration_batches} calibration batches; calibrating now")
+            self.finish_calibration(self.log)
         record = stats.record(epoch, self.cfg.core_dim)
         record["lr"] = self.opt.param_groups[0]["lr"]
         record["decision"], record["stop"] = self.tightener.end_epoch(
@@ -280,7 +298,7 @@ def prepare_output_dir(name):
     out = Path(name)
     try:
         out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".write_test"
+        probe = out / f".write_test.{os.getpid()}"  # one per process: ranks run this at once
         probe.write_text("ok")
         probe.unlink()
     except OSError as err:
@@ -289,13 +307,15 @@ def prepare_output_dir(name):
     return out
 
 
-def print_header(cfg, trainer, device, data_description, batches):
+def print_header(cfg, trainer, device, data_description, batches, world):
     def millions(module):
         return sum(p.numel() for p in module.parameters()) / 1e6
 
     amp = " (bf16 autocast)" if trainer.amp is not contextlib.nullcontext else ""
-    print(f"BOM VAE v15 | device {device}{amp}")
-    print(f"data: {data_description}; {batches} batches of {cfg.batch_size} per epoch")
+    ranks = f" x {world} processes (DDP)" if world > 1 else ""
+    print(f"BOM VAE v15 | device {device}{amp}{ranks}")
+    print(f"data: {data_description}; {batches} batches of {cfg.batch_size} per epoch"
+          + (" per process" if world > 1 else ""))
     print(f"model: VAE {millions(trainer.vae):.2f} M params (latent {cfg.latent_dim} = "
           f"{cfg.core_dim} core + {cfg.detail_dim} detail), discriminator "
           f"{millions(trainer.disc):.2f} M")
@@ -358,11 +378,15 @@ def read_resume_checkpoint(cfg, out, device):
 
 
 def train(cfg):
+    context = distributed.init(cfg.device)
     device = resolve_device(cfg.device)
-    torch.manual_seed(cfg.seed)
+    if context.active and device.type == "cuda":
+        device = torch.device("cuda", context.local_rank)
+    torch.manual_seed(cfg.seed)  # the same initial weights on every rank
     train_set, heldout, data_description = build_datasets(cfg)
     out = prepare_output_dir(cfg.output_dir)
-    trainer = Trainer(cfg, device)
+    trainer = Trainer(cfg, device, context)
+    say = print if context.main else (lambda *args, **kwargs: None)
     checkpoint_path, metrics_path = out / "checkpoint.pt", out / "metrics.jsonl"
     next_epoch, next_batch, stats_state = 1, 0, None
     if cfg.resume:
@@ -370,39 +394,48 @@ def train(cfg):
         trainer.load_state_dict(state)
         next_epoch, next_batch, stats_state = (state["next_epoch"], state["next_batch"],
                                                state["epoch_stats"])
-        print(f"resuming from {path}: epoch {next_epoch}, batch {next_batch + 1}")
+        say(f"resuming from {path}: epoch {next_epoch}, batch {next_batch + 1}")
     elif checkpoint_path.exists():
-        print(f"starting afresh: {checkpoint_path} will be replaced (--resume continues it)")
-    # metrics.jsonl always matches the history being continued (lines of epochs after the
-    # checkpoint, from a run that crashed, are dropped).
-    metrics_path.write_text("".join(json.dumps(r) + "\n" for r in trainer.history))
-    print_header(cfg, trainer, device, data_description,
-                 len(make_loader(train_set, cfg, train=True)))
+        say(f"starting afresh: {checkpoint_path} will be replaced (--resume continues it)")
+    if context.active:  # each rank its own random draws (rank 0 as in a single process)
+        torch.manual_seed(cfg.seed + 1000003 * context.rank + 7919 * next_epoch + next_batch)
+    shard = (context.rank, context.world)
+    if context.main:
+        # metrics.jsonl always matches the history being continued (lines of epochs after
+        # the checkpoint, from a run that crashed, are dropped).
+        metrics_path.write_text("".join(json.dumps(r) + "\n" for r in trainer.history))
+        print_header(cfg, trainer, device, data_description,
+                     len(make_loader(train_set, cfg, train=True, shard=shard)), context.world)
     finished = bool(trainer.history) and trainer.history[-1]["stop"]
     with interrupt_requests() as interrupt:
         for epoch in range(next_epoch, cfg.epochs + 1):
             if finished:
                 break
-            loader = make_loader(train_set, cfg, train=True, epoch=epoch, start_batch=next_batch)
+            loader = make_loader(train_set, cfg, train=True, epoch=epoch, start_batch=next_batch,
+                                 shard=shard)
             stats = EpochStats()
             if stats_state:
                 stats.load_state_dict(stats_state)
             record = trainer.train_epoch(loader, epoch, stats, next_batch, interrupt)
             if record is None:
-                save_checkpoint(trainer.state_dict(epoch, trainer.position, stats),
-                                checkpoint_path)
+                if context.main:
+                    save_checkpoint(trainer.state_dict(epoch, trainer.position, stats),
+                                    checkpoint_path)
                 raise Interrupted(f"interrupted in epoch {epoch} after batch "
                                   f"{trainer.position}; checkpoint saved to {checkpoint_path}. "
                                   "Continue with the same command plus --resume",
-                                  interrupt.signum)
+                                  interrupt.signum or signal.SIGTERM)
             next_batch, stats_state = 0, None
-            with open(metrics_path, "a") as f:
-                f.write(json.dumps(record) + "\n")
-            print(format_summary(record, cfg.epochs), flush=True)
-            save_checkpoint(trainer.state_dict(epoch + 1), checkpoint_path)
+            if context.main:
+                with open(metrics_path, "a") as f:
+                    f.write(json.dumps(record) + "\n")
+                print(format_summary(record, cfg.epochs), flush=True)
+                save_checkpoint(trainer.state_dict(epoch + 1), checkpoint_path)
             finished = record["stop"]
             if finished:
-                print(f"STOPPING after epoch {epoch}: {record['decision']}")
+                say(f"STOPPING after epoch {epoch}: {record['decision']}")
+    if not context.main:
+        return trainer
     try:
         finish(trainer, heldout, out)
     except Exception as err:  # the model is safe on disk: say so rather than only crash
@@ -430,7 +463,8 @@ def main(argv=None):
     cfg = None
     try:
         cfg = configs.parse_args(sys.argv[1:] if argv is None else argv)
-        train(cfg)
+        trainer = train(cfg)
+        distributed.shutdown(trainer.context)
     except Interrupted as err:
         print(str(err), file=sys.stderr)
         return err.exit_code

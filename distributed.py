@@ -1,0 +1,97 @@
+"""Training on several GPUs (or CPU processes) with torchrun and DistributedDataParallel.
+
+    torchrun --nproc_per_node=N train.py [settings]
+
+Each process trains on its shard of every epoch. The decisions that must be global are
+global: a step is refused (rejected or rolled back) on every rank when any rank's goals are
+violated, so parameters never diverge; group scores and the bottleneck are averaged over
+ranks; calibration uses the measures of all ranks; the rollback rate (and so tightening and
+the early stop) counts global decisions. Only rank 0 writes checkpoints, logs and pictures.
+BatchNorm running statistics stay per rank (rank 0's are saved), as usual with DDP.
+"""
+import dataclasses
+import math
+import os
+
+import torch
+import torch.distributed as dist
+
+from configs import GROUPS
+
+
+@dataclasses.dataclass
+class Context:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def active(self):
+        return self.world > 1
+
+    @property
+    def main(self):
+        return self.rank == 0
+
+
+def init(device_setting):
+    """The process group when launched by torchrun (WORLD_SIZE > 1), else a single process."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return Context()
+    use_cuda = torch.cuda.is_available() and device_setting != "cpu"
+    dist.init_process_group("nccl" if use_cuda else "gloo")
+    context = Context(dist.get_rank(), world, int(os.environ.get("LOCAL_RANK", "0")))
+    if use_cuda:
+        torch.cuda.set_device(context.local_rank)
+    return context
+
+
+def any_rank(context, flag, device):
+    """True on every rank when `flag` is true on any rank."""
+    if not context.active:
+        return flag
+    t = torch.tensor([float(flag)], device=device)
+    dist.all_reduce(t)
+    return t.item() > 0
+
+
+def global_evaluation(context, evaluation, device):
+    """The evaluation every rank acts on: group log-scores averaged over ranks (the geometric
+    mean), a group violated when it is violated on any rank, the bottleneck of the average.
+    Log-scores and measures stay local: each rank back-propagates its own share."""
+    if not context.active:
+        return evaluation
+    g = len(GROUPS)
+    local = [s / n for s, n in zip(evaluation.group_log_sums, evaluation.group_sizes)]
+    flags = [float(group in evaluation.violated) for group in GROUPS]
+    t = torch.tensor([*local, *flags, float(bool(evaluation.nonfinite))], device=device,
+                     dtype=torch.float64)
+    dist.all_reduce(t)
+    means, flags, nonfinite = t[:g].tolist(), t[g:2 * g].tolist(), t[2 * g].item()
+    violated = [group for group, flag in zip(GROUPS, flags) if flag > 0]
+    scores = [math.exp(m / context.world) if group not in violated and math.isfinite(m)
+              else 0.0 for group, m in zip(GROUPS, means)]
+    return dataclasses.replace(
+        evaluation, violated=violated, group_scores=scores,
+        nonfinite=evaluation.nonfinite or (["(on another rank)"] if nonfinite > 0 else []),
+        bottleneck=min(range(g), key=lambda i: scores[i]))
+
+
+def gather_rows(context, rows):
+    """Every rank's calibration records, in rank order."""
+    if not context.active:
+        return rows
+    everyone = [None] * context.world
+    dist.all_gather_object(everyone, rows)
+    return [row for part in everyone for row in part]
+
+
+def barrier(context):
+    if context.active:
+        dist.barrier()
+
+
+def shutdown(context):
+    if context.active:
+        dist.destroy_process_group()

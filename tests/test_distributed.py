@@ -1,0 +1,100 @@
+"""DistributedDataParallel on 2 CPU processes (gloo): global decisions keep ranks identical."""
+import dataclasses
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+import torch.multiprocessing as mp
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def flat_parameters(model):
+    return torch.cat([p.detach().flatten() for p in model.parameters()])
+
+
+def violate(train, when):
+    """Make this rank's evaluations number `when` (1-based) report the recon group violated."""
+    real, calls = train.evaluate_goals, [0]
+
+    def patched(goals, measures):
+        calls[0] += 1
+        evaluation = real(goals, measures)
+        return dataclasses.replace(evaluation, violated=["recon"]) if calls[0] in when \
+            else evaluation
+    train.evaluate_goals = patched
+
+
+def worker(rank, world, port, out_dir):
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    import configs
+    import distributed
+    import train
+    context = distributed.init("cpu")
+    cfg = configs.parse_args(["--preset", "tiny", "--output_dir", out_dir])
+    torch.manual_seed(0)
+    trainer = train.Trainer(cfg, torch.device("cpu"), context)
+    torch.manual_seed(100 + rank)  # each rank its own data and draws
+    stats = train.EpochStats()
+    for _ in range(cfg.calibration_batches):
+        trainer.calibration_step(torch.rand(8, 3, 32, 32), stats)
+    trainer.finish_calibration(lambda line: None)
+    start = flat_parameters(trainer.vae)
+    # Step 1: rank 1's look-ahead (its evaluation 2) is violated; rank 0's is fine.
+    # Step 2: rank 0's pre-step evaluation (its evaluation 3) is violated: no step anywhere.
+    # Step 3: clean on both ranks.
+    violate(train, {2} if rank == 1 else {3})
+    trainer.lbo_step(torch.rand(8, 3, 32, 32), stats, "step 1", lambda line: None)
+    after_rollback = flat_parameters(trainer.vae)
+    trainer.lbo_step(torch.rand(8, 3, 32, 32), stats, "step 2", lambda line: None)
+    after_rejection = flat_parameters(trainer.vae)
+    trainer.lbo_step(torch.rand(8, 3, 32, 32), stats, "step 3", lambda line: None)
+    after_step = flat_parameters(trainer.vae)
+    decision = trainer.tightener.end_epoch(1, stats.rollback_rate, trainer.goals)
+    torch.save({"start": start, "after_rollback": after_rollback,
+                "after_rejection": after_rejection, "after_step": after_step,
+                "rollbacks": stats.rollbacks, "rejected": stats.rejected,
+                "accepted": stats.accepted, "decision": list(decision),
+                "goals": json.dumps(trainer.goals)}, Path(out_dir) / f"rank{rank}.pt")
+    distributed.shutdown(context)
+
+
+def test_a_violation_on_one_rank_refuses_the_step_on_every_rank(tmp_path):
+    mp.spawn(worker, args=(2, free_port(), str(tmp_path)), nprocs=2, join=True)
+    r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
+    for r in (r0, r1):
+        assert (r["rollbacks"], r["rejected"], r["accepted"]) == (1, 1, 1)
+        assert torch.equal(r["after_rollback"], r["start"])
+        assert torch.equal(r["after_rejection"], r["start"])
+        assert not torch.equal(r["after_step"], r["start"])
+    assert torch.equal(r0["after_step"], r1["after_step"])  # the ranks never diverge
+    assert r0["decision"] == r1["decision"]
+    assert r0["goals"] == r1["goals"]  # calibration used both ranks' measures
+
+
+def test_torchrun_trains_with_two_processes_and_rank0_writes(tmp_path):
+    out = tmp_path / "run"
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+         "--master_port", str(free_port()), str(ROOT / "train.py"), "--preset", "tiny",
+         "--epochs", "2", "--output_dir", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count("=== epoch 2/2") == 1  # one summary: rank 0's
+    assert "x 2 processes (DDP)" in result.stdout
+    records = (out / "metrics.jsonl").read_text().splitlines()
+    assert len(records) == 2
+    assert (out / "reconstructions.png").exists()
