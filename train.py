@@ -61,7 +61,8 @@ def resolve_device(name):
 
 
 class Trainer:
-    def __init__(self, cfg, device, context=distributed.Context()):
+    def __init__(self, cfg, device, context=None):
+        context = context or distributed.Context()  # a single process by default
         self.cfg, self.device, self.context = cfg, device, context
         self.vae, self.disc, self.perceptual = build_models(cfg, device)
         self.vae_parallel, self.disc_parallel = self.vae, self.disc
