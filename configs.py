@@ -124,6 +124,8 @@ class Config:
     amp: bool = True                 # bf16 autocast for the networks on CUDA; goals stay float32
     seed: int = 0
     eval_images: int = 10000
+    tensorboard: bool = True         # TensorBoard scalars and images, when it is installed
+    log_every: int = 50              # per-step TensorBoard scalars every N LBO steps
     resume: str = ""                 # "" = fresh run; "latest" (or bare --resume) = the
                                      # output folder's checkpoint.pt; or a checkpoint path
     goals: list = field(default_factory=default_goals)
@@ -157,7 +159,7 @@ PRESETS = {
 
 # Settings of the run rather than of the experiment: a resumed run may change them.
 RUN_ONLY_FIELDS = ("output_dir", "device", "num_workers", "eval_images", "resume",
-                   "max_consecutive_rejections")
+                   "max_consecutive_rejections", "tensorboard", "log_every")
 
 CHOICES = {
     "dataset": ("auto", "celeba", "folder", "synthetic"),
@@ -270,7 +272,7 @@ def validate(cfg):
                  f"{_suggest(value, list(options))}")
     positive = ("lr", "disc_lr", "batch_size", "epochs", "latent_dim", "core_dim", "image_size",
                 "calibration_batches", "disc_every", "synthetic_size", "heldout_size",
-                "eval_images", "max_consecutive_rejections")
+                "eval_images", "max_consecutive_rejections", "log_every")
     for name in positive:
         _require(getattr(cfg, name) > 0, f"{name} = {getattr(cfg, name)!r}: must be > 0")
     for name in ("weight_decay", "min_lr", "num_workers", "noise_std",

@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
+from torchvision.utils import make_grid
 from tqdm import tqdm
 
 import configs
@@ -78,6 +79,7 @@ class Trainer:
         # untouched); only discriminator_step switches it to training.
         self.disc.requires_grad_(False).eval()
         self.log = tqdm.write if context.main else (lambda line: None)
+        self.writer = None  # a TensorBoard SummaryWriter, set by train() when available
         self.opt = torch.optim.AdamW(self.vae.parameters(), cfg.lr, weight_decay=cfg.weight_decay)
         self.opt_disc = torch.optim.AdamW(self.disc.parameters(), cfg.disc_lr)
         self.schedulers = [torch.optim.lr_scheduler.CosineAnnealingLR(o, cfg.epochs, cfg.min_lr)
@@ -212,6 +214,8 @@ class Trainer:
                 continue
             recon, evaluation = self.lbo_step(x, stats, f"epoch {epoch} batch {i}", self.log)
             self.lbo_batches += 1
+            if self.writer and self.lbo_batches % self.cfg.log_every == 0:
+                self._log_step(evaluation, stats)
             if self.lbo_batches % self.cfg.disc_every == 0:
                 self.discriminator_step(x, recon, stats)
             bar.set_postfix(loss=f"{evaluation.barrier:.3f}",
@@ -237,6 +241,15 @@ class Trainer:
         record["seconds"] = stats.seconds + time.time() - started
         self.history.append(record)
         return record
+
+    def _log_step(self, evaluation, stats):
+        step, add = self.lbo_batches, self.writer.add_scalar
+        add("step/loss", evaluation.barrier, step)
+        add("step/min_group", min(evaluation.group_scores), step)
+        add("step/ssim", evaluation.measures["ssim"], step)
+        add("step/refused_this_epoch", stats.failed, step)
+        for group, score in zip(GROUPS, evaluation.group_scores):
+            add(f"step_group/{group}", score, step)
 
     # --- checkpoints -----------------------------------------------------------------------
     def state_dict(self, next_epoch, next_batch=0, stats=None):
@@ -324,6 +337,37 @@ def print_header(cfg, trainer, device, data_description, batches, world):
     print(f"output: {cfg.output_dir}")
 
 
+def open_tensorboard(cfg, out):
+    if not cfg.tensorboard:
+        return None
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        print("TensorBoard logs off: `pip install tensorboard` to have them "
+              "(metrics.jsonl is written regardless)")
+        return None
+    return SummaryWriter(str(out / "tensorboard"))
+
+
+@torch.no_grad()
+def log_epoch(writer, record, vae, heldout, device):
+    """The epoch's numbers as scalars, and originals over reconstructions as an image."""
+    epoch = record["epoch"]
+    for key, value in record.items():
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            writer.add_scalar(f"epoch/{key}", value, epoch)
+    for key in ("groups", "bottleneck"):
+        for group, value in record[key].items():
+            writer.add_scalar(f"epoch_{key}/{group}", value, epoch)
+    x = torch.stack([heldout[i] for i in range(min(8, len(heldout)))]).to(device)
+    vae.eval()
+    recon = vae.reconstruct(x).float()
+    vae.train()
+    writer.add_image("reconstructions", make_grid(torch.cat([x, recon]).cpu(), nrow=len(x)),
+                     epoch)
+    writer.flush()
+
+
 class InterruptRequest:
     signum = None
 
@@ -407,6 +451,7 @@ def train(cfg):
         metrics_path.write_text("".join(json.dumps(r) + "\n" for r in trainer.history))
         print_header(cfg, trainer, device, data_description,
                      len(make_loader(train_set, cfg, train=True, shard=shard)), context.world)
+    trainer.writer = open_tensorboard(cfg, out) if context.main else None
     finished = bool(trainer.history) and trainer.history[-1]["stop"]
     with interrupt_requests() as interrupt:
         for epoch in range(next_epoch, cfg.epochs + 1):
@@ -432,9 +477,13 @@ def train(cfg):
                     f.write(json.dumps(record) + "\n")
                 print(format_summary(record, cfg.epochs), flush=True)
                 save_checkpoint(trainer.state_dict(epoch + 1), checkpoint_path)
+                if trainer.writer:
+                    log_epoch(trainer.writer, record, trainer.vae, heldout, device)
             finished = record["stop"]
             if finished:
                 say(f"STOPPING after epoch {epoch}: {record['decision']}")
+    if trainer.writer:
+        trainer.writer.close()
     if not context.main:
         return trainer
     try:

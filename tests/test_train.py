@@ -2,6 +2,7 @@
 scoring, the outputs of a whole run and the checkpoint."""
 import dataclasses
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -111,7 +112,6 @@ def test_a_short_run_writes_every_output_and_a_safe_checkpoint(tiny_cfg, capsys)
     out = tiny_cfg.output_dir
     argv = ["--preset", "tiny", "--epochs", "3", "--output_dir", out]
     assert train.main(argv) == 0
-    from pathlib import Path
     out = Path(out)
     for name in ("reconstructions.png", "traversals_core.png", "traversals_detail.png",
                  "cross_reconstruction.png", "group_balance.png", "training_history.png",
@@ -135,3 +135,20 @@ def test_a_short_run_writes_every_output_and_a_safe_checkpoint(tiny_cfg, capsys)
     assert len(state["history"]) == 3
     printed = capsys.readouterr().out
     assert "=== epoch 3/3" in printed and "held-out" in printed
+
+
+def test_tensorboard_gets_step_and_epoch_scalars_and_images(tiny_cfg):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    out = tiny_cfg.output_dir
+    assert train.main(["--preset", "tiny", "--epochs", "2", "--log_every", "1",
+                       "--output_dir", out]) == 0
+    events = EventAccumulator(str(Path(out) / "tensorboard"))
+    events.Reload()
+    scalars = events.Tags()["scalars"]
+    assert {"step/loss", "step/min_group", "step_group/recon", "epoch/ssim",
+            "epoch/rollback_rate", "epoch_bottleneck/latent"} <= set(scalars)
+    # 8 batches an epoch: 4 calibration + 4 LBO steps in epoch 1, then 8 LBO steps.
+    assert [e.step for e in events.Scalars("step/loss")] == list(range(1, 13))
+    assert [e.step for e in events.Scalars("epoch/ssim")] == [1, 2]
+    assert "reconstructions" in events.Tags()["images"]
