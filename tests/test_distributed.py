@@ -43,24 +43,25 @@ def worker(rank, world, port, out_dir):
     import distributed
     import train
     context = distributed.init("cpu")
-    cfg = configs.parse_args(["--preset", "tiny", "--output_dir", out_dir])
+    cfg = configs.parse_args(["--preset", "demo", "--batch_size", "8", "--calibration_batches",
+                              "3", "--output_dir", out_dir])
     torch.manual_seed(0)
     trainer = train.Trainer(cfg, torch.device("cpu"), context)
     torch.manual_seed(100 + rank)  # each rank its own data and draws
     stats = train.EpochStats()
     for _ in range(cfg.calibration_batches):
-        trainer.calibration_step(torch.rand(8, 3, 32, 32), stats)
+        trainer.calibration_step(torch.rand(8, 3, 64, 64), stats)
     trainer.finish_calibration(lambda line: None)
     start = flat_parameters(trainer.vae)
     # Step 1: rank 1's look-ahead (its evaluation 2) is violated; rank 0's is fine.
     # Step 2: rank 0's pre-step evaluation (its evaluation 3) is violated: no step anywhere.
     # Step 3: clean on both ranks.
     violate(train, {2} if rank == 1 else {3})
-    trainer.lbo_step(torch.rand(8, 3, 32, 32), stats, "step 1", lambda line: None)
+    trainer.lbo_step(torch.rand(8, 3, 64, 64), stats, "step 1", lambda line: None)
     after_rollback = flat_parameters(trainer.vae)
-    trainer.lbo_step(torch.rand(8, 3, 32, 32), stats, "step 2", lambda line: None)
+    trainer.lbo_step(torch.rand(8, 3, 64, 64), stats, "step 2", lambda line: None)
     after_rejection = flat_parameters(trainer.vae)
-    trainer.lbo_step(torch.rand(8, 3, 32, 32), stats, "step 3", lambda line: None)
+    trainer.lbo_step(torch.rand(8, 3, 64, 64), stats, "step 3", lambda line: None)
     after_step = flat_parameters(trainer.vae)
     decision = trainer.tightener.end_epoch(1, stats.rollback_rate, trainer.goals)
     torch.save({"start": start, "after_rollback": after_rollback,
