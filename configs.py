@@ -99,6 +99,9 @@ class Config:
     disc_channels: tuple = (64, 128, 256, 512)
     perceptual: str = "vgg16"        # vgg16 (ImageNet weights) | random (untrained, no download)
     vgg_weights: str = ""            # local VGG16 state-dict file; empty = torchvision's download
+    # --- objective ---
+    objective: str = "lbo"           # lbo | elbo (a plain beta-VAE control: same networks, data, eval)
+    beta: float = 1.0                # KL weight of the elbo objective
     # --- optimisation ---
     epochs: int = 35                 # maximum; the tightener may stop earlier
     batch_size: int = 256            # L4 24 GB; 128 if out of memory; 512 on an A100
@@ -162,6 +165,7 @@ RUN_ONLY_FIELDS = ("output_dir", "device", "num_workers", "eval_images", "resume
                    "max_consecutive_rejections", "tensorboard", "log_every")
 
 CHOICES = {
+    "objective": ("lbo", "elbo"),
     "dataset": ("auto", "celeba", "folder", "synthetic"),
     "perceptual": ("vgg16", "random"),
 }
@@ -275,7 +279,7 @@ def validate(cfg):
                 "eval_images", "max_consecutive_rejections", "log_every")
     for name in positive:
         _require(getattr(cfg, name) > 0, f"{name} = {getattr(cfg, name)!r}: must be > 0")
-    for name in ("weight_decay", "min_lr", "num_workers", "noise_std",
+    for name in ("weight_decay", "min_lr", "num_workers", "noise_std", "beta",
                  "calibration_grad_clip", "disc_grad_clip"):
         _require(getattr(cfg, name) >= 0, f"{name} = {getattr(cfg, name)!r}: must be >= 0")
     _require(cfg.min_lr <= cfg.lr, f"min_lr = {cfg.min_lr}: must be <= lr ({cfg.lr})")

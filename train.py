@@ -131,6 +131,19 @@ class Trainer:
     def _auto_goal_names(self):
         return [g["name"] for g in self.cfg.goals if g.get("scale") == "auto"]
 
+    # --- the control: a plain beta-VAE step --------------------------------------------------
+    def elbo_step(self, x, stats):
+        """-ELBO with a Gaussian likelihood: summed squared error plus beta * KL, per image.
+        The same measures are computed and logged, so both objectives are read alike."""
+        _, _, fwd = self._forward(x)
+        m = fwd.measures
+        loss = m["mse"] * x[0].numel() + self.cfg.beta * (m["kl_core"] + m["kl_detail"])
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        stats.add_measures(measures_to_host(m), fwd.mu_variance)
+        stats.add_accepted(loss.item())
+
     # --- the LBO step with the rollback guard (Directive #4) ---------------------------------
     def lbo_step(self, x, stats, where, log):
         # The snapshot is taken before the forward pass, so a refused batch leaves no trace
@@ -207,6 +220,9 @@ class Trainer:
                 stats.bad_batches += 1
                 continue
             x = x.to(self.device, non_blocking=True)
+            if self.cfg.objective == "elbo":
+                self.elbo_step(x, stats)
+                continue
             if not self.calibrated:
                 self.calibration_step(x, stats)
                 if len(self.calibrator) == self.cfg.calibration_batches:
@@ -224,7 +240,7 @@ class Trainer:
                             ssim=f"{evaluation.measures['ssim']:.3f}",
                             rb=stats.failed, refresh=False)
         bar.close()
-        if not self.calibrated:
+        if self.cfg.objective == "lbo" and not self.calibrated:
             if not len(self.calibrator):
                 raise UserError("epoch 1 had no usable batch to calibrate on (all had NaN/Inf "
                                 "pixels?); check the dataset")
@@ -233,8 +249,10 @@ class Trainer:
             self.finish_calibration(self.log)
         record = stats.record(epoch, self.cfg.core_dim)
         record["lr"] = self.opt.param_groups[0]["lr"]
+        record["objective"] = self.cfg.objective
         record["decision"], record["stop"] = self.tightener.end_epoch(
-            epoch, stats.rollback_rate, self.goals)
+            epoch, stats.rollback_rate, self.goals) if self.cfg.objective == "lbo" \
+            else ("none (elbo control)", False)
         record["tightening_rate"] = self.tightener.rate
         for scheduler in self.schedulers:
             scheduler.step()

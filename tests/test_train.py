@@ -152,3 +152,17 @@ def test_tensorboard_gets_step_and_epoch_scalars_and_images(tiny_cfg):
     assert [e.step for e in events.Scalars("step/loss")] == list(range(1, 13))
     assert [e.step for e in events.Scalars("epoch/ssim")] == [1, 2]
     assert "reconstructions" in events.Tags()["images"]
+
+
+def test_the_elbo_control_trains_the_same_networks_without_the_lbo_machinery(tiny_cfg, capsys):
+    out = tiny_cfg.output_dir
+    assert train.main(["--preset", "tiny", "--epochs", "2", "--objective", "elbo",
+                       "--output_dir", out]) == 0
+    records = [json.loads(line) for line in (Path(out) / "metrics.jsonl").read_text().splitlines()]
+    for r in records:
+        assert r["objective"] == "elbo" and r["decision"] == "none (elbo control)"
+        assert r["steps"] == 0 and r["calibration_batches"] == 0 and r["accepted"] == 8
+        assert r["loss"] > 0 and 0 < r["ssim"] < 1
+    state = torch.load(Path(out) / "checkpoint.pt", weights_only=True)
+    assert not state["calibrated"] and state["config"]["objective"] == "elbo"
+    assert (Path(out) / "reconstructions.png").exists()
