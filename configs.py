@@ -100,7 +100,7 @@ class Config:
     perceptual: str = "vgg16"        # vgg16 (ImageNet weights) | random (untrained, no download)
     vgg_weights: str = ""            # local VGG16 state-dict file; empty = torchvision's download
     # --- objective ---
-    objective: str = "lbo"           # lbo | elbo (a plain beta-VAE control: same networks, data, eval)
+    objective: str = "lbo"           # lbo | elbo (plain beta-VAE control, same nets and data)
     beta: float = 1.0                # KL weight of the elbo objective
     # --- optimisation ---
     epochs: int = 35                 # maximum; the tightener may stop earlier
