@@ -127,6 +127,7 @@ class Config:
     amp: bool = True                 # bf16 autocast for the networks on CUDA; goals stay float32
     seed: int = 0
     eval_images: int = 10000
+    probe_images: int = 2500         # built-in dataset: images for the factor probes (80 % fit)
     tensorboard: bool = True         # TensorBoard scalars and images, when it is installed
     log_every: int = 50              # per-step TensorBoard scalars every N LBO steps
     resume: str = ""                 # "" = fresh run; "latest" (or bare --resume) = the
@@ -156,13 +157,13 @@ PRESETS = {
         enc_channels=(8, 8, 16, 16), dec_channels=(16, 8, 8, 8),
         disc_channels=(8, 8, 16, 16), perceptual="random",
         epochs=2, batch_size=8, calibration_batches=4,
-        tighten_start_epoch=1, output_dir="outputs_tiny", eval_images=32,
+        tighten_start_epoch=1, output_dir="outputs_tiny", eval_images=32, probe_images=200,
     ),
 }
 
 # Settings of the run rather than of the experiment: a resumed run may change them.
-RUN_ONLY_FIELDS = ("output_dir", "device", "num_workers", "eval_images", "resume",
-                   "max_consecutive_rejections", "tensorboard", "log_every")
+RUN_ONLY_FIELDS = ("output_dir", "device", "num_workers", "eval_images", "probe_images",
+                   "resume", "max_consecutive_rejections", "tensorboard", "log_every")
 
 CHOICES = {
     "objective": ("lbo", "elbo"),
@@ -276,7 +277,7 @@ def validate(cfg):
                  f"{_suggest(value, list(options))}")
     positive = ("lr", "disc_lr", "batch_size", "epochs", "latent_dim", "core_dim", "image_size",
                 "calibration_batches", "disc_every", "synthetic_size", "heldout_size",
-                "eval_images", "max_consecutive_rejections", "log_every")
+                "eval_images", "max_consecutive_rejections", "log_every", "probe_images")
     for name in positive:
         _require(getattr(cfg, name) > 0, f"{name} = {getattr(cfg, name)!r}: must be > 0")
     for name in ("weight_decay", "min_lr", "num_workers", "noise_std", "beta",

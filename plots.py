@@ -168,6 +168,35 @@ def save_cross_reconstruction(path, x1, x2, cross, n=8):
                             rows)
 
 
+def save_prior_samples(path, samples, per_row=8):
+    """Decodes of z ~ N(0, I): what the model generates from the prior."""
+    images = _as_images("samples", samples)
+    rows = [(f"z ~ N(0, I)\n#{i // per_row + 1}", images[i:i + per_row])
+            for i in range(0, len(images) - per_row + 1, per_row)]
+    if not rows:
+        raise ValueError(f"samples: need at least {per_row} images, got {len(images)}")
+    return _save_image_grid(path, "Samples from the prior", rows)
+
+
+def save_dim_effects(path, effects, core_dim):
+    """Heat map, one column per latent dim: how much traversing it changes structure (edges)
+    and appearance (colour), each relative to the change between two arbitrary images."""
+    effects = np.asarray(effects, dtype=np.float64)
+    if effects.ndim != 2 or effects.shape[1] != 2:
+        raise ValueError(f"effects: expected shape (dims, 2), got {effects.shape}")
+    dims = effects.shape[0]
+    fig = Figure(figsize=(max(8.0, 0.16 * dims + 3.0), 3.2), layout="constrained")
+    ax = fig.subplots()
+    image = ax.imshow(effects.T, aspect="auto", cmap="magma", interpolation="nearest")
+    ax.set_yticks([0, 1], ["structure\n(edges)", "appearance\n(colour)"])
+    ax.axvline(core_dim - 0.5, color="cyan", linewidth=2)
+    ax.set_xlabel(f"latent dim (0-{core_dim - 1}: core | {core_dim}-{dims - 1}: detail)")
+    ax.set_title("What each latent dim controls (traversal effect / change between two "
+                 "arbitrary images)")
+    fig.colorbar(image, ax=ax, label="relative effect")
+    return _save(fig, path)
+
+
 # ----------------------------------------------------------------------------- history
 
 def _epochs(history):

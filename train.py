@@ -34,7 +34,7 @@ from configs import GROUPS, UserError
 from control import RollbackGuard, Tightener
 import distributed
 from data import build_datasets, make_loader
-from evaluate import draw_pictures, reconstruction_metrics
+from evaluate import evaluate_run, summary_lines
 from losses import (Calibrator, barrier_loss, draw_step, evaluate_goals, forward_measures,
                     measures_to_host, real_stats)
 from models import build_models
@@ -515,16 +515,12 @@ def train(cfg):
 
 
 def finish(trainer, heldout, out):
-    """Evaluate on held-out images and draw the pictures; the checkpoint is already on disk,
-    so a failure here loses nothing (python evaluate.py CHECKPOINT redraws them)."""
-    cfg = trainer.cfg
-    metrics = reconstruction_metrics(trainer.vae, heldout, cfg, trainer.device, trainer.amp)
-    (out / "final_metrics.json").write_text(json.dumps(metrics, indent=2))
-    print(f"held-out ({metrics['images']} images): MSE {metrics['mse']:.5f}  "
-          f"PSNR {metrics['psnr']:.2f} dB  SSIM {metrics['ssim']:.4f}")
-    paths = draw_pictures(trainer.vae, heldout, trainer.history, out, trainer.device,
-                          cfg.target_rollback_rate)
-    print("pictures: " + ", ".join(p.name for p in paths))
+    """Evaluate on held-out images, draw the pictures and write report.md; the checkpoint is
+    already on disk, so a failure here loses nothing (python evaluate.py redraws them)."""
+    results = evaluate_run(trainer.vae, trainer.cfg, heldout, trainer.history, out,
+                           trainer.device, trainer.amp)
+    for line in summary_lines(results):
+        print(line)
 
 
 def main(argv=None):

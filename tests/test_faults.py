@@ -42,7 +42,7 @@ def test_a_failure_while_drawing_keeps_the_model_and_says_how_to_redraw(tmp_path
                                                                          capsys):
     def broken(*args, **kwargs):
         raise RuntimeError("matplotlib exploded")
-    monkeypatch.setattr(train, "draw_pictures", broken)
+    monkeypatch.setattr(evaluate, "draw_pictures", broken)
     assert run(tmp_path) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert "evaluation or pictures failed (RuntimeError: matplotlib exploded)" in err

@@ -36,7 +36,8 @@ def test_the_notebook_runs_the_demo_and_shows_every_picture(tmp_path):
     assert "=== epoch 2/2" in text
     images = sum(1 for cell in notebook.cells if cell.cell_type == "code"
                  for o in cell.get("outputs", []) if "image/png" in o.get("data", {}))
-    assert images == 8
+    assert images == 10
+    assert "Does core carry structure" in str(notebook.cells[-2].outputs)
     assert (out / "checkpoint.pt").exists()
 
 
