@@ -31,8 +31,8 @@ from tqdm import tqdm
 import configs
 from checkpoint import FORMAT, read_checkpoint, save_checkpoint
 from configs import GROUPS, UserError
-from control import RollbackGuard, Tightener
 import distributed
+from control import RollbackGuard, Tightener
 from data import build_datasets, make_loader
 from evaluate import evaluate_run, summary_lines
 from losses import (Calibrator, barrier_loss, draw_step, evaluate_goals, forward_measures,
@@ -118,15 +118,15 @@ class Trainer:
         torch.nn.utils.clip_grad_norm_(self.vae.parameters(), self.cfg.calibration_grad_clip)
         self.opt.step()
 
-    def finish_calibration(self, log):
+    def finish_calibration(self):
         self.calibrator.rows = distributed.gather_rows(self.context, self.calibrator.rows)
-        warnings = self.calibrator.calibrate(self.goals)
+        box_reports = self.calibrator.calibrate(self.goals)
         self.calibrated = True
         scales = ", ".join(f"{g['name']}={g['scale']:.4g}" for g in self.goals
                            if g["name"] in self._auto_goal_names())
-        log(f"calibrated on {len(self.calibrator)} batches; scales: {scales}")
-        for line in warnings:
-            log(line)
+        self.log(f"calibrated on {len(self.calibrator)} batches; scales: {scales}")
+        for line in box_reports:
+            self.log(line)
 
     def _auto_goal_names(self):
         return [g["name"] for g in self.cfg.goals if g.get("scale") == "auto"]
@@ -226,7 +226,7 @@ class Trainer:
             if not self.calibrated:
                 self.calibration_step(x, stats)
                 if len(self.calibrator) == self.cfg.calibration_batches:
-                    self.finish_calibration(self.log)
+                    self.finish_calibration()
                 continue
             recon, evaluation = self.lbo_step(x, stats, f"epoch {epoch} batch {i}", self.log)
             self.lbo_batches += 1
@@ -246,7 +246,7 @@ class Trainer:
                                 "pixels?); check the dataset")
             self.log(f"epoch 1 ended after {len(self.calibrator)} of the "
                      f"{self.cfg.calibration_batches} calibration batches; calibrating now")
-            self.finish_calibration(self.log)
+            self.finish_calibration()
         record = stats.record(epoch, self.cfg.core_dim)
         record["lr"] = self.opt.param_groups[0]["lr"]
         record["objective"] = self.cfg.objective

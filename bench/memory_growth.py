@@ -42,7 +42,7 @@ def main():
     x = torch.rand(args.batch, 3, 64, 64)
     for _ in range(cfg.calibration_batches):
         trainer.calibration_step(x, stats)
-    trainer.finish_calibration(lambda line: None)
+    trainer.finish_calibration()
     samples, started = [], time.time()
     for step in range(1, args.steps + 1):
         recon, _ = trainer.lbo_step(torch.rand_like(x), stats, f"step {step}", lambda line: None)

@@ -37,5 +37,5 @@ def calibrated(tiny_cfg):
     stats = train.EpochStats()
     for _ in range(tiny_cfg.calibration_batches):
         trainer.calibration_step(torch.rand(8, 3, 32, 32), stats)
-    trainer.finish_calibration(lambda line: None)
+    trainer.finish_calibration()
     return trainer

@@ -51,7 +51,7 @@ def worker(rank, world, port, out_dir):
     stats = train.EpochStats()
     for _ in range(cfg.calibration_batches):
         trainer.calibration_step(torch.rand(8, 3, 64, 64), stats)
-    trainer.finish_calibration(lambda line: None)
+    trainer.finish_calibration()
     start = flat_parameters(trainer.vae)
     # Step 1: rank 1's look-ahead (its evaluation 2) is violated; rank 0's is fine.
     # Step 2: rank 0's pre-step evaluation (its evaluation 3) is violated: no step anywhere.
