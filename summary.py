@@ -120,7 +120,7 @@ def format_summary(r, total_epochs):
     lines = [f"=== epoch {r['epoch']}/{total_epochs}  ({r['seconds']:.0f}s, lr {r['lr']:.2e}) ==="]
     if r["calibration_batches"]:
         lines.append(f"calibration: {r['calibration_batches']} plain-MSE batches this epoch")
-    lines.append(f"loss {r['loss']:.4f}   min group {r['min_group']:.4f}   "
+    lines.append(f"loss {r['loss']:.4f}   min group {r['min_group']:.4g}   "
                  f"SSIM {r['ssim']:.4f}   MSE {r['mse']:.5f}")
     lines.append(f"swap loss: structure {r['swap_structure']:.5f}   "
                  f"appearance {r['swap_appearance']:.5f}")
