@@ -1,0 +1,250 @@
+"""celeba_setup.py against a local HTTP server: download, resume, verification, idempotence."""
+import hashlib
+import io
+import re
+import socket
+import threading
+import zipfile
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import celeba_setup
+import data
+
+NUMBERS = (1, 2, 162771, 182638, 202599)  # train, train, validation, test, test
+
+
+def tiny_celeba_zip():
+    """A zip laid out like img_align_celeba.zip: a few 178x218 JPEGs, stored uncompressed."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
+        archive.writestr("img_align_celeba/", "")
+        for n in NUMBERS:
+            pixels = np.random.default_rng(n).integers(0, 256, (218, 178, 3), dtype=np.uint8)
+            jpeg = io.BytesIO()
+            Image.fromarray(pixels).save(jpeg, "JPEG", quality=90)
+            archive.writestr(f"img_align_celeba/{n:06d}.jpg", jpeg.getvalue())
+    return buffer.getvalue()
+
+
+ZIP = tiny_celeba_zip()
+ZIP_MD5 = hashlib.md5(ZIP).hexdigest()
+
+
+class Server:
+    """Serves ZIP at /celeba.zip with Range support, counting requests and bytes sent.
+
+    drop_after: the next response stops after this many bytes (the connection is closed).
+    ignore_range: answer 200 with the whole file, as some servers do.
+    /drive: a Google-Drive-like warning page whose form leads to the file; /page: a web page
+    without one; anything else: 404.
+    """
+
+    def __init__(self):
+        self.requests, self.bytes_sent = [], 0
+        self.drop_after, self.ignore_range = None, False
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):
+                server.requests.append((self.path, self.headers.get("Range")))
+                if self.path.startswith("/celeba.zip"):
+                    server.send_zip(self)
+                elif self.path == "/drive":
+                    self.send_page(f'<html><form id="download-form" action="{server.url}'
+                                   '/celeba.zip" method="get"><input type="hidden" name="id" '
+                                   'value="x"><input type="hidden" name="confirm" value="t">'
+                                   "</form></html>")
+                elif self.path == "/page":
+                    self.send_page("<html><title>Quota exceeded</title>Too many users</html>")
+                else:
+                    self.send_error(404)
+
+            def send_page(self, html):
+                body = html.encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html; charset=utf-8")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True).start()
+
+    def send_zip(self, handler):
+        asked = re.fullmatch(r"bytes=(\d+)-", handler.headers.get("Range") or "")
+        start = int(asked.group(1)) if asked and not self.ignore_range else 0
+        if start >= len(ZIP):
+            handler.send_error(416)
+            return
+        body = ZIP[start:]
+        handler.send_response(206 if start else 200)
+        if start:
+            handler.send_header("Content-Range", f"bytes {start}-{len(ZIP) - 1}/{len(ZIP)}")
+        handler.send_header("Content-Type", "application/zip")
+        handler.send_header("Content-Length", str(len(body)))
+        handler.end_headers()
+        if self.drop_after is not None:
+            body, self.drop_after = body[: self.drop_after], None
+        handler.wfile.write(body)
+        self.bytes_sent += len(body)
+
+
+@pytest.fixture
+def server(monkeypatch):
+    monkeypatch.setenv("no_proxy", "127.0.0.1")
+    s = Server()
+    yield s
+    s.httpd.shutdown()
+    s.httpd.server_close()
+
+
+def run(root, *extra, md5=ZIP_MD5, urls=None):
+    args = ["--data_dir", str(root), "--md5", md5, "--expected_images", str(len(NUMBERS)),
+            "--image_size", "16", "--workers", "1"]
+    for url in urls or []:
+        args += ["--url", url]
+    return celeba_setup.main(args + list(extra))
+
+
+def assert_set_up(root):
+    folder = root / data.CELEBA_FOLDER
+    assert sorted(p.name for p in folder.iterdir()) == [f"{n:06d}.jpg" for n in NUMBERS]
+    assert (root / celeba_setup.PARTITION_FILE).read_text() == \
+        "000001.jpg 0\n000002.jpg 0\n162771.jpg 1\n182638.jpg 2\n202599.jpg 2\n"
+    assert data.read_cache(root, 16)["files"] == [f"img_align_celeba/{n:06d}.jpg" for n in NUMBERS]
+    assert not list(root.glob("*.part")) and not list(root.rglob("*.tmp*"))
+
+
+def test_a_clean_download_is_verified_extracted_partitioned_and_preprocessed(tmp_path, server,
+                                                                            capsys):
+    assert run(tmp_path, urls=[server.url + "/celeba.zip"]) == 0
+    assert_set_up(tmp_path)
+    assert (tmp_path / celeba_setup.ZIP_NAME).read_bytes() == ZIP
+    assert server.bytes_sent == len(ZIP) and len(server.requests) == 1
+    assert "CelebA ready" in capsys.readouterr().out
+
+
+def test_a_broken_transfer_resumes_and_fetches_only_the_missing_bytes(tmp_path, server):
+    server.drop_after = 10_000
+    assert run(tmp_path, urls=[server.url + "/celeba.zip"]) == 0
+    assert_set_up(tmp_path)
+    assert server.bytes_sent == len(ZIP)  # 10,000 bytes, then exactly the rest
+    assert [r for _, r in server.requests] == [None, "bytes=10000-"]
+
+
+def test_a_partial_file_from_an_earlier_run_is_continued(tmp_path, server):
+    (tmp_path / (celeba_setup.ZIP_NAME + ".part")).write_bytes(ZIP[:7_000])
+    assert run(tmp_path, urls=[server.url + "/celeba.zip"]) == 0
+    assert_set_up(tmp_path)
+    assert server.bytes_sent == len(ZIP) - 7_000 and server.requests[0][1] == "bytes=7000-"
+
+
+def test_a_server_that_ignores_range_gets_a_fresh_whole_download(tmp_path, server):
+    (tmp_path / (celeba_setup.ZIP_NAME + ".part")).write_bytes(ZIP[:7_000])
+    server.ignore_range = True
+    assert run(tmp_path, urls=[server.url + "/celeba.zip"]) == 0
+    assert_set_up(tmp_path)
+    assert (tmp_path / celeba_setup.ZIP_NAME).read_bytes() == ZIP
+
+
+def test_a_google_drive_style_warning_page_is_confirmed(tmp_path, server):
+    assert run(tmp_path, urls=[server.url + "/drive"]) == 0
+    assert_set_up(tmp_path)
+    assert server.requests[1][0] == "/celeba.zip?id=x&confirm=t"
+
+
+def test_a_download_with_the_wrong_checksum_is_refused_and_never_extracted(tmp_path, server,
+                                                                          capsys):
+    code = run(tmp_path, md5="0" * 32, urls=[server.url + "/celeba.zip"])
+    assert code == celeba_setup.EXIT_NO_SOURCE
+    assert f"MD5 {ZIP_MD5}, expected {'0' * 32}" in capsys.readouterr().out
+    assert not (tmp_path / data.CELEBA_FOLDER).exists()
+    assert not (tmp_path / celeba_setup.ZIP_NAME).exists()
+    assert not (tmp_path / (celeba_setup.ZIP_NAME + ".part")).exists()  # not resumed from
+
+
+def test_a_given_zip_with_the_wrong_checksum_is_refused(tmp_path, capsys):
+    given = tmp_path / "mine.zip"
+    given.write_bytes(ZIP)
+    assert run(tmp_path / "celeba", "--zip", str(given), md5="0" * 32) == \
+        celeba_setup.EXIT_BAD_INPUT
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert len(errors) == 1 and str(given) in errors[0] and "not the CelebA archive" in errors[0]
+    assert not (tmp_path / "celeba" / data.CELEBA_FOLDER).exists()
+
+
+def test_a_given_zip_is_used_where_it_is(tmp_path):
+    given = tmp_path / "downloads" / "celeba.zip"
+    given.parent.mkdir()
+    given.write_bytes(ZIP)
+    assert run(tmp_path / "celeba", "--zip", str(given)) == 0
+    assert_set_up(tmp_path / "celeba")
+    assert not (tmp_path / "celeba" / celeba_setup.ZIP_NAME).exists()
+
+
+def test_a_damaged_archive_fails_its_crc_check_and_is_reported(tmp_path, capsys):
+    damaged = bytearray(ZIP)
+    with zipfile.ZipFile(io.BytesIO(ZIP)) as archive:
+        member = archive.getinfo("img_align_celeba/000002.jpg")
+    damaged[member.header_offset + 30 + len(member.filename) + 500] ^= 0xFF  # inside its data
+    given = tmp_path / "damaged.zip"
+    given.write_bytes(bytes(damaged))
+    code = run(tmp_path / "celeba", "--zip", str(given),
+               md5=hashlib.md5(bytes(damaged)).hexdigest())
+    assert code == celeba_setup.EXIT_BAD_INPUT
+    assert "damaged" in capsys.readouterr().err
+    assert sorted(p.name for p in (tmp_path / "celeba" / data.CELEBA_FOLDER).iterdir()) == \
+        ["000001.jpg"]  # extracted before the damaged member; nothing of 000002.jpg
+
+
+def test_a_complete_setup_is_only_verified_and_left_untouched(tmp_path, server, capsys):
+    assert run(tmp_path, urls=[server.url + "/celeba.zip"]) == 0
+    before = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*")}
+    server.requests.clear()
+    capsys.readouterr()
+    assert run(tmp_path, urls=[server.url + "/celeba.zip"]) == 0
+    assert server.requests == []
+    assert {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*")} == before
+    assert "already set up" in capsys.readouterr().out
+
+
+def test_an_interrupted_extraction_is_completed(tmp_path, server):
+    assert run(tmp_path, "--no-preprocess", urls=[server.url + "/celeba.zip"]) == 0
+    assert data.read_cache(tmp_path, 16) is None
+    (tmp_path / data.CELEBA_FOLDER / "182638.jpg").unlink()
+    server.requests.clear()
+    assert run(tmp_path, urls=[server.url + "/celeba.zip"]) == 0
+    assert_set_up(tmp_path)
+    assert server.requests == []  # the zip on disk was enough
+
+
+def closed_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_when_every_source_fails_the_manual_steps_are_printed(tmp_path, server, capsys):
+    urls = [server.url + "/gone", server.url + "/page", f"http://127.0.0.1:{closed_port()}/x"]
+    assert run(tmp_path, urls=urls) == celeba_setup.EXIT_NO_SOURCE
+    err = capsys.readouterr().err
+    for url in urls:
+        assert url in err
+    assert "HTTP 404" in err and "Quota exceeded" in err
+    assert celeba_setup.CELEBA_PAGE in err and celeba_setup.ZIP_MD5 in err
+    assert str(tmp_path / celeba_setup.ZIP_NAME) in err
+    assert f"python celeba_setup.py --data_dir {tmp_path}" in err and "--zip" in err
+    assert not (tmp_path / data.CELEBA_FOLDER).exists()
+
+
+def test_the_source_list_and_checksum_are_plain_constants():
+    assert celeba_setup.SOURCES and all(u.startswith("https://") for u in celeba_setup.SOURCES)
+    assert re.fullmatch(r"[0-9a-f]{32}", celeba_setup.ZIP_MD5)
