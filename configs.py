@@ -132,6 +132,8 @@ class Config:
     output_dir: str = "outputs_bom_v15"
     device: str = "auto"             # auto | cpu | cuda | cuda:N
     amp: bool = True                 # bf16 autocast for the networks on CUDA; goals stay float32
+    channels_last: bool = True       # NHWC memory format for the networks and batches
+    compile: bool = False            # torch.compile the networks (the first steps compile)
     seed: int = 0
     eval_images: int = 10000
     probe_images: int = 2500         # built-in dataset: images for the factor probes (80 % fit)
@@ -172,7 +174,8 @@ PRESETS = {
 
 # Settings of the run rather than of the experiment: a resumed run may change them.
 RUN_ONLY_FIELDS = ("output_dir", "device", "num_workers", "eval_images", "probe_images",
-                   "resume", "max_consecutive_rejections", "tensorboard", "log_every")
+                   "resume", "max_consecutive_rejections", "tensorboard", "log_every",
+                   "channels_last", "compile")
 
 CHOICES = {
     "objective": ("lbo", "elbo"),
@@ -182,7 +185,7 @@ CHOICES = {
 
 
 # Settings that may be given without a value on the command line.
-BARE_FLAGS = {"resume": "latest", "amp": "true"}
+BARE_FLAGS = {"resume": "latest", "amp": "true", "channels_last": "true", "compile": "true"}
 
 
 class UserError(Exception):

@@ -263,6 +263,16 @@ def _load_vgg16_trunk_weights(weights_path):
     return trunk
 
 
+def compile_networks(vae, disc, perceptual):
+    """torch.compile the networks in place. nn.Module.compile keeps parameter names, so
+    checkpoints do not change. The encoder and decoder are compiled rather than VAE.forward,
+    whose frozen-statistics pass flips module flags mid-call. The rollback guard restores
+    parameters and optimizer state in place, so compiled code keeps reading the same tensors
+    and a rollback causes no recompilation."""
+    for net in (vae.encoder, vae.decoder, disc, perceptual):
+        net.compile()
+
+
 def build_models(cfg, device):
     vae = VAE(cfg).to(device)
     disc = Discriminator(cfg.disc_channels).to(device)

@@ -37,7 +37,7 @@ from data import build_datasets, make_loader
 from evaluate import evaluate_run, summary_lines
 from losses import (Calibrator, barrier_loss, draw_step, evaluate_goals, forward_measures,
                     measures_to_host, real_stats)
-from models import build_models
+from models import build_models, compile_networks
 from summary import EpochStats, format_summary
 
 # The discriminator's optimizer takes no step during calibration, so its scheduler's first
@@ -66,6 +66,14 @@ class Trainer:
         context = context or distributed.Context()  # a single process by default
         self.cfg, self.device, self.context = cfg, device, context
         self.vae, self.disc, self.perceptual = build_models(cfg, device)
+        # NHWC lets cuDNN use tensor-core convolutions without transposes; oneDNN on a CPU
+        # gains from it too (bench/results/step_speed_cpu.md).
+        self.memory_format = torch.channels_last if cfg.channels_last \
+            else torch.contiguous_format
+        for net in (self.vae, self.disc, self.perceptual):
+            net.to(memory_format=self.memory_format)
+        if cfg.compile:
+            compile_networks(self.vae, self.disc, self.perceptual)
         self.vae_parallel, self.disc_parallel = self.vae, self.disc
         if context.active:
             ids = [device.index] if device.type == "cuda" else None
@@ -89,9 +97,13 @@ class Trainer:
         self.guard = RollbackGuard(self.vae, self.opt)
         self.tightener = Tightener(cfg)
         self.history, self.lbo_batches, self.failed_in_a_row = [], 0, 0
+        self.timer = None  # a PhaseTimer while benchmarking (bench/step_speed.py)
         use_amp = cfg.amp and device.type == "cuda"
         self.amp = functools.partial(torch.autocast, "cuda", dtype=torch.bfloat16) if use_amp \
             else contextlib.nullcontext
+
+    def phase(self, name):
+        return self.timer.phase(name) if self.timer else contextlib.nullcontext()
 
     @property
     def nets(self):
@@ -150,29 +162,35 @@ class Trainer:
         # at all: parameters, optimizer state and BatchNorm running statistics are exactly
         # as before it. The look-ahead updates no buffer, so an accepted step's buffers are
         # those of its own forward pass, as if there had been no look-ahead.
-        self.guard.snapshot()
-        draws, real, fwd = self._forward(x)
-        before = self._evaluate(fwd.measures)
+        with self.phase("snapshot"):
+            self.guard.snapshot()
+        with self.phase("forward"):
+            draws, real, fwd = self._forward(x)
+            before = self._evaluate(fwd.measures)
         stats.add_evaluation(before, fwd.mu_variance)
         if not before.ok:  # rejected before any log is taken: no step to undo
-            self.guard.restore()
+            with self.phase("restore"):
+                self.guard.restore()
             stats.rejected += 1
             self._count_failure(before, f"[REJECTED] {where}", log)
             return fwd.recon, before
-        loss = barrier_loss(self.goals, before)
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        self.opt.step()
+        with self.phase("backward"):
+            loss = barrier_loss(self.goals, before)
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+        with self.phase("optimizer"):
+            self.opt.step()
         # Look-ahead: the same batch and the same draws (permutation, noise, augmentation),
         # new weights.
-        with torch.no_grad():
+        with self.phase("look-ahead"), torch.no_grad():
             after = self._evaluate(forward_measures(
                 self.nets, x, real, draws, self.amp, update_stats=False).measures)
         if after.ok:
             stats.add_accepted(before.barrier)
             self.failed_in_a_row = 0
         else:
-            self.guard.restore()
+            with self.phase("restore"):
+                self.guard.restore()
             stats.rollbacks += 1
             self._count_failure(after, f"[ROLLBACK] {where}", log)
         return fwd.recon, before
@@ -188,6 +206,10 @@ class Trainer:
                 "configs.py, or raise max_consecutive_rejections")
 
     def discriminator_step(self, x, recon, stats):
+        with self.phase("discriminator"):
+            self._discriminator_update(x, recon, stats)
+
+    def _discriminator_update(self, x, recon, stats):
         self.disc.train().requires_grad_(True)
         with self.amp():
             logits = self.disc_parallel(torch.cat([x, recon.detach()])).float()
@@ -219,7 +241,7 @@ class Trainer:
             if not torch.isfinite(x).all():  # checked on the CPU: no device sync
                 stats.bad_batches += 1
                 continue
-            x = x.to(self.device, non_blocking=True)
+            x = x.to(self.device, non_blocking=True, memory_format=self.memory_format)
             if self.cfg.objective == "elbo":
                 self.elbo_step(x, stats)
                 continue
