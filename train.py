@@ -365,9 +365,12 @@ def print_header(cfg, trainer, device, data_description, batches, world):
     def millions(module):
         return sum(p.numel() for p in module.parameters()) / 1e6
 
-    amp = " (bf16 autocast)" if trainer.amp is not contextlib.nullcontext else ""
+    switches = [name for name, on in (
+        ("bf16 autocast", trainer.amp is not contextlib.nullcontext),
+        ("channels-last", cfg.channels_last), ("torch.compile", cfg.compile)) if on]
+    modes = f" ({', '.join(switches)})" if switches else ""
     ranks = f" x {world} processes (DDP)" if world > 1 else ""
-    print(f"BOM VAE v15 | device {device}{amp}{ranks}")
+    print(f"BOM VAE v15 | device {device}{modes}{ranks}")
     print(f"data: {data_description}; {batches} batches of {cfg.batch_size} per epoch"
           + (" per process" if world > 1 else ""))
     print(f"model: VAE {millions(trainer.vae):.2f} M params (latent {cfg.latent_dim} = "

@@ -135,6 +135,7 @@ def test_a_short_run_writes_every_output_and_a_safe_checkpoint(tiny_cfg, capsys)
     assert len(state["history"]) == 3
     printed = capsys.readouterr().out
     assert "=== epoch 3/3" in printed and "held-out" in printed
+    assert "BOM VAE v15 | device cpu (channels-last)\n" in printed  # no autocast on a CPU
 
 
 def test_tensorboard_gets_step_and_epoch_scalars_and_images(tiny_cfg):
