@@ -172,10 +172,13 @@ PRESETS = {
     ),
 }
 
-# Settings of the run rather than of the experiment: a resumed run may change them.
+# Settings of the run rather than of the experiment: a resumed run may change them. `compile`
+# is among them so that a run can resume where compiling fails, at the cost of bit-exactness
+# (compiled kernels round differently); channels_last and amp change the numbers too, and are
+# part of the experiment.
 RUN_ONLY_FIELDS = ("output_dir", "device", "num_workers", "eval_images", "probe_images",
                    "resume", "max_consecutive_rejections", "tensorboard", "log_every",
-                   "channels_last", "compile")
+                   "compile")
 
 CHOICES = {
     "objective": ("lbo", "elbo"),

@@ -36,6 +36,10 @@ class RollbackGuard:
             with torch.no_grad():
                 torch._foreach_copy_(self._saved, live)
 
+    @property
+    def snapshot_bytes(self):
+        return sum(t.nbytes for t in self._saved or [])
+
     def restore(self):
         if not self._had_optimizer_state:
             # The rejected step was the optimizer's first: going back means no state at all

@@ -174,7 +174,7 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-def _vgg16_trunk(width_divisor=1):
+def vgg16_trunk(width_divisor=1):
     """VGG16's layers up to relu3_3 (widths optionally divided, for the untrained option)."""
     layers, in_ch = [], 3
     for item in (64, 64, "M", 128, 128, "M", 256, 256, 256):
@@ -197,14 +197,14 @@ class PerceptualFeatures(nn.Module):
         super().__init__()
         self.pretrained = pretrained
         if pretrained:
-            self.net = _vgg16_trunk()
+            self.net = vgg16_trunk()
             self.net.load_state_dict(_load_vgg16_trunk_weights(weights_path))
         else:
             # The same random features in every run, without touching the global RNG; He
             # initialisation keeps feature magnitudes (and so the perceptual measure) at the
             # scale of real VGG features instead of shrinking layer by layer.
             with torch.random.fork_rng(devices=[]):
-                self.net = _vgg16_trunk(width_divisor=4)
+                self.net = vgg16_trunk(width_divisor=4)
             generator = torch.Generator().manual_seed(1234)
             for layer in self.net:
                 if isinstance(layer, nn.Conv2d):
@@ -267,8 +267,8 @@ def compile_networks(vae, disc, perceptual):
     """torch.compile the networks in place. nn.Module.compile keeps parameter names, so
     checkpoints do not change. The encoder and decoder are compiled rather than VAE.forward,
     whose frozen-statistics pass flips module flags mid-call. The rollback guard restores
-    parameters and optimizer state in place, so compiled code keeps reading the same tensors
-    and a rollback causes no recompilation."""
+    parameters and buffers in place, so compiled code keeps reading the same tensors and a
+    rollback causes no recompilation. A new batch size (evaluation's last batch) does."""
     for net in (vae.encoder, vae.decoder, disc, perceptual):
         net.compile()
 

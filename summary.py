@@ -115,20 +115,9 @@ def _bar(share, width=20):
     return "#" * filled + "." * (width - filled)
 
 
-def format_summary(r, total_epochs):
-    """The console summary of one epoch: fits a narrow (80-column) Colab cell."""
-    lines = [f"=== epoch {r['epoch']}/{total_epochs}  ({r['seconds']:.0f}s, lr {r['lr']:.2e}) ==="]
-    if r["calibration_batches"]:
-        lines.append(f"calibration: {r['calibration_batches']} plain-MSE batches this epoch")
-    lines.append(f"loss {r['loss']:.4f}   min group {r['min_group']:.4g}   "
-                 f"SSIM {r['ssim']:.4f}   MSE {r['mse']:.5f}")
-    lines.append(f"swap loss: structure {r['swap_structure']:.5f}   "
-                 f"appearance {r['swap_appearance']:.5f}")
-    band = "inside" if r["kl_in_band"] else "OUTSIDE"
-    lines.append(f"KL core {r['kl_core']:.2f} ({r['kl_core_dim']:.3f}/dim)   "
-                 f"detail {r['kl_detail']:.2f} ({r['kl_detail_dim']:.3f}/dim)   "
-                 f"{band} [0, 10]/dim")
-    lines.append("group          score  bottleneck share")
+def _goal_lines(r):
+    """Group scores with bottleneck shares, and the refusals."""
+    lines = ["group          score  bottleneck share"]
     for g in GROUPS:
         share = r["bottleneck"][g]
         flag = ""
@@ -141,6 +130,26 @@ def format_summary(r, total_epochs):
     lines.append(f"rollbacks {r['rollbacks'] + r['rejected']}/{r['steps']} "
                  f"({r['rollback_rate']:.1%}: {r['rollbacks']} rolled back, "
                  f"{r['rejected']} rejected before the step)")
+    return lines
+
+
+def format_summary(r, total_epochs):
+    """The console summary of one epoch: fits a narrow (80-column) Colab cell."""
+    lines = [f"=== epoch {r['epoch']}/{total_epochs}  ({r['seconds']:.0f}s, lr {r['lr']:.2e}) ==="]
+    if r["calibration_batches"]:
+        lines.append(f"calibration: {r['calibration_batches']} plain-MSE batches this epoch")
+    elbo = r.get("objective") == "elbo"  # the control has no goals and no guard
+    loss = f"-ELBO {r['loss']:.4f}" if elbo else \
+        f"loss {r['loss']:.4f}   min group {r['min_group']:.4g}"
+    lines.append(f"{loss}   SSIM {r['ssim']:.4f}   MSE {r['mse']:.5f}")
+    lines.append(f"swap loss: structure {r['swap_structure']:.5f}   "
+                 f"appearance {r['swap_appearance']:.5f}")
+    band = "inside" if r["kl_in_band"] else "OUTSIDE"
+    lines.append(f"KL core {r['kl_core']:.2f} ({r['kl_core_dim']:.3f}/dim)   "
+                 f"detail {r['kl_detail']:.2f} ({r['kl_detail_dim']:.3f}/dim)   "
+                 f"{band} [0, 10]/dim")
+    if not elbo:
+        lines += _goal_lines(r)
     lines.append(f"tightening: {r['decision']}")
     lines.append(f"active dims: core {r['core_active']}/{r['core_dims']} "
                  f"(effective {r['core_effective']:.1f})   detail {r['detail_active']}/"

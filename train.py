@@ -313,8 +313,9 @@ class Trainer:
     def load_state_dict(self, state):
         self.vae.load_state_dict(state["vae"])
         self.disc.load_state_dict(state["disc"])
-        self.opt.load_state_dict(state["opt_vae"])
-        self.opt_disc.load_state_dict(state["opt_disc"])
+        for optimizer, saved in ((self.opt, state["opt_vae"]), (self.opt_disc, state["opt_disc"])):
+            optimizer.load_state_dict(saved)
+            match_parameter_layouts(optimizer)
         for scheduler, saved in zip(self.schedulers, state["schedulers"]):
             scheduler.load_state_dict(saved)
         self.goals = copy.deepcopy(state["goals"])
@@ -326,6 +327,17 @@ class Trainer:
         torch.set_rng_state(state["rng"]["torch"])
         if state["rng"]["cuda"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+
+
+def match_parameter_layouts(optimizer):
+    """Give each optimizer state tensor its parameter's memory format. load_state_dict keeps
+    the saved layout (and shares the saved tensors); Adam's moments in NCHW beside
+    channels-last parameters made every optimizer step about twice as slow."""
+    for param, state in optimizer.state.items():
+        for key, value in state.items():
+            if torch.is_tensor(value) and value.shape == param.shape \
+                    and value.stride() != param.stride():
+                state[key] = torch.empty_like(param).copy_(value)
 
 
 def describe_violation(goals, evaluation):

@@ -1,6 +1,6 @@
 """Speed of one guarded LBO training step: this project's step against a naive reference.
 
-    python bench/step_speed.py [--batch 16] [--steps 12] [--warmup 3] [--device cpu]
+    python bench/step_speed.py [--batch N] [--steps 12] [--warmup 3] [--device cpu|cuda]
                                [--variants naive,ours,ours+compile] [--preset demo]
 
 A step is what training does per batch after calibration: the LBO forward and backward, the
@@ -18,6 +18,9 @@ so that machine noise hits all of them alike:
   ours+amp, ours+channels_last, ours+compile   ours with that switch on (more than one may
           be joined: ours+amp+channels_last); `ours` alone has all three off. amp acts on
           CUDA only
+
+The perceptual network has VGG16's layout with random weights (--features vgg16): the real
+network's cost without its download.
 
 Reports images/s, the ratio to naive, each phase's share of step time, peak memory, and the
 FLOPs a step needs (counted with torch.utils.flop_counter) against the device's measured
@@ -48,6 +51,7 @@ from configs import GROUPS  # noqa: E402
 from data import build_datasets  # noqa: E402
 from data_throughput import cpu_model  # noqa: E402  (bench/ is this script's folder)
 from losses import draw_step, evaluate_goals, forward_measures, real_stats  # noqa: E402
+from models import vgg16_trunk  # noqa: E402
 from summary import EpochStats  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -58,13 +62,19 @@ LOOSER_SCALES = 10.0
 BOTTLENECKS = {"latent": 1.0, "recon": 0.01, "realism": 0.01}
 
 
+def device_sync(device):
+    """A function that waits until `device` has finished its queued work."""
+    return (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
+
+
 class PhaseTimer:
     """Wall time per named phase. On CUDA it waits for the GPU at each boundary, so that a
-    phase is charged its own kernels (this slows the step a little; both variants alike)."""
+    phase is charged its own kernels; that slows a step, so on CUDA the phases are timed in a
+    pass of their own, apart from the timed steps."""
 
     def __init__(self, device):
         self.seconds = Counter()
-        self.sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+        self.sync = device_sync(device)
 
     @contextlib.contextmanager
     def phase(self, name):
@@ -136,8 +146,8 @@ class Variant:
 
     def __init__(self, name, trainer, step, state):
         self.name, self.trainer, self.step, self.state = name, trainer, step, state
-        self.stats, self.step_seconds, self.peak_bytes = EpochStats(), [], 0
-        self.phase_seconds, self.warmup_seconds = Counter(), 0.0
+        self.stats, self.step_seconds, self.step_peak_bytes = EpochStats(), [], 0
+        self.phase_seconds, self.phase_pass_seconds, self.warmup_seconds = Counter(), 0.0, 0.0
 
     def reset(self, seed, goals):
         # A copy: the optimizer adopts the loaded state's tensors and updates them in place.
@@ -150,13 +160,15 @@ class Variant:
         self.step(trainer, x.to(trainer.device, memory_format=trainer.memory_format), stats,
                   step)
 
-    def run(self, x, seed, goals, step, timed):
-        device = self.trainer.device
-        sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-        self.trainer.timer = PhaseTimer(device) if timed else None
+    def run(self, x, seed, goals, step, timed, phases):
+        """One step from the bench state. timed: its wall time is measured (else a warm-up or
+        phase-pass step); phases: the phase timer is on."""
+        device, sync = self.trainer.device, device_sync(self.trainer.device)
+        self.trainer.timer = PhaseTimer(device) if phases else None
         self.reset(seed, goals)
         if device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats()
+            torch.cuda.reset_peak_memory_stats(device)
+            resident = torch.cuda.memory_allocated(device)
         sync()
         started = time.perf_counter()
         self.take_step(x, step, self.stats if timed else EpochStats())
@@ -164,11 +176,27 @@ class Variant:
         seconds = time.perf_counter() - started
         if timed:
             self.step_seconds.append(seconds)
-            self.phase_seconds.update(self.trainer.timer.seconds)
-        else:
+        elif not phases:
             self.warmup_seconds += seconds
+        if phases:
+            self.phase_seconds.update(self.trainer.timer.seconds)
+            self.phase_pass_seconds += seconds
         if device.type == "cuda":
-            self.peak_bytes = max(self.peak_bytes, torch.cuda.max_memory_allocated())
+            self.step_peak_bytes = max(self.step_peak_bytes,
+                                       torch.cuda.max_memory_allocated(device) - resident)
+
+    def peak_bytes(self):
+        """Device memory one training process would need: what this variant keeps between
+        steps (networks, gradients, optimizer states, the guard's snapshot) plus the most a
+        step allocated on top. The other variants' trainers share the device in this bench,
+        so the device-wide peak would overstate it."""
+        t = self.trainer
+        nets = (t.vae, t.disc, t.perceptual)
+        kept = [*(x for n in nets for x in (*n.parameters(), *n.buffers())),
+                *(p for n in nets for p in n.parameters() if p.requires_grad),  # gradients
+                *(v for o in (t.opt, t.opt_disc) for s in o.state.values()
+                  for v in s.values() if torch.is_tensor(v))]
+        return sum(x.nbytes for x in kept) + t.guard.snapshot_bytes + self.step_peak_bytes
 
     def flops_per_step(self, plan):
         """FLOPs of the timed steps (discriminator updates included), counted, not estimated:
@@ -190,16 +218,27 @@ def build_config(args, switches=()):
     return configs.parse_args(words)
 
 
+def build_trainer(args, device, switches=()):
+    trainer = train.Trainer(build_config(args, switches), device)
+    if args.features == "vgg16":
+        # VGG16's layers with random weights: the real network's cost, without its download.
+        trainer.perceptual.net = vgg16_trunk().requires_grad_(False).to(
+            device, memory_format=trainer.memory_format)
+    return trainer
+
+
 def make_variants(args, device, state):
-    variants = []
-    for name in args.variants.split(","):
+    variants, names = [], args.variants.split(",")
+    if len(set(names)) != len(names):
+        sys.exit(f"--variants: a name is given twice in {args.variants!r}")
+    for name in names:
         base, *switches = name.split("+")
         unknown = [s for s in switches if s not in SWITCHES] + \
             ([base] if base not in ("naive", "ours") else [])
         if unknown:
             sys.exit(f"--variants: unknown {', '.join(unknown)} in {name!r}; use naive or ours, "
                      f"optionally with +{', +'.join(SWITCHES)}")
-        trainer = train.Trainer(build_config(args, switches), device)
+        trainer = build_trainer(args, device, switches)
         variants.append(Variant(name, trainer, naive_step if base == "naive" else our_step,
                                 state))
     return variants
@@ -212,7 +251,7 @@ def calibrated_state(args, device, batches):
     full steps (after a 4-batch calibration of a fresh network, about half the steps were
     refused and skipped the backward pass). In that table `latent` is the bottleneck."""
     torch.manual_seed(0)
-    trainer = train.Trainer(build_config(args), device)
+    trainer = build_trainer(args, device)
     trainer.log = lambda line: None
     stats = EpochStats()
     for x in batches[:trainer.cfg.calibration_batches]:
@@ -243,7 +282,7 @@ def measured_peak(device):
     tensor-core peak the AMP step can reach) and float32 on a CPU."""
     cuda = device.type == "cuda"
     dtype, n, repeats = (torch.bfloat16, 8192, 20) if cuda else (torch.float32, 2048, 5)
-    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    sync = device_sync(device)
 
     def rate(fn, flops):
         for _ in range(2):
@@ -274,18 +313,17 @@ def device_name(device):
 def summarise(variant, batch, flops):
     seconds = sorted(variant.step_seconds)
     median = seconds[len(seconds) // 2]
-    phases = variant.phase_seconds
-    total = sum(variant.step_seconds)
+    phases, phase_total = variant.phase_seconds, variant.phase_pass_seconds
     return {
-        "images_per_second": batch * len(seconds) / total,
+        "images_per_second": batch * len(seconds) / sum(seconds),
         "median_step_ms": 1000 * median,
         "steps": len(seconds),
         "phase_ms_per_step": {k: 1000 * v / len(seconds) for k, v in phases.items()},
-        "phase_share": {k: v / total for k, v in phases.items()},
+        "phase_share": {k: v / phase_total for k, v in phases.items()},
         "accepted": variant.stats.accepted, "rollbacks": variant.stats.rollbacks,
         "rejected": variant.stats.rejected, "bottlenecks": dict(variant.stats.bottlenecks),
         "warmup_seconds": variant.warmup_seconds,
-        "peak_gpu_memory_gb": variant.peak_bytes / 1e9 if variant.peak_bytes else None,
+        "peak_gpu_memory_gb": variant.peak_bytes() / 1e9 if variant.step_peak_bytes else None,
         "flops_per_step": flops,
     }
 
@@ -307,18 +345,17 @@ def markdown(result):
         f"- peak: {result['peak_flops'] / 1e12:.2f} TFLOP/s, the best of a large "
         f"{result['peak_dtype']} matmul and 3x3 convolution measured in the same run",
         f"- goals: calibrated on 4 batches, then every MINIMIZE scale x{LOOSER_SCALES:g} so that "
-        "steps are rarely refused and every variant times full steps (counts below); each "
-        f"step makes one of {', '.join(BOTTLENECKS)} the bottleneck, in turn (the last two by "
-        "their MINIMIZE scales /100), because our backward pass covers the bottleneck "
-        "group's graph only",
+        "steps are rarely refused and every variant times full steps; the steps push "
+        f"{', '.join(BOTTLENECKS)} to be the bottleneck in turn (our backward pass covers the "
+        "bottleneck group's graph only); the table says where each step's bottleneck was",
         "- every variant takes each step from the same state with the same batch and random "
-        "seed: the same work, the same decisions",
-        "- the batches are pre-generated in memory; the data path delivers "
-        "~120,000 img/s from the preprocessed cache on a 2-core CPU "
-        "(bench/results/data_throughput_cpu.md), far above any step rate below", "",
+        "seed, so they do the same work (the decision counts show whether they agreed)",
+        f"- phases: {result['phases_timed']}",
+        "- the batches are pre-generated in memory: the data path is not timed (see "
+        "bench/results/data_throughput_cpu.md)", "",
         "| variant | images/s | vs naive | median step (ms) | FLOPs/step | achieved "
-        "TFLOP/s (% of peak) | peak GPU memory | accepted / rolled back / rejected | "
-        "bottleneck groups |",
+        "TFLOP/s (% of peak) | peak GPU memory (one process) | accepted / rolled back / "
+        "rejected | bottleneck groups |",
         "|---|---|---|---|---|---|---|---|---|"]
     for name, r in rows.items():
         ratio = f"{r['images_per_second'] / naive['images_per_second']:.2f}x" if naive else "-"
@@ -346,15 +383,20 @@ def markdown(result):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--batch", type=int, default=0,
+                        help="images per step (default: 16 on a CPU, 256 on CUDA)")
     parser.add_argument("--steps", type=int, default=12, help="timed steps per variant")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps per variant")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--variants", default="")
     parser.add_argument("--preset", default="", help="a configs.py preset (default: full width)")
+    parser.add_argument("--features", choices=("vgg16", "small"), default="vgg16",
+                        help="perceptual network: VGG16's layout with random weights (default), "
+                        "or the small untrained one of --perceptual random")
     parser.add_argument("--output", default="", help="results file stem (default: by device)")
     args = parser.parse_args()
     device = train.resolve_device(args.device)
+    args.batch = args.batch or (256 if device.type == "cuda" else 16)
     if not args.variants:
         args.variants = "naive,ours,ours+channels_last,ours+channels_last+compile" \
             if device.type == "cpu" else \
@@ -370,12 +412,19 @@ def main():
              goals_with_bottleneck(state["goals"], list(BOTTLENECKS)[step % len(BOTTLENECKS)]),
              step)
             for step in range(1, args.warmup + args.steps + 1)]
+    # On a CPU the phase timer costs nothing, so the timed steps record the phases too.
+    phases_apart = device.type == "cuda"
     for x, seed, goals, step in plan:
         for variant in variants:
-            variant.run(x, seed, goals, step, timed=step > args.warmup)
+            timed = step > args.warmup
+            variant.run(x, seed, goals, step, timed, phases=timed and not phases_apart)
         print(f"step {step}/{len(plan)}: " + ", ".join(
             f"{v.name} {(v.step_seconds or [v.warmup_seconds])[-1]:.2f} s" for v in variants),
             flush=True)
+    if phases_apart:
+        for x, seed, goals, step in plan[args.warmup:]:
+            for variant in variants:
+                variant.run(x, seed, goals, step, timed=False, phases=True)
     # Compiled code is not counted (the counter sees eager operators only).
     flops = {v.name: None if "compile" in v.name else v.flops_per_step(plan[args.warmup:])
              for v in variants}
@@ -387,7 +436,10 @@ def main():
         "date": datetime.date.today().isoformat(), "torch": torch.__version__,
         "vae_params": sum(p.numel() for p in first.vae.parameters()),
         "disc_params": sum(p.numel() for p in first.disc.parameters()),
-        "perceptual": first.perceptual.description,
+        "perceptual": "VGG16 layout to relu3_3, random weights (the real network's cost)"
+        if args.features == "vgg16" else first.perceptual.description,
+        "phases_timed": "in a separate pass of the same steps (the timer waits for the GPU at "
+        "each phase boundary)" if phases_apart else "during the timed steps",
         "batch": args.batch, "steps": args.steps, "warmup": args.warmup,
         "disc_every": first.cfg.disc_every, "peak_flops": peak, "peak_dtype": peak_dtype,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
