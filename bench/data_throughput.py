@@ -62,14 +62,17 @@ def repeated(dataset, times):
     return data.ImageFiles(dataset.root, dataset.names * times, dataset.image_size)
 
 
-def cpu_model():
+def cpu_machine():
+    """This machine for a results file: CPU model, core count, OS."""
+    model = platform.processor() or platform.machine()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+                model = line.split(":", 1)[1].strip()
+                break
     except OSError:
         pass
-    return platform.processor() or platform.machine()
+    return f"{model}, {os.cpu_count()} cores, {platform.system()}"
 
 
 def measure(folder, args):
@@ -93,7 +96,7 @@ def measure(folder, args):
             print(f"{path:5s} num_workers={workers}: "
                   f"{rates[f'{path}_workers_{workers}']:9.0f} images/s", flush=True)
     return {
-        "machine": f"{cpu_model()}, {os.cpu_count()} cores, {platform.system()}",
+        "machine": cpu_machine(),
         "command": " ".join(["python bench/data_throughput.py", shlex.join(sys.argv[1:])]).strip(),
         "load_average_before_after": [round(load_before, 2), round(os.getloadavg()[0], 2)],
         "date": datetime.date.today().isoformat(),

@@ -9,7 +9,6 @@ bench/results/memory_growth_cpu.json.
 import argparse
 import json
 import os
-import platform
 import resource
 import sys
 import time
@@ -20,7 +19,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import configs  # noqa: E402
 import train  # noqa: E402
-from data_throughput import cpu_model  # noqa: E402  (bench/ is this script's folder)
+from data_throughput import cpu_machine  # noqa: E402  (bench/ is this script's folder)
 from summary import EpochStats  # noqa: E402
 
 
@@ -54,7 +53,7 @@ def main():
             print(f"step {step:4d}  rss {samples[-1][1]:8.1f} MB", flush=True)
     after_warmup = [mb for step, mb in samples if step >= 20]
     result = {
-        "machine": f"{cpu_model()}, {os.cpu_count()} cores, {platform.system()}",
+        "machine": cpu_machine(),
         "command": "python bench/memory_growth.py " + " ".join(sys.argv[1:]),
         "date": time.strftime("%Y-%m-%d"), "torch": torch.__version__,
         "vae_params": sum(p.numel() for p in trainer.vae.parameters()),

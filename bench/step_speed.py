@@ -32,8 +32,6 @@ import contextlib
 import copy
 import datetime
 import json
-import os
-import platform
 import resource
 import shlex
 import sys
@@ -49,7 +47,7 @@ import configs  # noqa: E402
 import train  # noqa: E402
 from configs import GROUPS  # noqa: E402
 from data import build_datasets  # noqa: E402
-from data_throughput import cpu_model  # noqa: E402  (bench/ is this script's folder)
+from data_throughput import cpu_machine  # noqa: E402  (bench/ is this script's folder)
 from losses import draw_step, evaluate_goals, forward_measures, real_stats  # noqa: E402
 from models import vgg16_trunk  # noqa: E402
 from summary import EpochStats  # noqa: E402
@@ -193,7 +191,7 @@ class Variant:
         t = self.trainer
         nets = (t.vae, t.disc, t.perceptual)
         kept = [*(x for n in nets for x in (*n.parameters(), *n.buffers())),
-                *(p for n in nets for p in n.parameters() if p.requires_grad),  # gradients
+                *(p.grad for n in nets for p in n.parameters() if p.grad is not None),
                 *(v for o in (t.opt, t.opt_disc) for s in o.state.values()
                   for v in s.values() if torch.is_tensor(v))]
         return sum(x.nbytes for x in kept) + t.guard.snapshot_bytes + self.step_peak_bytes
@@ -307,7 +305,7 @@ def measured_peak(device):
 def device_name(device):
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return f"{cpu_model()}, {os.cpu_count()} cores, {platform.system()}"
+    return cpu_machine()
 
 
 def summarise(variant, batch, flops):
