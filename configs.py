@@ -122,6 +122,11 @@ class Config:
     disc_every: int = 2              # discriminator update every N batches after calibration
     noise_std: float = 0.5           # perturbation of the leak goals
     max_consecutive_rejections: int = 200  # stop with a diagnosis instead of looping
+    # How the rollback guard checks an update. look-ahead (SPEC 7.3): a second forward of the
+    # same batch with the new weights. next-batch: the next batch's forward, which the step
+    # needs anyway, is the check (about a quarter faster; judges an update on other images;
+    # see README "Guard modes")
+    guard_check: str = "look-ahead"
     # --- adaptive tightening (Directive #6) ---
     tighten_start_epoch: int = 5
     tighten_rate: float = 0.05
@@ -184,6 +189,7 @@ CHOICES = {
     "objective": ("lbo", "elbo"),
     "dataset": ("auto", "celeba", "folder", "synthetic"),
     "perceptual": ("vgg16", "random"),
+    "guard_check": ("look-ahead", "next-batch"),
 }
 
 

@@ -47,13 +47,13 @@ def init(device_setting):
     return context
 
 
-def any_rank(context, flag, device):
-    """True on every rank when `flag` is true on any rank."""
+def any_rank(context, flags, device):
+    """For each of `flags`: true on every rank when it is true on any rank (one all-reduce)."""
     if not context.active:
-        return flag
-    t = torch.tensor([float(flag)], device=device)
+        return [bool(flag) for flag in flags]
+    t = torch.tensor([float(flag) for flag in flags], device=device)
     dist.all_reduce(t)
-    return t.item() > 0
+    return [value > 0 for value in t.tolist()]
 
 
 def global_evaluation(context, evaluation, device):

@@ -10,6 +10,7 @@ pictures (see evaluate.py).
 """
 import contextlib
 import copy
+import dataclasses
 import functools
 import json
 import os
@@ -35,8 +36,8 @@ import distributed
 from control import RollbackGuard, Tightener
 from data import build_datasets, make_loader
 from evaluate import evaluate_run, summary_lines
-from losses import (Calibrator, barrier_loss, draw_step, evaluate_goals, forward_measures,
-                    measures_to_host, real_stats)
+from losses import (Calibrator, RealStats, StepDraws, barrier_loss, draw_step, evaluate_goals,
+                    forward_measures, measures_to_host, real_stats)
 from models import build_models, compile_networks
 from summary import EpochStats, format_summary
 
@@ -59,6 +60,18 @@ def resolve_device(name):
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise UserError(f"device = {name!r}, but no CUDA GPU is visible; use --device cpu")
     return torch.device(name)
+
+
+@dataclasses.dataclass
+class PendingUpdate:
+    """An optimizer step the guard has not checked yet: the snapshot from before it, and
+    what its look-ahead needs (the batch, its perceptual features and random draws)."""
+    guard: RollbackGuard
+    x: torch.Tensor
+    real: RealStats
+    draws: StepDraws
+    barrier: float
+    where: str
 
 
 class Trainer:
@@ -94,7 +107,8 @@ class Trainer:
                            for o in (self.opt, self.opt_disc)]
         self.goals = copy.deepcopy(cfg.goals)
         self.calibrator, self.calibrated = Calibrator(), False
-        self.guard = RollbackGuard(self.vae, self.opt)
+        self.guards = (RollbackGuard(self.vae, self.opt), RollbackGuard(self.vae, self.opt))
+        self.pending = None  # a PendingUpdate: an optimizer step not yet checked by the guard
         self.tightener = Tightener(cfg)
         self.history, self.lbo_batches, self.failed_in_a_row = [], 0, 0
         self.timer = None  # a PhaseTimer while benchmarking (bench/step_speed.py)
@@ -158,19 +172,31 @@ class Trainer:
 
     # --- the LBO step with the rollback guard (Directive #4) ---------------------------------
     def lbo_step(self, x, stats, where, log):
+        """One guarded step on batch x. With guard_check = look-ahead the update is checked
+        (accepted or rolled back) before this returns; with next-batch it stays pending, and
+        the next lbo_step's forward (or settle_pending) checks it."""
         # The snapshot is taken before the forward pass, so a refused batch leaves no trace
         # at all: parameters, optimizer state and BatchNorm running statistics are exactly
-        # as before it. The look-ahead updates no buffer, so an accepted step's buffers are
-        # those of its own forward pass, as if there had been no look-ahead.
+        # as before it.
+        guard = self._free_guard()
         with self.phase("snapshot"):
-            self.guard.snapshot()
+            guard.snapshot()
         with self.phase("forward"):
             draws, real, fwd = self._forward(x)
             before = self._evaluate(fwd.measures)
+        if self.pending:  # next-batch: this forward ran on the pending update's weights
+            checked = self.pending.guard
+            if not self._settle(before, stats, log, f" (checked on {where})"):
+                # Back at the state before that update, which its guard holds: take this
+                # batch from there, with the same draws.
+                guard = checked
+                with self.phase("re-forward"):
+                    fwd = forward_measures(self.nets, x, real, draws, self.amp)
+                    before = self._evaluate(fwd.measures)
         stats.add_evaluation(before, fwd.mu_variance)
         if not before.ok:  # rejected before any log is taken: no step to undo
             with self.phase("restore"):
-                self.guard.restore()
+                guard.restore()
             stats.rejected += 1
             self._count_failure(before, f"[REJECTED] {where}", log)
             return fwd.recon, before
@@ -180,20 +206,45 @@ class Trainer:
             loss.backward()
         with self.phase("optimizer"):
             self.opt.step()
-        # Look-ahead: the same batch and the same draws (permutation, noise, augmentation),
-        # new weights.
-        with self.phase("look-ahead"), torch.no_grad():
-            after = self._evaluate(forward_measures(
-                self.nets, x, real, draws, self.amp, update_stats=False).measures)
-        if after.ok:
-            stats.add_accepted(before.barrier)
-            self.failed_in_a_row = 0
-        else:
-            with self.phase("restore"):
-                self.guard.restore()
-            stats.rollbacks += 1
-            self._count_failure(after, f"[ROLLBACK] {where}", log)
+        self.pending = PendingUpdate(guard, x, real, draws, before.barrier, where)
+        if self.cfg.guard_check == "look-ahead":
+            self.settle_pending(stats, log)
         return fwd.recon, before
+
+    def _free_guard(self):
+        """The snapshot slot not holding a pending update's state: two slots in next-batch
+        mode (the pending update's, this batch's), one in look-ahead mode, each allocated
+        once."""
+        return self.guards[1] if self.pending and self.pending.guard is self.guards[0] \
+            else self.guards[0]
+
+    def settle_pending(self, stats, log):
+        """Check the pending update, if any, by the look-ahead: its own batch and draws, the
+        new weights. Its BatchNorm statistics are left alone, so an accepted step's buffers
+        are those of its own forward pass, as if there had been no look-ahead. Next-batch
+        mode calls this at the end of an epoch and before an interrupt's checkpoint, so that
+        no checkpoint holds an unchecked update."""
+        if self.pending:
+            update = self.pending
+            with self.phase("look-ahead"), torch.no_grad():
+                after = self._evaluate(forward_measures(
+                    self.nets, update.x, update.real, update.draws, self.amp,
+                    update_stats=False).measures)
+            self._settle(after, stats, log)
+
+    def _settle(self, after, stats, log, checked_on=""):
+        """Accept the pending update, or roll it back, on `after`, an evaluation of its new
+        weights. Returns whether it was accepted."""
+        update, self.pending = self.pending, None
+        if after.ok:
+            stats.add_accepted(update.barrier)
+            self.failed_in_a_row = 0
+            return True
+        with self.phase("restore"):
+            update.guard.restore()
+        stats.rollbacks += 1
+        self._count_failure(after, f"[ROLLBACK] {update.where}{checked_on}", log)
+        return False
 
     def _count_failure(self, evaluation, prefix, log):
         log(f"{prefix}: {describe_violation(self.goals, evaluation)}")
@@ -233,12 +284,17 @@ class Trainer:
                    initial=start_batch, total=start_batch + len(loader), leave=False,
                    file=sys.stdout, disable=not self.context.main)
         for i, x in enumerate(bar, start_batch + 1):
-            if distributed.any_rank(self.context, interrupt.requested, self.device):
+            # Decided alike on every rank: a rank skipping a batch alone would wait in another
+            # collective operation than the others. isfinite runs on the CPU: no device sync.
+            interrupted, bad = distributed.any_rank(
+                self.context, [interrupt.requested, not torch.isfinite(x).all()], self.device)
+            if interrupted:
                 bar.close()
+                self.settle_pending(stats, self.log)
                 stats.seconds += time.time() - started
                 self.position = i - 1
                 return None
-            if not torch.isfinite(x).all():  # checked on the CPU: no device sync
+            if bad:
                 stats.bad_batches += 1
                 continue
             x = x.to(self.device, non_blocking=True, memory_format=self.memory_format)
@@ -262,6 +318,7 @@ class Trainer:
                             ssim=f"{evaluation.measures['ssim']:.3f}",
                             rb=stats.failed, refresh=False)
         bar.close()
+        self.settle_pending(stats, self.log)
         if self.cfg.objective == "lbo" and not self.calibrated:
             if not len(self.calibrator):
                 raise UserError("epoch 1 had no usable batch to calibrate on (all had NaN/Inf "
@@ -295,6 +352,7 @@ class Trainer:
     def state_dict(self, next_epoch, next_batch=0, stats=None):
         """Everything needed to continue exactly from (next_epoch, next_batch); plain tensors,
         numbers, strings, lists and dicts, so it loads with torch.load(weights_only=True)."""
+        assert self.pending is None, "settle_pending() first: a checkpoint holds checked steps"
         return {
             "format": FORMAT, "config": configs.to_dict(self.cfg),
             "next_epoch": next_epoch, "next_batch": next_batch,
@@ -379,7 +437,8 @@ def print_header(cfg, trainer, device, data_description, batches, world):
 
     switches = [name for name, on in (
         ("bf16 autocast", trainer.amp is not contextlib.nullcontext),
-        ("channels-last", cfg.channels_last), ("torch.compile", cfg.compile)) if on]
+        ("channels-last", cfg.channels_last), ("torch.compile", cfg.compile),
+        ("guard checks on the next batch", cfg.guard_check == "next-batch")) if on]
     modes = f" ({', '.join(switches)})" if switches else ""
     ranks = f" x {world} processes (DDP)" if world > 1 else ""
     print(f"BOM VAE v15 | device {device}{modes}{ranks}")

@@ -18,6 +18,10 @@ so that machine noise hits all of them alike:
   ours+amp, ours+channels_last, ours+compile   ours with that switch on (more than one may
           be joined: ours+amp+channels_last); `ours` alone has all three off. amp acts on
           CUDA only
+  ours+next_batch   ours with guard_check = next-batch: the next step's forward checks an
+          update, there is no look-ahead. Such a variant carries its state from step to step
+          (the check needs the previous step's update), where the others start every step
+          from the same state; its FLOPs are counted on steps without a pending update
 
 The perceptual network has VGG16's layout with random weights (--features vgg16): the real
 network's cost without its download.
@@ -53,7 +57,7 @@ from models import vgg16_trunk  # noqa: E402
 from summary import EpochStats  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
-SWITCHES = ("amp", "channels_last", "compile")
+SWITCHES = ("amp", "channels_last", "compile", "next_batch")
 LOOSER_SCALES = 10.0
 # The groups the timed steps make the bottleneck, in turn, and the factor on that group's
 # MINIMIZE scales that does it (latent already is the bottleneck of the widened table).
@@ -144,12 +148,15 @@ class Variant:
 
     def __init__(self, name, trainer, step, state):
         self.name, self.trainer, self.step, self.state = name, trainer, step, state
+        self.chained, self.steps_run = trainer.cfg.guard_check == "next-batch", 0
         self.stats, self.step_seconds, self.step_peak_bytes = EpochStats(), [], 0
         self.phase_seconds, self.phase_pass_seconds, self.warmup_seconds = Counter(), 0.0, 0.0
 
-    def reset(self, seed, goals):
-        # A copy: the optimizer adopts the loaded state's tensors and updates them in place.
-        self.trainer.load_state_dict(copy.deepcopy(self.state))
+    def reset(self, seed, goals, state=True):
+        if state:
+            # A copy: the optimizer adopts the loaded state's tensors and updates them in place.
+            self.trainer.load_state_dict(copy.deepcopy(self.state))
+            self.trainer.pending = None
         self.trainer.goals = copy.deepcopy(goals)
         torch.manual_seed(seed)
 
@@ -163,7 +170,8 @@ class Variant:
         phase-pass step); phases: the phase timer is on."""
         device, sync = self.trainer.device, device_sync(self.trainer.device)
         self.trainer.timer = PhaseTimer(device) if phases else None
-        self.reset(seed, goals)
+        self.reset(seed, goals, state=not (self.chained and self.steps_run))
+        self.steps_run += 1
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
             resident = torch.cuda.memory_allocated(device)
@@ -194,7 +202,8 @@ class Variant:
                 *(p.grad for n in nets for p in n.parameters() if p.grad is not None),
                 *(v for o in (t.opt, t.opt_disc) for s in o.state.values()
                   for v in s.values() if torch.is_tensor(v))]
-        return sum(x.nbytes for x in kept) + t.guard.snapshot_bytes + self.step_peak_bytes
+        snapshots = sum(guard.snapshot_bytes for guard in t.guards)  # two in next-batch mode
+        return sum(x.nbytes for x in kept) + snapshots + self.step_peak_bytes
 
     def flops_per_step(self, plan):
         """FLOPs of the timed steps (discriminator updates included), counted, not estimated:
@@ -211,8 +220,10 @@ def build_config(args, switches=()):
     words += ["--dataset", "synthetic", "--batch_size", str(args.batch), "--device", args.device,
               "--calibration_batches", "4", "--synthetic_size", str(args.batch * 4),
               "--output_dir", "/tmp/step_speed_bench", "--num_workers", "0"]
-    for name in SWITCHES:
+    for name in ("amp", "channels_last", "compile"):
         words += [f"--{name}", "true" if name in switches else "false"]
+    if "next_batch" in switches:
+        words += ["--guard_check", "next-batch"]
     return configs.parse_args(words)
 
 
@@ -347,16 +358,22 @@ def markdown(result):
         f"{', '.join(BOTTLENECKS)} to be the bottleneck in turn (our backward pass covers the "
         "bottleneck group's graph only); the table says where each step's bottleneck was",
         "- every variant takes each step from the same state with the same batch and random "
-        "seed, so they do the same work (the decision counts show whether they agreed)",
+        "seed, so they do the same work (the decision counts show whether they agreed); "
+        "except +next_batch variants (guard_check = next-batch), which carry their state from "
+        "step to step because the next step's forward checks each update (their last update "
+        "is left unchecked)",
         f"- phases: {result['phases_timed']}",
         "- the batches are pre-generated in memory: the data path is not timed (see "
         "bench/results/data_throughput_cpu.md)", "",
-        "| variant | images/s | vs naive | median step (ms) | FLOPs/step | achieved "
-        "TFLOP/s (% of peak) | peak GPU memory (one process) | accepted / rolled back / "
-        "rejected | bottleneck groups |",
-        "|---|---|---|---|---|---|---|---|---|"]
+        "| variant | images/s | vs naive | predicted by FLOPs | median step (ms) | FLOPs/step "
+        "| achieved TFLOP/s (% of peak) | peak GPU memory (one process) | accepted / rolled "
+        "back / rejected | bottleneck groups |",
+        "|---|---|---|---|---|---|---|---|---|---|"]
     for name, r in rows.items():
         ratio = f"{r['images_per_second'] / naive['images_per_second']:.2f}x" if naive else "-"
+        # What the change would buy if it only removed work: naive's FLOPs over these.
+        predicted = f"{naive['flops_per_step'] / r['flops_per_step']:.2f}x" \
+            if naive and naive["flops_per_step"] and r["flops_per_step"] else "-"
         if r["flops_per_step"]:
             achieved = r["flops_per_step"] * r["images_per_second"] / result["batch"]
             flops = (f"{r['flops_per_step'] / 1e9:.1f} G",
@@ -364,7 +381,7 @@ def markdown(result):
         else:
             flops = ("-", "-")
         memory = f"{r['peak_gpu_memory_gb']:.2f} GB" if r["peak_gpu_memory_gb"] else "-"
-        lines.append(f"| {name} | {r['images_per_second']:.2f} | {ratio} | "
+        lines.append(f"| {name} | {r['images_per_second']:.2f} | {ratio} | {predicted} | "
                      f"{r['median_step_ms']:.0f} | {flops[0]} | {flops[1]} | {memory} | "
                      f"{r['accepted']} / {r['rollbacks']} / {r['rejected']} | "
                      + ", ".join(f"{g} {n}" for g, n in sorted(r["bottlenecks"].items()))
@@ -396,9 +413,10 @@ def main():
     device = train.resolve_device(args.device)
     args.batch = args.batch or (256 if device.type == "cuda" else 16)
     if not args.variants:
-        args.variants = "naive,ours,ours+channels_last,ours+channels_last+compile" \
-            if device.type == "cpu" else \
-            "naive,ours,ours+amp,ours+amp+channels_last,ours+amp+channels_last+compile"
+        args.variants = "naive,ours,ours+channels_last,ours+channels_last+compile," \
+            "ours+channels_last+next_batch" if device.type == "cpu" else \
+            "naive,ours,ours+amp,ours+amp+channels_last,ours+amp+channels_last+compile," \
+            "ours+amp+channels_last+next_batch"
     train_set, _, _ = build_datasets(build_config(args))
     batches = [torch.stack([train_set[i * args.batch + j] for j in range(args.batch)])
                for i in range(4)]

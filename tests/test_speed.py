@@ -137,7 +137,8 @@ def test_the_naive_reference_computes_the_same_update_as_our_step(tiny_cfg, batc
 def test_the_benchmark_reports_every_variant_and_phase(tmp_path, monkeypatch):
     monkeypatch.setattr(sys, "argv", [
         "step_speed.py", "--preset", "tiny", "--batch", "8", "--steps", "2", "--warmup", "1",
-        "--variants", "naive,ours,ours+channels_last", "--output", str(tmp_path / "speed")])
+        "--variants", "naive,ours,ours+channels_last,ours+next_batch",
+        "--output", str(tmp_path / "speed")])
     step_speed.main()
     result = json.loads((tmp_path / "speed.json").read_text())
     naive, ours = result["variants"]["naive"], result["variants"]["ours"]
@@ -152,5 +153,12 @@ def test_the_benchmark_reports_every_variant_and_phase(tmp_path, monkeypatch):
     assert "discriminator VAE re-forward" not in ours["phase_share"]
     # The naive step recomputes the real batch's features and backpropagates every group.
     assert naive["flops_per_step"] > ours["flops_per_step"] > 0
+    # next-batch: no look-ahead; the next step's forward is the check
+    fast = result["variants"]["ours+next_batch"]
+    assert "look-ahead" not in fast["phase_share"] and "forward" in fast["phase_share"]
+    assert 0 < fast["flops_per_step"] < ours["flops_per_step"]
     table = (tmp_path / "speed.md").read_text()
     assert "| naive |" in table and "| ours+channels_last |" in table and "vs naive" in table
+    predicted = naive["flops_per_step"] / ours["flops_per_step"]
+    assert f"| ours | {ours['images_per_second']:.2f} | " in table
+    assert f"x | {predicted:.2f}x | " in table.split("| ours |")[1].splitlines()[0]

@@ -1,0 +1,142 @@
+"""guard_check = next-batch: the next batch's forward checks an update instead of a look-ahead."""
+import copy
+import dataclasses
+import json
+import signal
+
+import pytest
+import torch
+
+import train
+from conftest import differing, snapshot
+
+BATCHES = [torch.rand(8, 3, 32, 32, generator=torch.Generator().manual_seed(i))
+           for i in range(4)]
+
+
+def twin(trainer, mode):
+    """A trainer in `mode` with `trainer`'s state."""
+    other = train.Trainer(dataclasses.replace(trainer.cfg, guard_check=mode), trainer.device)
+    other.load_state_dict(copy.deepcopy(trainer.state_dict(2)))
+    other.goals = copy.deepcopy(trainer.goals)
+    return other
+
+
+def take_steps(trainer, batches, first_seed=1, log=lambda line: None):
+    stats = train.EpochStats()
+    for i, x in enumerate(batches, first_seed):
+        torch.manual_seed(i)
+        trainer.lbo_step(x, stats, f"step {i}", log)
+    return stats
+
+
+def evaluations_where(monkeypatch, violated_calls):
+    """Every evaluation passes, except those numbered in violated_calls (1-based): recon
+    violated. Returns the call counter."""
+    real, calls = train.evaluate_goals, [0]
+
+    def patched(goals, measures):
+        calls[0] += 1
+        evaluation = dataclasses.replace(real(goals, measures), violated=[], nonfinite=[])
+        return dataclasses.replace(evaluation, violated=["recon"]) \
+            if calls[0] in violated_calls else evaluation
+    monkeypatch.setattr(train, "evaluate_goals", patched)
+    return calls
+
+
+def count_forwards(monkeypatch):
+    real, calls = train.forward_measures, [0]
+
+    def counted(*args, **kwargs):
+        calls[0] += 1
+        return real(*args, **kwargs)
+    monkeypatch.setattr(train, "forward_measures", counted)
+    return calls
+
+
+def test_when_every_check_passes_both_modes_make_the_same_updates_and_next_batch_saves_the_forwards(
+        calibrated, monkeypatch):
+    evaluations_where(monkeypatch, violated_calls=())
+    forwards = count_forwards(monkeypatch)
+    fast = twin(calibrated, "next-batch")
+    lookahead_stats = take_steps(calibrated, BATCHES)
+    lookahead_forwards, forwards[0] = forwards[0], 0
+    fast_stats = take_steps(fast, BATCHES)
+    assert fast.pending is not None and fast_stats.accepted == 3  # the last is unchecked
+    fast.settle_pending(fast_stats, lambda line: None)
+    assert fast.pending is None
+    assert differing(snapshot(calibrated), snapshot(fast)) == []
+    assert (lookahead_stats.accepted, fast_stats.accepted) == (4, 4)
+    # One forward per batch plus a look-ahead per step, against one per batch plus the one
+    # look-ahead of settle_pending.
+    assert (lookahead_forwards, forwards[0]) == (8, 5)
+
+
+def test_a_failed_check_rolls_the_update_back_and_retakes_the_checking_batch(
+        calibrated, monkeypatch):
+    """Step 1's update fails its check on batch 2: the state is then as if batch 1 had been
+    refused and batch 2 taken from the start (look-ahead mode from the same state)."""
+    fast = twin(calibrated, "next-batch")
+    evaluations_where(monkeypatch, violated_calls=())
+    take_steps(calibrated, BATCHES[1:2], first_seed=2)
+    evaluations_where(monkeypatch, violated_calls={2})  # batch 2's forward, the check
+    lines = []
+    stats = take_steps(fast, BATCHES[:2], log=lines.append)
+    assert (stats.rollbacks, stats.rejected, stats.evaluated) == (1, 0, 2)
+    assert len(lines) == 1
+    assert lines[0].startswith("[ROLLBACK] step 1 (checked on step 2): violated recon")
+    assert fast.pending.where == "step 2"
+    assert differing(snapshot(calibrated), snapshot(fast)) == []
+
+
+def test_the_checking_batch_is_rejected_when_it_fails_again_after_the_rollback(
+        calibrated, monkeypatch):
+    start = snapshot(calibrated)
+    fast = twin(calibrated, "next-batch")
+    evaluations_where(monkeypatch, violated_calls={2, 3})  # the check, then the re-forward
+    stats = take_steps(fast, BATCHES[:2])
+    assert (stats.accepted, stats.rollbacks, stats.rejected) == (0, 1, 1)
+    assert fast.pending is None
+    assert differing(start, snapshot(fast)) == []
+
+
+def test_the_two_snapshot_slots_are_allocated_once(calibrated, monkeypatch):
+    fast = twin(calibrated, "next-batch")
+    evaluations_where(monkeypatch, violated_calls=())
+    take_steps(fast, BATCHES[:2])
+    pointers = [[t.data_ptr() for t in guard._saved] for guard in fast.guards]
+    # The check on step 4 fails, and so does step 4's re-forward (a rollback, then a
+    # rejection); the check on step 8 fails (a rollback).
+    evaluations_where(monkeypatch, violated_calls={2, 3, 7})
+    stats = take_steps(fast, BATCHES * 2, first_seed=3)
+    assert (stats.rollbacks, stats.rejected) == (2, 1)
+    assert [[t.data_ptr() for t in guard._saved] for guard in fast.guards] == pointers
+    take_steps(calibrated, BATCHES)
+    assert calibrated.guards[1]._saved is None  # look-ahead mode needs one slot only
+
+
+@pytest.mark.parametrize("interrupt_at", [None, 6])  # the end of training; mid-epoch 2
+def test_every_step_is_decided_before_an_epoch_ends_or_a_checkpoint_is_written(
+        tmp_path, monkeypatch, capsys, interrupt_at):
+    out = tmp_path / "run"
+    if interrupt_at:
+        real, count = train.Trainer.lbo_step, [0]
+
+        def step(self, *args, **kwargs):
+            count[0] += 1
+            if count[0] == interrupt_at:
+                signal.raise_signal(signal.SIGINT)
+            return real(self, *args, **kwargs)
+        monkeypatch.setattr(train.Trainer, "lbo_step", step)
+    code = train.main(["--preset", "tiny", "--epochs", "2", "--guard_check", "next-batch",
+                       "--output_dir", str(out)])
+    assert code == (128 + signal.SIGINT if interrupt_at else 0)
+    assert "(channels-last, guard checks on the next batch)" in capsys.readouterr().out
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    if interrupt_at:
+        saved = torch.load(out / "checkpoint.pt", weights_only=True)
+        records = [saved["epoch_stats"]]
+        assert saved["next_batch"] > 0  # mid-epoch
+    for r in records:
+        decided = r["accepted"] + r["rollbacks"] + r["rejected"]
+        assert decided == r.get("steps", r.get("evaluated")) > 0
