@@ -124,8 +124,8 @@ class Config:
     max_consecutive_rejections: int = 200  # stop with a diagnosis instead of looping
     # How the rollback guard checks an update. look-ahead (SPEC 7.3): a second forward of the
     # same batch with the new weights. next-batch: the next batch's forward, which the step
-    # needs anyway, is the check (about a quarter faster; judges an update on other images;
-    # see README "Guard modes")
+    # needs anyway, is the check (about 1.3x the images/s; judges an update on other images:
+    # see README "A faster guard")
     guard_check: str = "look-ahead"
     # --- adaptive tightening (Directive #6) ---
     tighten_start_epoch: int = 5

@@ -190,6 +190,7 @@ class Trainer:
                 # Back at the state before that update, which its guard holds: take this
                 # batch from there, with the same draws.
                 guard = checked
+                del fwd, before  # the failed forward's graph: not kept beside the new one
                 with self.phase("re-forward"):
                     fwd = forward_measures(self.nets, x, real, draws, self.amp)
                     before = self._evaluate(fwd.measures)

@@ -21,7 +21,9 @@ so that machine noise hits all of them alike:
   ours+next_batch   ours with guard_check = next-batch: the next step's forward checks an
           update, there is no look-ahead. Such a variant carries its state from step to step
           (the check needs the previous step's update), where the others start every step
-          from the same state; its FLOPs are counted on steps without a pending update
+          from the same state: its bottlenecks and decisions may differ from theirs (an
+          update is checked under the next step's goal table). Its FLOPs are counted on
+          steps without a pending update
 
 The perceptual network has VGG16's layout with random weights (--features vgg16): the real
 network's cost without its download.
@@ -144,7 +146,9 @@ class Variant:
     """One way of taking a step. Every step starts from the same calibrated state with the
     same batch and the same random seed in every variant, so all variants do the same work
     (same bottleneck group, hence the same backward; same refusals): the times differ only
-    by how the step is implemented."""
+    by how the step is implemented. Not so for a chained (+next_batch) variant: its steps
+    start from its own previous step, whose update is checked under this step's goal table,
+    so its work and decisions may differ."""
 
     def __init__(self, name, trainer, step, state):
         self.name, self.trainer, self.step, self.state = name, trainer, step, state
@@ -360,8 +364,9 @@ def markdown(result):
         "- every variant takes each step from the same state with the same batch and random "
         "seed, so they do the same work (the decision counts show whether they agreed); "
         "except +next_batch variants (guard_check = next-batch), which carry their state from "
-        "step to step because the next step's forward checks each update (their last update "
-        "is left unchecked)",
+        "step to step because the next step's forward checks each update, under the next "
+        "step's goal table (their last update is left unchecked): their work is not matched "
+        "to the others', compare their bottleneck and decision counts",
         f"- phases: {result['phases_timed']}",
         "- the batches are pre-generated in memory: the data path is not timed (see "
         "bench/results/data_throughput_cpu.md)", "",

@@ -3,6 +3,7 @@ import copy
 import dataclasses
 import json
 import signal
+import weakref
 
 import pytest
 import torch
@@ -104,15 +105,33 @@ def test_the_two_snapshot_slots_are_allocated_once(calibrated, monkeypatch):
     fast = twin(calibrated, "next-batch")
     evaluations_where(monkeypatch, violated_calls=())
     take_steps(fast, BATCHES[:2])
-    pointers = [[t.data_ptr() for t in guard._saved] for guard in fast.guards]
+    buffers = [list(guard._saved) for guard in fast.guards]
     # The check on step 4 fails, and so does step 4's re-forward (a rollback, then a
     # rejection); the check on step 8 fails (a rollback).
     evaluations_where(monkeypatch, violated_calls={2, 3, 7})
     stats = take_steps(fast, BATCHES * 2, first_seed=3)
     assert (stats.rollbacks, stats.rejected) == (2, 1)
-    assert [[t.data_ptr() for t in guard._saved] for guard in fast.guards] == pointers
+    for guard, before in zip(fast.guards, buffers):
+        assert all(now is then for now, then in zip(guard._saved, before, strict=True))
     take_steps(calibrated, BATCHES)
     assert calibrated.guards[1]._saved is None  # look-ahead mode needs one slot only
+
+
+def test_the_failed_forward_is_freed_before_the_batch_is_retaken(calibrated, monkeypatch):
+    """Its autograd graph beside the re-forward's would double a rollback step's memory."""
+    fast = twin(calibrated, "next-batch")
+    evaluations_where(monkeypatch, violated_calls={2})
+    real, recons, alive = train.forward_measures, [], []
+
+    def tracked(*args, **kwargs):
+        alive.append([ref() is not None for ref in recons])
+        result = real(*args, **kwargs)
+        recons.append(weakref.ref(result.recon))
+        return result
+    monkeypatch.setattr(train, "forward_measures", tracked)
+    take_steps(fast, BATCHES[:2])
+    assert len(alive) == 3  # step 1, step 2 (the failed check), step 2 again
+    assert alive[2] == [False, False]
 
 
 @pytest.mark.parametrize("interrupt_at", [None, 6])  # the end of training; mid-epoch 2
