@@ -1,5 +1,4 @@
 """DistributedDataParallel on 2 CPU processes (gloo): global decisions keep ranks identical."""
-import dataclasses
 import json
 import os
 import socket
@@ -12,6 +11,8 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
+from conftest import violate_evaluations
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -23,18 +24,6 @@ def free_port():
 
 def flat_parameters(model):
     return torch.cat([p.detach().flatten() for p in model.parameters()])
-
-
-def violate(train, when):
-    """Make this rank's evaluations number `when` (1-based) report the recon group violated."""
-    real, calls = train.evaluate_goals, [0]
-
-    def patched(goals, measures):
-        calls[0] += 1
-        evaluation = real(goals, measures)
-        return dataclasses.replace(evaluation, violated=["recon"]) if calls[0] in when \
-            else evaluation
-    train.evaluate_goals = patched
 
 
 def worker(rank, world, port, out_dir, mode):
@@ -58,7 +47,7 @@ def worker(rank, world, port, out_dir, mode):
     # Evaluation 2 checks step 1's update (look-ahead: its own batch; next-batch: step 2's);
     # rank 1 finds it violated, rank 0 does not. Evaluation 3 is step 2's forward (next-batch:
     # after the rollback); rank 0 finds it violated: no step anywhere. Step 3 is clean.
-    violate(train, {2} if rank == 1 else {3})
+    violate_evaluations(setattr, {2} if rank == 1 else {3})
     trainer.lbo_step(torch.rand(8, 3, 64, 64), stats, "step 1", lambda line: None)
     after_step_1 = flat_parameters(trainer.vae)
     trainer.lbo_step(torch.rand(8, 3, 64, 64), stats, "step 2", lambda line: None)

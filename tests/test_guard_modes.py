@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import train
-from conftest import differing, snapshot
+from conftest import differing, snapshot, violate_evaluations
 
 BATCHES = [torch.rand(8, 3, 32, 32, generator=torch.Generator().manual_seed(i))
            for i in range(4)]
@@ -31,20 +31,6 @@ def take_steps(trainer, batches, first_seed=1, log=lambda line: None):
     return stats
 
 
-def evaluations_where(monkeypatch, violated_calls):
-    """Every evaluation passes, except those numbered in violated_calls (1-based): recon
-    violated. Returns the call counter."""
-    real, calls = train.evaluate_goals, [0]
-
-    def patched(goals, measures):
-        calls[0] += 1
-        evaluation = dataclasses.replace(real(goals, measures), violated=[], nonfinite=[])
-        return dataclasses.replace(evaluation, violated=["recon"]) \
-            if calls[0] in violated_calls else evaluation
-    monkeypatch.setattr(train, "evaluate_goals", patched)
-    return calls
-
-
 def count_forwards(monkeypatch):
     real, calls = train.forward_measures, [0]
 
@@ -57,7 +43,7 @@ def count_forwards(monkeypatch):
 
 def test_when_every_check_passes_both_modes_make_the_same_updates_and_next_batch_saves_the_forwards(
         calibrated, monkeypatch):
-    evaluations_where(monkeypatch, violated_calls=())
+    violate_evaluations(monkeypatch.setattr, (), others_pass=True)
     forwards = count_forwards(monkeypatch)
     fast = twin(calibrated, "next-batch")
     lookahead_stats = take_steps(calibrated, BATCHES)
@@ -78,9 +64,10 @@ def test_a_failed_check_rolls_the_update_back_and_retakes_the_checking_batch(
     """Step 1's update fails its check on batch 2: the state is then as if batch 1 had been
     refused and batch 2 taken from the start (look-ahead mode from the same state)."""
     fast = twin(calibrated, "next-batch")
-    evaluations_where(monkeypatch, violated_calls=())
+    violate_evaluations(monkeypatch.setattr, (), others_pass=True)
     take_steps(calibrated, BATCHES[1:2], first_seed=2)
-    evaluations_where(monkeypatch, violated_calls={2})  # batch 2's forward, the check
+    # Batch 2's forward, the check of step 1's update:
+    violate_evaluations(monkeypatch.setattr, {2}, others_pass=True)
     lines = []
     stats = take_steps(fast, BATCHES[:2], log=lines.append)
     assert (stats.rollbacks, stats.rejected, stats.evaluated) == (1, 0, 2)
@@ -94,7 +81,8 @@ def test_the_checking_batch_is_rejected_when_it_fails_again_after_the_rollback(
         calibrated, monkeypatch):
     start = snapshot(calibrated)
     fast = twin(calibrated, "next-batch")
-    evaluations_where(monkeypatch, violated_calls={2, 3})  # the check, then the re-forward
+    # The check, then the re-forward:
+    violate_evaluations(monkeypatch.setattr, {2, 3}, others_pass=True)
     stats = take_steps(fast, BATCHES[:2])
     assert (stats.accepted, stats.rollbacks, stats.rejected) == (0, 1, 1)
     assert fast.pending is None
@@ -103,12 +91,12 @@ def test_the_checking_batch_is_rejected_when_it_fails_again_after_the_rollback(
 
 def test_the_two_snapshot_slots_are_allocated_once(calibrated, monkeypatch):
     fast = twin(calibrated, "next-batch")
-    evaluations_where(monkeypatch, violated_calls=())
+    violate_evaluations(monkeypatch.setattr, (), others_pass=True)
     take_steps(fast, BATCHES[:2])
     buffers = [list(guard._saved) for guard in fast.guards]
     # The check on step 4 fails, and so does step 4's re-forward (a rollback, then a
     # rejection); the check on step 8 fails (a rollback).
-    evaluations_where(monkeypatch, violated_calls={2, 3, 7})
+    violate_evaluations(monkeypatch.setattr, {2, 3, 7}, others_pass=True)
     stats = take_steps(fast, BATCHES * 2, first_seed=3)
     assert (stats.rollbacks, stats.rejected) == (2, 1)
     for guard, before in zip(fast.guards, buffers):
@@ -120,7 +108,7 @@ def test_the_two_snapshot_slots_are_allocated_once(calibrated, monkeypatch):
 def test_the_failed_forward_is_freed_before_the_batch_is_retaken(calibrated, monkeypatch):
     """Its autograd graph beside the re-forward's would double a rollback step's memory."""
     fast = twin(calibrated, "next-batch")
-    evaluations_where(monkeypatch, violated_calls={2})
+    violate_evaluations(monkeypatch.setattr, {2}, others_pass=True)
     real, recons, alive = train.forward_measures, [], []
 
     def tracked(*args, **kwargs):

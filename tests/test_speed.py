@@ -10,8 +10,7 @@ import torch
 
 import configs
 import train
-from conftest import differing, snapshot
-from test_train import force_lookahead_violation
+from conftest import differing, snapshot, violate_evaluations
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 import step_speed  # noqa: E402
@@ -70,7 +69,7 @@ def test_compiled_networks_roll_back_exactly_without_recompiling(tiny_cfg, batch
     assert trainer.vae.encoder._compiled_call_impl is not None  # really compiled
     graphs = torch._dynamo.utils.counters["stats"]["unique_graphs"]
     with monkeypatch.context() as patch:
-        force_lookahead_violation(patch)
+        violate_evaluations(patch.setattr, {2})  # the step's look-ahead
         before = snapshot(trainer)
         trainer.lbo_step(x, stats, "forced", lambda line: None)
     assert stats.rollbacks == 1 and differing(before, snapshot(trainer)) == []

@@ -1,6 +1,5 @@
 """The trainer end to end on the tiny preset: the guarded step, the discriminator's frozen
 scoring, the outputs of a whole run and the checkpoint."""
-import dataclasses
 import json
 from pathlib import Path
 
@@ -10,28 +9,14 @@ import torch
 import configs
 import train
 from configs import GROUPS
-from conftest import differing, snapshot
-
-
-def force_lookahead_violation(monkeypatch):
-    """Every second evaluation (the look-ahead) reports the recon group violated."""
-    real, calls = train.evaluate_goals, []
-
-    def patched(goals, measures):
-        evaluation = real(goals, measures)
-        calls.append(evaluation)
-        if len(calls) % 2 == 0:
-            return dataclasses.replace(evaluation, violated=["recon"])
-        return evaluation
-    monkeypatch.setattr(train, "evaluate_goals", patched)
-    return calls
+from conftest import differing, snapshot, violate_evaluations
 
 
 def test_rollback_restores_every_parameter_buffer_and_optimizer_tensor(calibrated, monkeypatch):
     trainer, lines = calibrated, []
     stats = train.EpochStats()
     x = torch.rand(8, 3, 32, 32)
-    force_lookahead_violation(monkeypatch)
+    violate_evaluations(monkeypatch.setattr, {2})  # the step's look-ahead
     before = snapshot(trainer)
     trainer.lbo_step(x, stats, "epoch 1 batch 5", lines.append)
     after = snapshot(trainer)
