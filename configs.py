@@ -38,6 +38,7 @@ GOAL_TYPES = {
     "UPPER": ("margin",),
     "BOX": ("lower", "upper"),
     "BOX_ASYMMETRIC": ("lower", "upper", "healthy"),
+    "AT_MOST": ("upper",),
 }
 
 
@@ -63,9 +64,12 @@ def default_goals():
         _goal("detail_edge_leak", "disentangle", soft, scale="auto"),
         _goal("kl_core", "latent", "LOWER", margin=1.0),
         _goal("kl_detail", "latent", "LOWER", margin=1.0),
-        # Upper hold on KL: the earlier system only had lower bounds and KL grew without limit.
-        _goal("kl_core_dim", "latent", "BOX", lower=0.0, upper=10.0),
-        _goal("kl_detail_dim", "latent", "BOX", lower=0.0, upper=10.0),
+        # A ceiling on KL per dim: the earlier system only had lower bounds and KL grew without
+        # limit. AT_MOST scores 1 anywhere below the ceiling, so it bounds KL without pulling
+        # it anywhere; a centred BOX on [0, 10] pulled it toward 5 nats/dim, and each
+        # tightening narrowed that box around 5.
+        _goal("kl_core_dim", "latent", "AT_MOST", upper=10.0),
+        _goal("kl_detail_dim", "latent", "AT_MOST", upper=10.0),
         _goal("logvar_core", "latent", "BOX", lower=-15.0, upper=10.0),
         _goal("logvar_detail", "latent", "BOX", lower=-15.0, upper=10.0),
         _goal("cov", "latent", soft, scale="auto"),
@@ -141,6 +145,7 @@ class Config:
     compile: bool = False            # torch.compile the networks (the first steps compile)
     seed: int = 0
     eval_images: int = 10000
+    fid_images: int = 0              # LPIPS/FID images; 0 = 10,000 on a GPU, 1,000 on a CPU
     probe_images: int = 2500         # built-in dataset: images for the factor probes (80 % fit)
     tensorboard: bool = True         # TensorBoard scalars and images, when it is installed
     log_every: int = 50              # per-step TensorBoard scalars every N LBO steps
@@ -181,9 +186,9 @@ PRESETS = {
 # is among them so that a run can resume where compiling fails, at the cost of bit-exactness
 # (compiled kernels round differently); channels_last and amp change the numbers too, and are
 # part of the experiment.
-RUN_ONLY_FIELDS = ("output_dir", "device", "num_workers", "eval_images", "probe_images",
-                   "resume", "max_consecutive_rejections", "tensorboard", "log_every",
-                   "compile")
+RUN_ONLY_FIELDS = ("output_dir", "device", "num_workers", "eval_images", "fid_images",
+                   "probe_images", "resume", "max_consecutive_rejections", "tensorboard",
+                   "log_every", "compile")
 
 CHOICES = {
     "objective": ("lbo", "elbo"),
@@ -301,7 +306,7 @@ def validate(cfg):
                 "eval_images", "max_consecutive_rejections", "log_every", "probe_images")
     for name in positive:
         _require(getattr(cfg, name) > 0, f"{name} = {getattr(cfg, name)!r}: must be > 0")
-    for name in ("weight_decay", "min_lr", "num_workers", "noise_std", "beta",
+    for name in ("weight_decay", "min_lr", "num_workers", "noise_std", "beta", "fid_images",
                  "calibration_grad_clip", "disc_grad_clip"):
         _require(getattr(cfg, name) >= 0, f"{name} = {getattr(cfg, name)!r}: must be >= 0")
     _require(cfg.min_lr <= cfg.lr, f"min_lr = {cfg.min_lr}: must be <= lr ({cfg.lr})")
@@ -347,6 +352,8 @@ def validate_goals(goals):
             _require(goal["scale"] > 0, f"{where}: scale must be > 0, got {goal['scale']}")
         if kind in ("LOWER", "UPPER"):
             _require(goal["margin"] > 0, f"{where}: margin must be > 0, got {goal['margin']}")
+        if kind == "AT_MOST":
+            _require(goal["upper"] > 0, f"{where}: upper must be > 0, got {goal['upper']}")
         if kind.startswith("BOX"):
             _require(goal["lower"] < goal["upper"],
                      f"{where}: lower ({goal['lower']}) must be < upper ({goal['upper']})")

@@ -12,6 +12,7 @@ BatchNorm running statistics stay per rank (rank 0's are saved), as usual with D
 import dataclasses
 import math
 import os
+from collections import Counter
 
 import torch
 import torch.distributed as dist
@@ -76,6 +77,31 @@ def global_evaluation(context, evaluation, device):
         evaluation, violated=violated, group_scores=scores,
         nonfinite=evaluation.nonfinite or (["(on another rank)"] if nonfinite > 0 else []),
         bottleneck=min(range(g), key=lambda i: scores[i]))
+
+
+def sum_over_ranks(context, stats, device):
+    """Turn one rank's epoch sums (measures, goal scores, mu variances) into sums over every
+    rank, in place, so that the epoch's means describe all shards, not rank 0's alone. The
+    group scores and the bottleneck are global already (global_evaluation); the counts of
+    accepted and refused steps are the same on every rank."""
+    if not context.active:
+        return
+    names = sorted(stats.measure_sums)
+    goals = sorted(stats.goal_sums)
+    t = torch.tensor([*(stats.measure_sums[n] for n in names),
+                      *(stats.goal_sums[n] for n in goals), stats.measured],
+                     dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    values = t.tolist()
+    stats.measure_sums = Counter(dict(zip(names, values)))
+    stats.measured = round(values[-1])  # the means divide by it: means over every rank
+    # Goal-score means divide by the accepted count, which is the same on every rank.
+    stats.goal_sums = Counter({k: v / context.world
+                               for k, v in zip(goals, values[len(names):])})
+    if stats.mu_variance_sum is not None:
+        variance = stats.mu_variance_sum.clone()
+        dist.all_reduce(variance)
+        stats.mu_variance_sum = variance
 
 
 def gather_rows(context, rows):

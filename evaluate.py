@@ -29,6 +29,7 @@ TRAVERSAL_VALUES = torch.linspace(-3, 3, 11)
 PICTURE_IMAGES = 8
 BEHAVIOUR_IMAGES = 64      # held-out images for the traversal and swap tests
 EFFECT_STEP = 2.0          # a dim is moved to mu - 2 and mu + 2 to measure what it controls
+GPU_FID_IMAGES, CPU_FID_IMAGES = 10000, 1000  # LPIPS/FID images when fid_images = 0 (auto)
 
 
 # --------------------------------------------------------------------------- reconstruction
@@ -51,27 +52,52 @@ def reconstruction_metrics(vae, dataset, cfg, device, amp=contextlib.nullcontext
             "ssim": torch.cat(ssims).mean().item()}
 
 
-def perceptual_metrics(vae, images, device):
-    """LPIPS and FID through torchmetrics, when it is installed and its weights load; else a
-    reason. Both need weights from the internet on first use."""
+def perceptual_image_count(cfg, device, available):
+    """How many held-out images LPIPS and FID use: fid_images, or by default 10,000 on a GPU
+    (SPEC §7.6; FID from a few hundred samples is strongly biased upward) and 1,000 on a CPU
+    (Inception on 10,000 images takes most of an hour there); never more than there are."""
+    wanted = cfg.fid_images or (GPU_FID_IMAGES if device.type == "cuda" else CPU_FID_IMAGES)
+    return min(wanted, available)
+
+
+def perceptual_metrics(vae, dataset, cfg, device, amp=contextlib.nullcontext):
+    """LPIPS and FID through torchmetrics on perceptual_image_count images, batch by batch,
+    when it is installed and its weights load; else a reason. Both need weights from the
+    internet on first use."""
     try:
         from torchmetrics.image.fid import FrechetInceptionDistance
         from torchmetrics.image.lpip import LearnedPerceptualImagePatchSimilarity
     except ImportError as err:
         return {"skipped": f"torchmetrics (with torch-fidelity) is not installed ({err.name}); "
                            "pip install torchmetrics torch-fidelity"}
+    wanted, seen = perceptual_image_count(cfg, device, len(dataset)), 0
     try:
         lpips = LearnedPerceptualImagePatchSimilarity(net_type="vgg", normalize=True).to(device)
         fid = FrechetInceptionDistance(normalize=True).to(device)
         with torch.no_grad():
-            recon = vae.reconstruct(images).float().clamp(0, 1)
-            score = lpips(recon, images).item()
-            fid.update(images, real=True)
-            fid.update(recon, real=False)
-            return {"lpips": score, "fid": fid.compute().item(), "images": len(images)}
+            for x in make_loader(dataset, cfg, train=False):
+                x = x[:wanted - seen].to(device)
+                with amp():
+                    recon = vae.reconstruct(x).float().clamp(0, 1)
+                lpips.update(recon, x)
+                fid.update(x, real=True)
+                fid.update(recon, real=False)
+                seen += len(x)
+                if seen >= wanted:
+                    break
+            return {"lpips": lpips.compute().item(), "fid": fid.compute().item(),
+                    "images": seen}
     except Exception as err:  # a download refused offline, most often
         return {"skipped": f"LPIPS/FID weights could not be loaded ({type(err).__name__}: "
                            f"{str(err)[:120]})"}
+
+
+def perceptual_line(perceptual):
+    """LPIPS and FID with the number of images they were computed on, or why they were not."""
+    if "skipped" in perceptual:
+        return f"LPIPS/FID skipped: {perceptual['skipped']}"
+    return (f"LPIPS {perceptual['lpips']:.4f}, FID {perceptual['fid']:.2f} "
+            f"(on {perceptual['images']} held-out images)")
 
 
 # ----------------------------------------------------------------------------- behaviour
@@ -229,15 +255,15 @@ def write_report(out, cfg, history, results, pictures):
         lines += [f"{len(history)} epochs; last: {last['decision']}. Final epoch: loss "
                   f"{_number(last['loss'])}, min group {_number(last['min_group'])}, "
                   f"rollback rate {last['rollback_rate']:.1%}, KL/dim core "
-                  f"{_number(last['kl_core_dim'])} detail {_number(last['kl_detail_dim'])} "
-                  f"({'inside' if last['kl_in_band'] else 'OUTSIDE'} [0, 10]).", ""]
+                  f"{_number(last['kl_core_dim'])} detail {_number(last['kl_detail_dim'])}"
+                  + "".join(f"; {name} goal {goal['bounds']}, score {_number(goal['score'])}"
+                            for name, goal in last.get("kl_goals", {}).items()) + ".", ""]
     lines += ["## Held-out reconstruction", "", "| images | MSE | PSNR (dB) | SSIM |",
               "|---|---|---|---|",
               f"| {rec['images']} | {_number(rec['mse'])} | {_number(rec['psnr'])} | "
               f"{_number(rec['ssim'])} |", ""]
     perceptual = results["perceptual"]
-    lines += [f"LPIPS {_number(perceptual['lpips'])}, FID {_number(perceptual['fid'])}"
-              if "skipped" not in perceptual else f"LPIPS/FID skipped: {perceptual['skipped']}",
+    lines += [perceptual_line(perceptual),
               ""]
     swap = behaviour["swap"]
     lines += ["## Does core carry structure and detail appearance?", "",
@@ -278,8 +304,7 @@ def evaluate_run(vae, cfg, heldout, history, out, device, amp=contextlib.nullcon
     vae.eval()
     try:
         results = {"reconstruction": reconstruction_metrics(vae, heldout, cfg, device, amp),
-                   "perceptual": perceptual_metrics(
-                       vae, _first_images(heldout, min(cfg.eval_images, 512)).to(device), device),
+                   "perceptual": perceptual_metrics(vae, heldout, cfg, device, amp),
                    "behaviour": behaviour_report(vae, heldout, device)}
         if cfg.dataset == "synthetic":
             results["factors"] = factor_report(vae, cfg, device)
@@ -304,8 +329,7 @@ def summary_lines(results):
              f"{swap['structure_chance']:.4g}), appearance {swap['appearance_error_vs_x2']:.4g} "
              f"(chance {swap['appearance_chance']:.4g})"]
     perceptual = results["perceptual"]
-    lines.append(f"LPIPS {perceptual['lpips']:.4f}  FID {perceptual['fid']:.2f}"
-                 if "skipped" not in perceptual else f"LPIPS/FID skipped: {perceptual['skipped']}")
+    lines.append(perceptual_line(perceptual))
     lines.append(f"report: {results['report']}; pictures: "
                  + ", ".join(p.name for p in results["pictures"]))
     return lines

@@ -276,7 +276,24 @@ def log_score(goal, x):
         side = torch.where(x >= peak, torch.as_tensor(goal["upper"] - peak),
                            torch.as_tensor(peak - goal["lower"])).to(x)
         return _box_log_score(torch.abs(x - peak) / side)
+    if kind == "AT_MOST":
+        # 1 up to the ceiling, then the BOX tail, overshoot in units of the ceiling.
+        return -BOX_STEEPNESS * torch.clamp(x - goal["upper"], min=0) / goal["upper"]
     raise ValueError(f"goal '{goal['name']}': unknown type {kind!r}")
+
+
+def describe_bounds(goal):
+    """A goal's current parameters in a few characters, for summaries and reports."""
+    kind = goal["type"]
+    if kind == "AT_MOST":
+        return f"<= {goal['upper']:.4g}"
+    if kind.startswith("BOX"):
+        peak = f" peak {goal['healthy']:.4g}" if kind == "BOX_ASYMMETRIC" else ""
+        return f"[{goal['lower']:.4g}, {goal['upper']:.4g}]{peak}"
+    if kind in ("LOWER", "UPPER"):
+        return f"{'>=' if kind == 'LOWER' else '<='} {goal['margin']:.4g} (margin)"
+    scale = goal["scale"]
+    return f"scale {scale}" if isinstance(scale, str) else f"scale {scale:.4g}"  # "auto"
 
 
 @dataclass
@@ -386,7 +403,8 @@ class Calibrator:
 
 def tighten(goals, rate):
     """Stricter goals, in place: scales x(1 - rate); BOX half-widths x(1 - rate/2) about the
-    centre (the healthy point for BOX_ASYMMETRIC). LOWER/UPPER margins are left as set."""
+    centre (the healthy point for BOX_ASYMMETRIC). LOWER/UPPER margins and AT_MOST ceilings
+    are bounds, not targets, and are left as set."""
     for goal in goals:
         kind = goal["type"]
         if kind in ("MINIMIZE_SOFT", "MINIMIZE_HARD"):

@@ -15,7 +15,6 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from configs import ACTIVE_VARIANCE
-from summary import KL_BAND as KL_PER_DIM_BAND
 
 DPI = 120
 DETAIL_GAIN = 5.0  # the detail contribution is amplified so that small differences show
@@ -291,8 +290,11 @@ def save_training_history(path, history):
                 {"kl_core": CORE_COLOUR, "kl_detail": DETAIL_COLOUR})
     _plot_panel(kl_dim_ax, epochs, history, "KL per latent dim", "mean KL per dim (nats)",
                 {"kl_core_dim": CORE_COLOUR, "kl_detail_dim": DETAIL_COLOUR})
-    kl_dim_ax.axhspan(*KL_PER_DIM_BAND, color="tab:green", alpha=0.12,
-                      label=f"target band [{KL_PER_DIM_BAND[0]:g}, {KL_PER_DIM_BAND[1]:g}]")
+    ceilings = {goal["upper"] for goal in history[-1].get("kl_goals", {}).values()
+                if goal.get("upper") is not None} if history else set()
+    for ceiling in sorted(ceilings):
+        kl_dim_ax.axhline(ceiling, color="tab:green", linestyle="--",
+                          label=f"goal ceiling {ceiling:g} (last epoch)")
     # Logarithmic: a collapsed encoder sits decades below the active threshold, and a KL
     # blow-up (thousands per dim) would otherwise flatten the band.
     for ax in (variance_ax, kl_ax, kl_dim_ax):

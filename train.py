@@ -36,8 +36,8 @@ import distributed
 from control import RollbackGuard, Tightener
 from data import build_datasets, make_loader
 from evaluate import evaluate_run, summary_lines
-from losses import (Calibrator, RealStats, StepDraws, barrier_loss, draw_step, evaluate_goals,
-                    forward_measures, measures_to_host, real_stats)
+from losses import (Calibrator, GoalEvaluation, RealStats, StepDraws, barrier_loss, draw_step,
+                    evaluate_goals, forward_measures, measures_to_host, real_stats)
 from models import build_models, compile_networks
 from summary import EpochStats, format_summary
 
@@ -64,13 +64,17 @@ def resolve_device(name):
 
 @dataclasses.dataclass
 class PendingUpdate:
-    """An optimizer step the guard has not checked yet: the snapshot from before it, and
-    what its look-ahead needs (the batch, its perceptual features and random draws)."""
+    """An optimizer step the guard has not checked yet: the snapshot from before it, what its
+    look-ahead needs (the batch, its perceptual features and random draws), and what is done
+    only once it is accepted (the epoch's statistics, the discriminator's update)."""
     guard: RollbackGuard
     x: torch.Tensor
     real: RealStats
     draws: StepDraws
-    barrier: float
+    evaluation: GoalEvaluation
+    mu_variance: torch.Tensor
+    recon: torch.Tensor
+    discriminator_due: bool
     where: str
 
 
@@ -167,14 +171,14 @@ class Trainer:
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
-        stats.add_measures(measures_to_host(m), fwd.mu_variance)
-        stats.add_accepted(loss.item())
+        stats.add_elbo_step(loss.item(), measures_to_host(m), fwd.mu_variance)
 
     # --- the LBO step with the rollback guard (Directive #4) ---------------------------------
     def lbo_step(self, x, stats, where, log):
-        """One guarded step on batch x. With guard_check = look-ahead the update is checked
-        (accepted or rolled back) before this returns; with next-batch it stays pending, and
-        the next lbo_step's forward (or settle_pending) checks it."""
+        """One guarded step on batch x; returns its evaluation. With guard_check = look-ahead
+        the update is checked (accepted or rolled back) before this returns; with next-batch
+        it stays pending, and the next lbo_step's forward (or settle_pending) checks it."""
+        self.lbo_batches += 1
         # The snapshot is taken before the forward pass, so a refused batch leaves no trace
         # at all: parameters, optimizer state and BatchNorm running statistics are exactly
         # as before it.
@@ -194,23 +198,25 @@ class Trainer:
                 with self.phase("re-forward"):
                     fwd = forward_measures(self.nets, x, real, draws, self.amp)
                     before = self._evaluate(fwd.measures)
-        stats.add_evaluation(before, fwd.mu_variance)
         if not before.ok:  # rejected before any log is taken: no step to undo
             with self.phase("restore"):
                 guard.restore()
-            stats.rejected += 1
+            stats.add_refused(before, rolled_back=False)
             self._count_failure(before, f"[REJECTED] {where}", log)
-            return fwd.recon, before
+            return before
         with self.phase("backward"):
             loss = barrier_loss(self.goals, before)
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
+            zero_fill_missing_grads(self.vae)
         with self.phase("optimizer"):
             self.opt.step()
-        self.pending = PendingUpdate(guard, x, real, draws, before.barrier, where)
+        self.pending = PendingUpdate(
+            guard, x, real, draws, before, fwd.mu_variance, fwd.recon.detach(),
+            self.lbo_batches % self.cfg.disc_every == 0, where)
         if self.cfg.guard_check == "look-ahead":
             self.settle_pending(stats, log)
-        return fwd.recon, before
+        return before
 
     def _free_guard(self):
         """The snapshot slot not holding a pending update's state: two slots in next-batch
@@ -235,15 +241,19 @@ class Trainer:
 
     def _settle(self, after, stats, log, checked_on=""):
         """Accept the pending update, or roll it back, on `after`, an evaluation of its new
-        weights. Returns whether it was accepted."""
+        weights. Returns whether it was accepted. Only an accepted batch teaches the
+        discriminator: a refused one leaves no trace (and a NaN reconstruction, which is
+        always refused, would poison the discriminator for good)."""
         update, self.pending = self.pending, None
         if after.ok:
-            stats.add_accepted(update.barrier)
+            stats.add_accepted(update.evaluation, update.mu_variance)
             self.failed_in_a_row = 0
+            if update.discriminator_due:
+                self.discriminator_step(update.x, update.recon, stats)
             return True
         with self.phase("restore"):
             update.guard.restore()
-        stats.rollbacks += 1
+        stats.add_refused(update.evaluation, rolled_back=True)
         self._count_failure(after, f"[ROLLBACK] {update.where}{checked_on}", log)
         return False
 
@@ -307,12 +317,9 @@ class Trainer:
                 if len(self.calibrator) == self.cfg.calibration_batches:
                     self.finish_calibration()
                 continue
-            recon, evaluation = self.lbo_step(x, stats, f"epoch {epoch} batch {i}", self.log)
-            self.lbo_batches += 1
+            evaluation = self.lbo_step(x, stats, f"epoch {epoch} batch {i}", self.log)
             if self.writer and self.lbo_batches % self.cfg.log_every == 0:
                 self._log_step(evaluation, stats)
-            if self.lbo_batches % self.cfg.disc_every == 0:
-                self.discriminator_step(x, recon, stats)
             bar.set_postfix(loss=f"{evaluation.barrier:.3f}",
                             min=f"{min(evaluation.group_scores):.3f}",
                             neck=GROUPS[evaluation.bottleneck],
@@ -327,7 +334,9 @@ class Trainer:
             self.log(f"epoch 1 ended after {len(self.calibrator)} of the "
                      f"{self.cfg.calibration_batches} calibration batches; calibrating now")
             self.finish_calibration()
-        record = stats.record(epoch, self.cfg.core_dim)
+        distributed.sum_over_ranks(self.context, stats, self.device)
+        record = stats.record(epoch, self.cfg.core_dim,
+                              self.goals if self.cfg.objective == "lbo" else ())
         record["lr"] = self.opt.param_groups[0]["lr"]
         record["objective"] = self.cfg.objective
         record["decision"], record["stop"] = self.tightener.end_epoch(
@@ -386,6 +395,18 @@ class Trainer:
         torch.set_rng_state(state["rng"]["torch"])
         if state["rng"]["cuda"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+
+
+def zero_fill_missing_grads(module):
+    """Give every parameter outside the back-propagated graph an exact zero gradient.
+
+    Only the bottleneck group is back-propagated, so parameters outside its graph (the whole
+    decoder when `latent` is the bottleneck) have no .grad, and AdamW would skip them. The
+    full -log(min S) gives them a zero gradient and AdamW still moves them (momentum, weight
+    decay): with the zero, the update is exactly that of the full loss."""
+    for param in module.parameters():
+        if param.grad is None and param.requires_grad:
+            param.grad = torch.zeros_like(param)
 
 
 def match_parameter_layouts(optimizer):
@@ -537,6 +558,37 @@ def read_resume_checkpoint(cfg, out, device):
     return path, state
 
 
+def save_mid_epoch(trainer, epoch, stats, path):
+    save_checkpoint(trainer.state_dict(epoch, trainer.position, stats), path)
+
+
+def write_epoch_outputs(trainer, record, heldout, out):
+    """The end of an epoch on disk: its metrics.jsonl line, the summary, the checkpoint."""
+    with open(out / "metrics.jsonl", "a") as f:
+        f.write(json.dumps(record) + "\n")
+    print(format_summary(record, trainer.cfg.epochs), flush=True)
+    save_checkpoint(trainer.state_dict(record["epoch"] + 1), out / "checkpoint.pt")
+    if trainer.writer:
+        log_epoch(trainer.writer, record, trainer.vae, heldout, trainer.device)
+
+
+def on_rank_zero(context, device, work):
+    """Rank 0's writes (checkpoint, logs), and every rank told whether they failed: a rank
+    left waiting in the next collective for a rank 0 that has stopped would hang until the
+    process group times out (30 minutes) instead of stopping with the reason."""
+    error = None
+    if context.main:
+        try:
+            work()
+        except Exception as err:  # raised below, once the other ranks know
+            error = err
+    if distributed.any_rank(context, [error is not None], device)[0]:
+        if error is not None:
+            raise error
+        raise UserError("rank 0 could not write the run's outputs and stopped (its message "
+                        "says why); this rank stops too")
+
+
 def train(cfg):
     context = distributed.init(cfg.device)
     device = resolve_device(cfg.device)
@@ -579,21 +631,15 @@ def train(cfg):
                 stats.load_state_dict(stats_state)
             record = trainer.train_epoch(loader, epoch, stats, next_batch, interrupt)
             if record is None:
-                if context.main:
-                    save_checkpoint(trainer.state_dict(epoch, trainer.position, stats),
-                                    checkpoint_path)
+                on_rank_zero(context, device, functools.partial(
+                    save_mid_epoch, trainer, epoch, stats, checkpoint_path))
                 raise Interrupted(f"interrupted in epoch {epoch} after batch "
                                   f"{trainer.position}; checkpoint saved to {checkpoint_path}. "
                                   "Continue with the same command plus --resume",
                                   interrupt.signum or signal.SIGTERM)
             next_batch, stats_state = 0, None
-            if context.main:
-                with open(metrics_path, "a") as f:
-                    f.write(json.dumps(record) + "\n")
-                print(format_summary(record, cfg.epochs), flush=True)
-                save_checkpoint(trainer.state_dict(epoch + 1), checkpoint_path)
-                if trainer.writer:
-                    log_epoch(trainer.writer, record, trainer.vae, heldout, device)
+            on_rank_zero(context, device, functools.partial(
+                write_epoch_outputs, trainer, record, heldout, out))
             finished = record["stop"]
             if finished:
                 say(f"STOPPING after epoch {epoch}: {record['decision']}")

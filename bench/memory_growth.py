@@ -45,9 +45,8 @@ def main():
     trainer.finish_calibration()
     samples, started = [], time.time()
     for step in range(1, args.steps + 1):
-        recon, _ = trainer.lbo_step(torch.rand_like(x), stats, f"step {step}", lambda line: None)
-        if step % cfg.disc_every == 0:
-            trainer.discriminator_step(x, recon, stats)
+        # Discriminator updates included: lbo_step makes them on accepted steps.
+        trainer.lbo_step(torch.rand_like(x), stats, f"step {step}", lambda line: None)
         if step % 10 == 0:
             samples.append((step, rss_mb()))
             print(f"step {step:4d}  rss {samples[-1][1]:8.1f} MB", flush=True)

@@ -90,9 +90,10 @@ class PhaseTimer:
 
 
 def our_step(trainer, x, stats, step):
-    recon, _ = trainer.lbo_step(x, stats, f"bench step {step}", lambda line: None)
-    if step % trainer.cfg.disc_every == 0:
-        trainer.discriminator_step(x, recon, stats)
+    # lbo_step counts the batch and updates the discriminator on an accepted step whose count
+    # is a multiple of disc_every: the bench's step numbers are that count.
+    trainer.lbo_batches = step - 1
+    trainer.lbo_step(x, stats, f"bench step {step}", lambda line: None)
 
 
 def naive_step(trainer, x, stats, step):
@@ -112,10 +113,9 @@ def naive_step(trainer, x, stats, step):
         real = real_stats(x, trainer.perceptual, trainer.amp)
         fwd = forward_measures(trainer.nets, x, real, draws, trainer.amp)
         before = evaluate_goals(trainer.goals, fwd.measures)
-    stats.add_evaluation(before, fwd.mu_variance)
     if not before.ok:
         restore()
-        stats.rejected += 1
+        stats.add_refused(before, rolled_back=False)
         return
     with phase("backward"):
         group_log_scores = torch.stack([
@@ -130,12 +130,12 @@ def naive_step(trainer, x, stats, step):
         real = real_stats(x, trainer.perceptual, trainer.amp)
         after = evaluate_goals(trainer.goals, forward_measures(
             trainer.nets, x, real, draws, trainer.amp).measures)
-    if after.ok:
-        stats.add_accepted(loss.item())
-    else:
+    if not after.ok:
         restore()
-        stats.rollbacks += 1
-    if step % cfg.disc_every == 0:
+        stats.add_refused(before, rolled_back=True)
+        return
+    stats.add_accepted(before, fwd.mu_variance)
+    if step % cfg.disc_every == 0:  # as in training: accepted steps only
         with phase("discriminator VAE re-forward"), torch.no_grad(), trainer.amp():
             mu, logvar = vae.encode(x)
             fake = vae.decode(vae.reparameterize(mu, logvar, torch.randn_like(mu))).float()
@@ -334,7 +334,8 @@ def summarise(variant, batch, flops):
         "phase_ms_per_step": {k: 1000 * v / len(seconds) for k, v in phases.items()},
         "phase_share": {k: v / phase_total for k, v in phases.items()},
         "accepted": variant.stats.accepted, "rollbacks": variant.stats.rollbacks,
-        "rejected": variant.stats.rejected, "bottlenecks": dict(variant.stats.bottlenecks),
+        "rejected": variant.stats.rejected,
+        "bottlenecks": dict(variant.stats.bottlenecks + variant.stats.refused_bottlenecks),
         "warmup_seconds": variant.warmup_seconds,
         "peak_gpu_memory_gb": variant.peak_bytes() / 1e9 if variant.step_peak_bytes else None,
         "flops_per_step": flops,

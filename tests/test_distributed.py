@@ -57,22 +57,73 @@ def worker(rank, world, port, out_dir, mode):
     after_step = flat_parameters(trainer.vae)
     decision = trainer.tightener.end_epoch(1, stats.rollback_rate, trainer.goals)
     # An epoch in which one rank's second batch has a NaN pixel: every rank skips it.
-    batches = [torch.rand(8, 3, 64, 64) for _ in range(3)]
+    batches = [torch.rand(8, 3, 64, 64) * (0.5 + rank) for _ in range(3)]  # ranks differ
     batches[1][0, 0, 0, 0] = float("nan") if rank == 1 else 0.0
+    local, real_sum = {}, distributed.sum_over_ranks
+
+    def recording(context, stats, device):  # this rank's own epoch means, before the sum
+        local.update({k: stats.measure_sums[k] / stats.measured for k in ("mse", "ssim")})
+        real_sum(context, stats, device)
+    distributed.sum_over_ranks = recording
     record = trainer.train_epoch(batches, 1, train.EpochStats(), 0, train.InterruptRequest())
     torch.save({"start": start, "after_step_1": after_step_1,
                 "after_rejection": after_rejection, "after_step": after_step,
                 "rollbacks": stats.rollbacks, "rejected": stats.rejected,
                 "accepted": stats.accepted, "decision": list(decision),
                 "goals": json.dumps(trainer.goals), "bad_batches": record["bad_batches"],
-                "steps": record["steps"], "after_epoch": flat_parameters(trainer.vae)},
+                "steps": record["steps"], "after_epoch": flat_parameters(trainer.vae),
+                "local": local, "record": {k: record[k] for k in ("mse", "ssim")}},
                Path(out_dir) / f"rank{rank}.pt")
     distributed.shutdown(context)
 
 
-def spawn(world, *args, timeout=240):
-    """Run worker on `world` processes; fail (rather than hang) if they wait on each other."""
-    processes = mp.spawn(worker, args=(world, free_port(), *args), nprocs=world, join=False)
+def local_bottleneck_worker(rank, world, port, out_dir):
+    """Each rank's own scores put another group at the minimum (rank 0: recon, rank 1:
+    latent); their average puts latent there. Both ranks must back-propagate latent."""
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    import dataclasses
+    import math
+    import configs
+    import distributed
+    import train
+    from configs import GROUPS
+    context = distributed.init("cpu")
+    cfg = configs.parse_args(["--preset", "tiny", "--output_dir", out_dir])
+    torch.manual_seed(0)
+    trainer = train.Trainer(cfg, torch.device("cpu"), context)
+    torch.manual_seed(100 + rank)
+    stats = train.EpochStats()
+    for _ in range(cfg.calibration_batches):
+        trainer.calibration_step(torch.rand(8, 3, 32, 32), stats)
+    trainer.finish_calibration()
+    means = {"recon": -3.0 if rank == 0 else -1.0, "latent": -2.5}  # others -0.5
+    real_evaluate, real_loss, chosen = train.evaluate_goals, train.barrier_loss, {}
+
+    def skewed(goals, measures):
+        evaluation = real_evaluate(goals, measures)
+        mean = [means.get(g, -0.5) for g in GROUPS]
+        scores = [math.exp(m) for m in mean]
+        return dataclasses.replace(
+            evaluation, violated=[], nonfinite=[], group_scores=scores,
+            group_log_sums=[m * n for m, n in zip(mean, evaluation.group_sizes)],
+            bottleneck=scores.index(min(scores)))
+
+    def spying(goals, evaluation):
+        chosen["group"] = GROUPS[evaluation.bottleneck]
+        return real_loss(goals, evaluation)
+    train.evaluate_goals, train.barrier_loss = skewed, spying
+    chosen["local"] = GROUPS[skewed(trainer.goals, trainer._forward(
+        torch.rand(8, 3, 32, 32))[2].measures).bottleneck]
+    trainer.lbo_step(torch.rand(8, 3, 32, 32), stats, "step", lambda line: None)
+    torch.save(chosen, Path(out_dir) / f"rank{rank}.pt")
+    distributed.shutdown(context)
+
+
+def spawn(world, *args, timeout=240, target=worker):
+    """Run target on `world` processes; fail (rather than hang) if they wait on each other."""
+    processes = mp.spawn(target, args=(world, free_port(), *args), nprocs=world, join=False)
     deadline = time.monotonic() + timeout
     while not processes.join(timeout=max(deadline - time.monotonic(), 0)):
         if time.monotonic() > deadline:
@@ -96,6 +147,11 @@ def test_a_violation_on_one_rank_refuses_the_step_on_every_rank(tmp_path, mode):
     assert torch.equal(r0["after_epoch"], r1["after_epoch"])
     assert r0["decision"] == r1["decision"]
     assert r0["goals"] == r1["goals"]  # calibration used both ranks' measures
+    # The epoch's measures are means over both ranks' shards, not rank 0's alone.
+    for key in ("mse", "ssim"):
+        assert r0["local"][key] != pytest.approx(r1["local"][key], rel=1e-3)
+        assert r0["record"][key] == r1["record"][key] == pytest.approx(
+            (r0["local"][key] + r1["local"][key]) / 2, rel=1e-6)
 
 
 def test_torchrun_trains_with_two_processes_and_rank0_writes(tmp_path):
@@ -112,3 +168,48 @@ def test_torchrun_trains_with_two_processes_and_rank0_writes(tmp_path):
     records = (out / "metrics.jsonl").read_text().splitlines()
     assert len(records) == 2
     assert (out / "reconstructions.png").exists()
+
+
+def test_every_rank_back_propagates_the_global_bottleneck_not_its_own(tmp_path):
+    spawn(2, str(tmp_path), target=local_bottleneck_worker)
+    r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
+    assert (r0["local"], r1["local"]) == ("recon", "latent")  # the ranks disagree locally
+    assert r0["group"] == r1["group"] == "latent"  # the minimum of the averaged scores
+
+
+FAILING_RANK0 = """
+import os, sys
+sys.path.insert(0, {root!r})
+import train
+from configs import UserError
+
+
+def refuse(payload, path):
+    raise UserError(f"could not write checkpoint {{path}}: No space left on device")
+if os.environ["RANK"] == "0":
+    train.save_checkpoint = refuse
+sys.exit(train.main(sys.argv[1:]))
+"""
+
+
+def test_when_rank_0_cannot_write_the_other_ranks_stop_with_the_reason(tmp_path):
+    """Launched as plain processes (no torchrun agent to kill the rest): rank 1 must not
+    wait in the next collective for a rank 0 that has stopped."""
+    script = tmp_path / "launch.py"
+    script.write_text(FAILING_RANK0.format(root=str(ROOT)))
+    port = free_port()
+    processes = [subprocess.Popen(
+        [sys.executable, str(script), "--preset", "tiny", "--epochs", "2", "--output_dir",
+         str(tmp_path / "run")], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, env=dict(os.environ, RANK=str(rank), WORLD_SIZE="2", LOCAL_RANK=str(rank),
+                            MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port),
+                            OMP_NUM_THREADS="1")) for rank in (0, 1)]
+    try:
+        results = [p.communicate(timeout=120) for p in processes]
+    finally:
+        for p in processes:
+            p.kill()
+    (_, err0), (_, err1) = results
+    assert [p.returncode for p in processes] == [2, 2]
+    assert "No space left on device" in err0
+    assert "rank 0 could not write the run's outputs" in err1

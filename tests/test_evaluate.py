@@ -1,5 +1,7 @@
 """Evaluation metrics on inputs with a known answer, and the report of a short run."""
 import json
+import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -38,6 +40,9 @@ class BarVAE(torch.nn.Module):
         color = (red / (red + green)).clamp(1e-3, 1 - 1e-3)
         z = torch.stack([torch.logit(left), torch.logit(color)], 1)
         return (z.flip(1) if self.swapped else z), torch.zeros_like(z)
+
+    def reconstruct(self, x):
+        return self.decode(self.encode(x)[0])
 
 
 def some_bars(n=16, seed=0):
@@ -92,12 +97,50 @@ def test_a_model_with_the_roles_swapped_scores_zero_specificity():
     assert swap["structure_error_vs_x1"] > 0.3 * swap["structure_chance"]
 
 
-def test_perceptual_metrics_say_why_they_are_skipped_offline():
-    x = some_bars(4)
-    result = evaluate.perceptual_metrics(BarVAE().eval(), x, torch.device("cpu"))
+def test_perceptual_metrics_say_why_they_are_skipped_offline(tiny_cfg):
+    result = evaluate.perceptual_metrics(BarVAE().eval(), some_bars(4), tiny_cfg,
+                                         torch.device("cpu"))
     assert set(result) == {"skipped"} or {"lpips", "fid"} <= set(result)
     if "skipped" in result:
         assert "torchmetrics" in result["skipped"] or "could not be loaded" in result["skipped"]
+
+
+def test_lpips_and_fid_use_the_set_number_of_images_and_say_it(tiny_cfg, monkeypatch):
+    """10,000 images by default on a GPU (SPEC §7.6), fewer on a CPU, the setting when given,
+    batch by batch; the count stands next to the numbers. torchmetrics is stood in for by
+    metrics that count what they are shown."""
+    shown = {"lpips": 0, "real": 0, "fake": 0}
+
+    class Counting:
+        def __init__(self, *args, **kwargs):
+            pass
+
+        def to(self, device):
+            return self
+
+        def update(self, a, b=None, real=None):
+            key = "lpips" if real is None else ("real" if real else "fake")
+            shown[key] += len(a)
+
+        def compute(self):
+            return torch.tensor(0.5)
+    for name, cls in (("fid", "FrechetInceptionDistance"),
+                      ("lpip", "LearnedPerceptualImagePatchSimilarity")):
+        module = types.ModuleType(f"torchmetrics.image.{name}")
+        setattr(module, cls, Counting)
+        monkeypatch.setitem(sys.modules, f"torchmetrics.image.{name}", module)
+    for name in ("torchmetrics", "torchmetrics.image"):
+        monkeypatch.setitem(sys.modules, name, types.ModuleType(name))
+    heldout = [img for img in some_bars(40)]
+    assert evaluate.perceptual_image_count(tiny_cfg, torch.device("cuda"), 20000) == 10000
+    assert evaluate.perceptual_image_count(tiny_cfg, torch.device("cpu"), 20000) == 1000
+    assert evaluate.perceptual_image_count(tiny_cfg, torch.device("cpu"), 40) == 40
+    tiny_cfg.fid_images = 20
+    result = evaluate.perceptual_metrics(BarVAE().eval(), heldout, tiny_cfg, torch.device("cpu"))
+    assert result == {"lpips": 0.5, "fid": 0.5, "images": 20}
+    assert shown == {"lpips": 20, "real": 20, "fake": 20}
+    assert evaluate.perceptual_line(result) == \
+        "LPIPS 0.5000, FID 0.50 (on 20 held-out images)"
 
 
 def test_a_run_writes_the_report_with_metrics_factors_and_pictures(tiny_cfg):

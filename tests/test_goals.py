@@ -166,12 +166,54 @@ def test_tighten_shrinks_scales_and_half_of_that_on_box_half_widths():
              dict(name="b", group="latent", type="BOX", lower=0.0, upper=10.0),
              dict(name="a", group="latent", type="BOX_ASYMMETRIC", lower=0.0, upper=10.0,
                   healthy=2.0),
-             dict(name="l", group="latent", type="LOWER", margin=1.0)]
+             dict(name="l", group="latent", type="LOWER", margin=1.0),
+             dict(name="c", group="latent", type="AT_MOST", upper=10.0)]
     tighten(goals, 0.05)
     assert goals[0]["scale"] == pytest.approx(1.9)
     assert (goals[1]["lower"], goals[1]["upper"]) == pytest.approx((0.125, 9.875))
     assert (goals[2]["lower"], goals[2]["upper"]) == pytest.approx((2 - 2 * 0.975, 2 + 8 * 0.975))
     assert goals[3]["margin"] == 1.0
+    assert goals[4]["upper"] == 10.0  # a ceiling, not a target: left as set
+
+
+def test_at_most_scores_one_up_to_the_ceiling_then_falls_continuously():
+    g = goal("AT_MOST", upper=10.0)
+    assert [score(g, x) for x in (0.0, 2.13, 5.0, 10.0)] == [1.0] * 4  # no pull to a middle
+    assert score(g, 10.0 + 1e-4) == pytest.approx(1.0, abs=1e-3)  # continuous at the wall
+    beyond = [score(g, x) for x in (10.5, 11.0, 15.0, 20.0)]
+    assert beyond == sorted(beyond, reverse=True) and beyond[0] < 1.0
+    # The BOX tail's steepness, overshoot in units of the ceiling.
+    assert log_score(g, torch.tensor(20.0)).item() == pytest.approx(-BOX_STEEPNESS)
+
+
+def test_the_barrier_is_minus_log_of_the_geometric_mean_of_a_bottleneck_of_several_goals():
+    """The bottleneck group has three goals of different scores and scales: the loss is
+    minus the mean of their log-scores (not the sum, nor the minimum goal's)."""
+    goals = [dict(name="a", group="recon", type="MINIMIZE_SOFT", scale=1.0),
+             dict(name="b", group="recon", type="MINIMIZE_SOFT", scale=2.0),
+             dict(name="c", group="recon", type="MINIMIZE_SOFT", scale=4.0)] + [
+        dict(name=f"m_{g}", group=g, type="MINIMIZE_SOFT", scale=1.0) for g in GROUPS[1:]]
+    m = measures({"a": 0.5, "b": 3.0, "c": 2.0, **{f"m_{g}": 0.1 for g in GROUPS[1:]}})
+    ev = evaluate_goals(goals, m)
+    logs = [-0.5, -1.5, -0.5]
+    assert GROUPS[ev.bottleneck] == "recon"
+    assert ev.group_scores[0] == pytest.approx(math.exp(sum(logs) / 3))
+    loss = barrier_loss(goals, ev)
+    assert loss.item() == pytest.approx(-sum(logs) / 3) == pytest.approx(ev.barrier)
+    loss.backward()
+    assert [m[k].grad.item() for k in "abc"] == pytest.approx([1 / 3, 1 / 6, 1 / 12])
+
+
+def test_violation_is_decided_on_the_sum_of_a_group_s_log_scores():
+    """Each goal of the group alone is far above the floor; their product underflows."""
+    goals = two_group_goals()
+    each = -LOG_SCORE_FLOOR * 0.6  # log-score 0.6 * floor per goal, 1.2 * floor together
+    ev = evaluate_goals(goals, measures({"a": each, "b": each,
+                                         **{f"m_{g}": 0 for g in GROUPS[1:]}}))
+    assert ev.violated == ["recon"] and not ev.ok
+    ev = evaluate_goals(goals, measures({"a": each, "b": each * 0.6,
+                                         **{f"m_{g}": 0 for g in GROUPS[1:]}}))
+    assert ev.ok  # 0.96 * floor together: a score of ~1e-37, tiny but a float32 number
 
 
 def test_default_goal_table_covers_every_group_and_validates():

@@ -9,8 +9,8 @@ from skimage.metrics import structural_similarity
 from skimage.transform import resize
 
 import configs
-from losses import (augment, color_histogram, draw_step, edges, forward_measures, real_stats,
-                    ssim_per_image)
+from losses import (augment, color_histogram, draw_step, edges, forward_measures, mean_color,
+                    real_stats, ssim_per_image)
 from models import build_models
 
 
@@ -119,3 +119,45 @@ def test_latent_statistics(tiny_nets):
     assert m["detail_var_health"].item() == pytest.approx(var[c:].median().item(), rel=1e-4)
     assert m["weak"].item() == pytest.approx(
         torch.clamp(1 - var[:c] / configs.ACTIVE_VARIANCE, min=0).mean().item(), rel=1e-4)
+
+
+def test_swap_targets_follow_the_batch_permutation(tiny_nets, monkeypatch):
+    """With a non-identity permutation, the swapped decode's appearance is compared with
+    x[perm] (whose detail it was given), its structure with x. The decoder is replaced by a
+    known one: colour from the first three detail dims, a horizontal ramp scaled by the first
+    core dim, so that every pairing of images shows in the numbers."""
+    cfg, nets = tiny_nets
+    c, size = cfg.core_dim, 32
+    ramp = torch.linspace(0, 1, size).view(1, 1, 1, size)
+
+    def decode(z):
+        colour = torch.sigmoid(z[:, c:c + 3]).view(-1, 3, 1, 1)
+        return (0.5 * colour + 0.3 * torch.sigmoid(z[:, :1]).view(-1, 1, 1, 1) * ramp) \
+            .expand(-1, 3, size, size)
+    monkeypatch.setattr(nets[0], "decode", decode)
+    # Smooth images: a colour (dark first half, bright second half, which the permutation
+    # exchanges) plus a horizontal ramp whose slope differs from image to image.
+    colours = torch.rand(8, 3, 1, 1) * 0.3 + torch.tensor([0.1] * 4 + [0.6] * 4).view(8, 1, 1, 1)
+    x = (colours + torch.linspace(0, 0.3, 8).view(8, 1, 1, 1) * ramp).expand(-1, -1, size, -1)
+    perm = torch.tensor([4, 5, 6, 7, 0, 1, 2, 3])
+    torch.manual_seed(1)
+    draws = draw_step(x, cfg)
+    draws.perm = perm
+    real = real_stats(x, nets[2], contextlib.nullcontext)
+    m = forward_measures(nets, x, real, draws, contextlib.nullcontext).measures
+    with torch.no_grad():
+        mu, logvar = nets[0].encode(x)  # training-mode BatchNorm: the measures' numbers
+        z = mu + torch.exp(0.5 * logvar) * draws.eps
+        swapped = decode(torch.cat([z[:, :c], z[:, c:][perm]], 1))
+
+    def mse(a, b):
+        return torch.nn.functional.mse_loss(a, b).item()
+    expected = {"swap_appearance": mse(mean_color(swapped), mean_color(x[perm])),
+                "swap_color_hist": mse(color_histogram(swapped), color_histogram(x[perm])),
+                "swap_structure": mse(edges(swapped), edges(x))}
+    assert {k: m[k].item() for k in expected} == pytest.approx(expected, rel=1e-4)
+    # ...and the test can tell: other pairings give other numbers.
+    assert mse(mean_color(swapped), mean_color(x)) != pytest.approx(
+        expected["swap_appearance"], rel=0.01)
+    assert mse(edges(swapped), edges(x[perm])) != pytest.approx(
+        expected["swap_structure"], rel=0.01)
