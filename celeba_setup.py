@@ -2,14 +2,18 @@
 
     python celeba_setup.py                      # into data/celeba (train.py's default)
     python celeba_setup.py --data_dir DIR       # elsewhere (then train.py --data_dir DIR)
-    python celeba_setup.py --zip PATH           # an img_align_celeba.zip you already have
+    python celeba_setup.py --zip PATH           # a zip you already have (authors', Kaggle's..)
+    python celeba_setup.py --folder PATH        # the images already extracted somewhere
     python celeba_setup.py --no-preprocess      # skip the preprocessed cache
 
 Steps, each skipped when already done (a second run only verifies, changes nothing and
 makes no request): fetch img_align_celeba.zip (202,599 JPEGs, 1.4 GB) from the first source
-that works, resuming a broken download; check its size and MD5; extract it with a CRC check
-of every file; write the official train/validation/test partition (list_eval_partition.txt);
-decode every image once into DIR/preprocessed_<size>.npy so that training decodes no JPEG.
+that works, resuming a broken download; check its size and MD5 (a zip or folder of yours
+that is not the authors' archive is checked by content instead: the 202,599 names
+000001.jpg ... 202599.jpg, and a decoded sample); extract it with a CRC check of every file;
+check a partition file shipped with it (list_eval_partition.txt or Kaggle's .csv) against the
+official split and write list_eval_partition.txt; decode every image once into
+DIR/preprocessed_<size>.npy so that training decodes no JPEG.
 
 Exit status: 0 CelebA is ready; 1 no source gave a verified archive (the manual steps are
 printed); 2 a bad archive or folder is in the way, or a bad argument; 3 the disk refused (full
@@ -19,8 +23,10 @@ import argparse
 import hashlib
 import http.client
 import http.cookiejar
+import io
 import os
 import re
+import shutil
 import sys
 import urllib.error
 import urllib.parse
@@ -37,7 +43,11 @@ from configs import Config, UserError
 ZIP_NAME = "img_align_celeba.zip"
 ZIP_MD5 = "00d2c5bc6d35e252742224ab0c1e8fcb"   # the authors' archive
 ZIP_BYTES = 1_443_490_838
-EXPECTED_IMAGES = 202_599
+EXPECTED_IMAGES = 202_599          # 000001.jpg ... 202599.jpg (tests patch it for small zips)
+CELEBA_LAST = data.CELEBA_TEST.stop - 1   # the highest file number: 202599
+CELEBA_NAME = re.compile(r"\d{6}\.jpg")
+SAMPLE_DECODES = 100   # images decoded to check an archive or folder that is not the authors'
+PARTITION_FORMS = ("list_eval_partition.txt", "list_eval_partition.csv")  # authors', Kaggle's
 GDRIVE_ID = "0B7EVK8r0v71pZjFTYXZWM3FlRnM"
 GDRIVE_RESOURCE_KEY = "0-dYn9z10tMJOBAkviAcfdyQ"
 
@@ -212,53 +222,207 @@ Download it by hand (1.4 GB, MD5 {ZIP_MD5}):
     (Align&Cropped Images -> Img/{ZIP_NAME}; Google Drive or Baidu), or
   - https://drive.google.com/file/d/{GDRIVE_ID}/view?resourcekey={GDRIVE_RESOURCE_KEY}
     (a browser gets past the daily-quota and virus-scan pages), or
-  - Kaggle's "jessicali9530/celeba-dataset" (needs an account): extract it and move its
-    inner img_align_celeba folder to {root / data.CELEBA_FOLDER}
+  - Kaggle's "jessicali9530/celeba-dataset" (needs an account; another zip, whose
+    contents are checked instead of its MD5)
 Then put the zip at {root / ZIP_NAME} and run
     python celeba_setup.py --data_dir {root}
 or leave it where it is and run
-    python celeba_setup.py --data_dir {root} --zip PATH/TO/{ZIP_NAME}
+    python celeba_setup.py --data_dir {root} --zip PATH/TO/THE.zip
+or, with the images already extracted somewhere (any depth),
+    python celeba_setup.py --data_dir {root} --folder PATH/TO/FOLDER
 """
 
 
-# --- extraction, partition, cache ---------------------------------------------------------
+# --- the images: a verified or content-checked zip, or a folder ---------------------------
 
-def _image_members(archive):
-    """The archive's images in img_align_celeba/ (other members, e.g. __MACOSX, are ignored)."""
-    prefix = data.CELEBA_FOLDER + "/"
-    return [m for m in archive.infolist()
-            if m.filename.startswith(prefix) and "/" not in m.filename[len(prefix):]
-            and m.filename.lower().endswith(data.IMAGE_EXTENSIONS)]
+class ZipSource:
+    """A zip holding CelebA's images somewhere inside (the authors' layout, Kaggle's, a repack)."""
+
+    def __init__(self, path, given):
+        self.path, self.given = path, given
+        try:
+            self.archive = zipfile.ZipFile(path)
+        except (zipfile.BadZipFile, EOFError) as err:
+            raise BadInput(damaged(path, err, given)) from None
+        self.members = {m.filename: m for m in self.archive.infolist() if not m.is_dir()}
+
+    def names(self):
+        return list(self.members)
+
+    def read(self, name):
+        try:
+            return self.archive.read(self.members[name])  # checks the member's CRC
+        except (zipfile.BadZipFile, EOFError) as err:
+            raise BadInput(damaged(self.path, err, self.given)) from None
+
+    def close(self):
+        self.archive.close()
 
 
-def extract(zip_path, root, expected_images):
-    """Extract the images, checking every CRC; files already extracted whole are kept."""
-    folder = root / data.CELEBA_FOLDER
+class FolderSource:
+    """An extracted CelebA: a folder holding the images at any depth."""
+
+    def __init__(self, path):
+        self.path, self.given = path, True
+        self._names = None
+
+    def names(self):
+        if self._names is None:  # listed once: 202,599 files take a while
+            self._names = data.list_images(self.path, self.path) + [
+                p.relative_to(self.path).as_posix()
+                for p in self.path.rglob("list_eval_partition.*")]
+        return self._names
+
+    def read(self, name):
+        return (self.path / name).read_bytes()
+
+    def close(self):
+        pass
+
+
+def _celeba_images(names):
+    """(folder, sorted names) of the folder holding the most files named like CelebA's images
+    (NNNNNN.jpg); __MACOSX and hidden entries are ignored, other files too."""
+    folders = {}
+    for name in names:
+        parent, _, base = name.rpartition("/")
+        if CELEBA_NAME.fullmatch(base) and not _hidden(name):
+            folders.setdefault(parent, []).append(name)
+    if not folders:
+        return "", []
+    folder = max(folders, key=lambda f: len(folders[f]))
+    return folder, sorted(folders[folder])
+
+
+def _hidden(name):
+    return any(part.startswith(".") or part == "__MACOSX" for part in name.split("/"))
+
+
+def check_content(source, label, expected_images):
+    """The image names of a source whose contents are CelebA, after a check of the names,
+    the count and a decoded sample; BadInput otherwise. Returns (names, what was checked)."""
+    folder, names = _celeba_images(source.names())
+    where = f"{folder}/" if folder else "its top level"
+    outside = [n for n in names if not 1 <= data.celeba_number(n) <= CELEBA_LAST]
+    if len(names) != expected_images or outside:
+        found = f"{len(names)} images named like CelebA's (NNNNNN.jpg) in {where}" \
+            + (f", {outside[0]} among them beyond {CELEBA_LAST:06d}.jpg" if outside else "")
+        raise BadInput(f"{label} holds {found}; CelebA has {expected_images}, 000001.jpg to "
+                       f"{CELEBA_LAST:06d}.jpg. {not_celeba_advice(label, source.given)}")
+    step = max(1, len(names) // SAMPLE_DECODES)
+    sample = sorted(set(names[::step][:SAMPLE_DECODES] + [names[-1]]))
+    for name in sample:
+        pixels, reason = data.try_load_image(io.BytesIO(source.read(name)), 16)
+        if pixels is None:
+            raise BadInput(f"{label}: {name} cannot be decoded ({reason}); the images are "
+                           f"damaged. {not_celeba_advice(label, source.given)}")
+    return names, (f"{len(names):,} images named {names[0].rpartition('/')[2]} to "
+                   f"{names[-1].rpartition('/')[2]} in {where}, {len(sample)} of them decoded")
+
+
+def not_celeba_advice(label, given):
+    # A file the user passed is theirs: never ask them to delete it.
+    if given:
+        return ("Pass CelebA's aligned images: the authors' img_align_celeba.zip, Kaggle's "
+                f"celeba-dataset zip, or a folder of the {CELEBA_LAST:,} JPEGs (--folder)")
+    return (f"Move {label} away and run again to download the archive, or pass a copy you "
+            "have with --zip PATH")
+
+
+def damaged(path, err, given):
+    what = "pass another copy with --zip PATH" if given else \
+        "delete it and run again to download it, or pass another copy with --zip PATH"
+    return f"{path} is damaged ({err}); {what}"
+
+
+# --- the partition: list_eval_partition.txt ("000001.jpg 0") or .csv ("image_id,partition")
+
+def parse_partition(text, label):
+    """{image name: 0 train, 1 validation, 2 test} from either published form."""
+    lines = [line.strip() for line in text.lstrip("\ufeff").splitlines() if line.strip()]
+    if lines and "," in lines[0]:  # Kaggle's CSV, with a header
+        header = [h.strip() for h in lines[0].split(",")]
+        if "image_id" not in header or "partition" not in header:
+            raise BadInput(f"{label}: expected the header image_id,partition, got {lines[0]!r}")
+        columns = header.index("image_id"), header.index("partition")
+        rows = [[cell.strip() for cell in line.split(",")] for line in lines[1:]]
+        pairs = [(row[columns[0]], row[columns[1]]) for row in rows]
+    else:  # the authors' TXT
+        pairs = [tuple(line.split()[:2]) for line in lines]
     try:
-        with zipfile.ZipFile(zip_path) as archive:
-            members = _image_members(archive)
-            if len(members) < expected_images:
-                raise BadInput(f"{zip_path} holds {len(members)} images in "
-                               f"{data.CELEBA_FOLDER}/, expected {expected_images}; it is not "
-                               "the CelebA archive: delete it and run again")
-            folder.mkdir(parents=True, exist_ok=True)
-            for member in tqdm(members, unit="img", desc=f"extract {zip_path.name}"):
-                _extract_one(archive, member, folder / Path(member.filename).name)
-    except (zipfile.BadZipFile, EOFError) as err:
-        raise BadInput(f"{zip_path} is damaged ({err}); delete it and run again "
-                       "(or pass another copy with --zip)") from None
+        return {name: int(part) for name, part in pairs}
+    except ValueError:
+        raise BadInput(f"{label}: cannot read it as a partition ('000001.jpg 0' lines, or "
+                       "image_id,partition rows)") from None
 
 
-def _extract_one(archive, member, target):
+def check_partition(source, label, names):
+    """A partition file shipped with the images must agree with CelebA's official split. The
+    split is by file number (data.celeba_partition), so a file that disagrees means images
+    not numbered as CelebA's, and a train/test split that would be wrong. Returns a note."""
+    files = sorted(n for n in source.names()
+                   if n.rpartition("/")[2] in PARTITION_FORMS and not _hidden(n))
+    if not files:
+        return "no partition file in it; the official split by file number is used"
+    text = source.read(files[0]).decode("utf-8", "replace")
+    listed = parse_partition(text, f"{label}: {files[0]}")
+    for name in names:
+        base = name.rpartition("/")[2]
+        official = data.celeba_partition(data.celeba_number(base))
+        if listed.get(base) != official:
+            raise BadInput(f"{label}: {files[0]} puts {base} in partition {listed.get(base)}, "
+                           f"CelebA's official split in {official}; these images are not "
+                           f"numbered as CelebA's. {not_celeba_advice(label, source.given)}")
+    return f"its {files[0]} agrees with the official split"
+
+
+# --- extraction, partition file, cache ----------------------------------------------------
+
+def import_images(source, names, folder):
+    """Put the images in `folder`: extracted from a zip (every CRC checked), or linked (on the
+    same disk) or copied from a folder. Files already there whole are kept."""
+    folder.mkdir(parents=True, exist_ok=True)
+    if isinstance(source, FolderSource) and \
+            (source.path / names[0]).parent.resolve() == folder.resolve():
+        return  # already in place
+    from_zip = isinstance(source, ZipSource)
+    desc = f"{'extract' if from_zip else 'import'} {source.path.name}"
+    for name in tqdm(names, unit="img", desc=desc):
+        target = folder / name.rpartition("/")[2]
+        if from_zip:
+            _extract_one(source, name, target)
+        else:
+            _link_or_copy(source.path / name, target)
+
+
+def _extract_one(source, name, target):
+    member = source.members[name]
     if target.exists() and target.stat().st_size == member.file_size:
         return
     tmp = target.with_name(target.name + ".tmp")
     # Reading a member to its end checks its CRC (BadZipFile on a mismatch); a file appears
     # under its own name only once whole, so an interrupted extraction is simply continued.
     try:
-        with archive.open(member) as src, open(tmp, "wb") as dst:
+        with source.archive.open(member) as src, open(tmp, "wb") as dst:
             while chunk := src.read(CHUNK):
                 dst.write(chunk)
+        os.replace(tmp, target)
+    except (zipfile.BadZipFile, EOFError) as err:
+        raise BadInput(damaged(source.path, err, source.given)) from None
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _link_or_copy(src, target):
+    if target.exists() and target.stat().st_size == src.stat().st_size:
+        return
+    tmp = target.with_name(target.name + ".tmp")
+    tmp.unlink(missing_ok=True)
+    try:
+        try:
+            os.link(src, tmp)  # same disk: no second copy of 1.4 GB
+        except OSError:
+            shutil.copyfile(src, tmp)
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
@@ -302,7 +466,13 @@ def parse_args(argv):
                                      epilog=__doc__.split("\n\n")[-1])
     parser.add_argument("--data_dir", default=defaults.data_dir,
                         help="where img_align_celeba/ goes (default: %(default)s)")
-    parser.add_argument("--zip", type=Path, help=f"use this {ZIP_NAME} instead of downloading")
+    given = parser.add_mutually_exclusive_group()
+    given.add_argument("--zip", type=Path,
+                       help=f"use this zip instead of downloading: the authors' {ZIP_NAME}, "
+                       "Kaggle's celeba-dataset zip, or any zip of CelebA's images")
+    given.add_argument("--folder", type=Path,
+                       help="use CelebA's images from this folder (at any depth, e.g. Kaggle's "
+                       "extracted celeba-dataset); they are linked or copied into --data_dir")
     parser.add_argument("--no-preprocess", dest="preprocess", action="store_false",
                         help="skip the preprocessed cache (training then decodes JPEGs)")
     parser.add_argument("--image_size", type=int, default=defaults.image_size,
@@ -311,31 +481,57 @@ def parse_args(argv):
                         help="preprocessing processes (default: every CPU core)")
     parser.add_argument("--url", action="append", dest="urls",
                         help="download from this URL instead of the built-in sources (repeatable)")
-    parser.add_argument("--md5", default=ZIP_MD5, help="expected MD5 of the archive")
+    parser.add_argument("--md5", default=ZIP_MD5, help="expected MD5 of the archive (a zip "
+                        "of yours that differs is checked by content instead)")
     parser.add_argument("--expected_images", type=int, default=EXPECTED_IMAGES,
-                        help="images the archive must hold (default: %(default)s)")
+                        help="images the archive or folder must hold (default: %(default)s)")
     return parser.parse_args(argv)
 
 
-def obtain_archive(args, root):
-    """The path of a verified archive, or None with the manual steps printed."""
+def obtain_source(args, root):
+    """(source, image names) of checked CelebA images: --folder, --zip, the zip in root, or a
+    download; None when every download failed (the manual steps are printed)."""
+    if args.folder:
+        if not args.folder.is_dir():
+            raise BadInput(f"--folder {args.folder}: no such folder; give the folder that holds "
+                           "CelebA's images (at any depth)")
+        return checked(FolderSource(args.folder), "a folder, so checked by content",
+                       args.expected_images)
     # The size is known for the authors' archive only; another --md5 means another file.
     expected_bytes = ZIP_BYTES if args.md5 == ZIP_MD5 else None
     given = args.zip or root / ZIP_NAME
     if args.zip and not args.zip.is_file():
-        raise BadInput(f"--zip {args.zip}: no such file; give the path of {ZIP_NAME}")
-    if given.is_file():
-        print(f"verifying {given}")
-        problem = verify_archive(given, args.md5, expected_bytes)
-        if problem:
-            raise BadInput(f"{given} is not the CelebA archive ({problem}); delete it and run "
-                           "again to download it, or pass a good copy with --zip PATH")
-        return given
-    failures = fetch_archive(given, args.urls or SOURCES, args.md5, expected_bytes)
-    if failures:
-        print(manual_instructions(root, failures), file=sys.stderr)
-        return None
-    return given
+        raise BadInput(f"--zip {args.zip}: no such file; give the path of {ZIP_NAME} or of "
+                       "another zip of CelebA's images (an extracted folder: --folder PATH)")
+    if not given.is_file():
+        failures = fetch_archive(given, args.urls or SOURCES, args.md5, expected_bytes)
+        if failures:
+            print(manual_instructions(root, failures), file=sys.stderr)
+            return None
+        return checked(ZipSource(given, False), "size and MD5 verified", args.expected_images)
+    print(f"verifying {given}")
+    problem = verify_archive(given, args.md5, expected_bytes)
+    # Any zip whose contents are CelebA will do (Kaggle's, a repack): when it is not the
+    # authors' archive byte for byte, its contents are checked instead.
+    how = f"not the authors' archive ({problem}), so checked by content" if problem \
+        else "size and MD5 verified"
+    return checked(ZipSource(given, bool(args.zip)), how, args.expected_images)
+
+
+def checked(source, how, expected_images):
+    """Check the source's contents (always: the listing is cheap, and the count guards a
+    custom --md5) and say in one line which check vouches for it."""
+    try:
+        names, what = check_content(source, str(source.path), expected_images)
+        later = "extraction checks every file's CRC; preprocessing" \
+            if isinstance(source, ZipSource) else "preprocessing"
+        print(f"{source.path}: {how}: {what} ({later} skips and names any image that cannot "
+              "be decoded)")
+        print(f"partition: {check_partition(source, str(source.path), names)}")
+    except BaseException:
+        source.close()
+        raise
+    return source, names
 
 
 def set_up(args):
@@ -346,10 +542,13 @@ def set_up(args):
     if count_images(folder) >= args.expected_images:
         done.append("images already extracted")
     else:
-        archive = obtain_archive(args, root)
-        if archive is None:
+        found = obtain_source(args, root)
+        if found is None:
             return EXIT_NO_SOURCE
-        extract(archive, root, args.expected_images)
+        try:
+            import_images(*found, folder)
+        finally:
+            found[0].close()
     images = count_images(folder)
     if images < args.expected_images:
         raise BadInput(f"{folder} has {images} images after extraction, expected "

@@ -548,14 +548,57 @@ def read_resume_checkpoint(cfg, out, device):
                         "afresh, or pass --resume PATH")
     state = read_checkpoint(path, device)
     saved = configs.from_dict(state["config"])
-    changed = configs.differing_fields(cfg, saved)
+    # epochs may change: the run is extended (or cut short), its schedule re-planned.
+    changed = [k for k in configs.differing_fields(cfg, saved) if k != "epochs"]
     if changed:
         what = ", ".join(f"{k} (checkpoint {getattr(saved, k)!r}, now {getattr(cfg, k)!r})"
                          if k != "goals" else "goals (the goal table in configs.py)"
                          for k in changed)
         raise UserError(f"checkpoint {path} was trained with other settings: {what}. Resume "
                         "with the same settings, or start a fresh run in another --output_dir")
+    done, started = state["next_epoch"] - 1, state["next_batch"] > 0
+    if cfg.epochs < done + started:  # an epoch under way is finished first
+        under_way = f" and is in epoch {done + 1}" if started else ""
+        raise UserError(f"--epochs {cfg.epochs}: checkpoint {path} has already trained {done} "
+                        f"epochs{under_way}; resume with --epochs {done + started} or more "
+                        f"(it was planned for {saved.epochs})")
     return path, state
+
+
+# Kept on the schedulers, whose state_dict holds every attribute: a later resume, and every
+# later epoch's metrics.jsonl record, still say that the schedule was re-planned, and where.
+REPLANNED = "schedule_replanned_at_epoch"
+
+
+def replan_epochs(trainer, state, say):
+    """Continue a run for cfg.epochs instead of the checkpoint's epochs. CosineAnnealingLR's
+    recursive form multiplies lr - min_lr by (1 + cos(pi t / T)) / (1 + cos(pi (t-1) / T))
+    each epoch, so with T_max = the new total it goes on from the current lr (no jump) and
+    lands exactly on min_lr at the new last epoch (the factor there is 0); left at the old
+    T_max, an extended run would restart the cosine and climb back towards lr. A run at its
+    old end (lr = min_lr) so stays at min_lr."""
+    cfg, planned = trainer.cfg, state["config"]["epochs"]
+    done = state["next_epoch"] - 1
+    if cfg.epochs == planned:
+        return
+    if trainer.history and trainer.history[-1]["stop"]:
+        say(f"--epochs {cfg.epochs} (was {planned}): the run already stopped after epoch "
+            f"{done} ({trainer.history[-1]['decision']}); epochs is a maximum, so nothing more "
+            "is trained: the stopped run is evaluated as it is")
+        return
+    if cfg.epochs == done and not state["next_batch"]:
+        say(f"--epochs {cfg.epochs} (was {planned}): all {done} epochs are trained; nothing "
+            "more to train: the run is evaluated as it is")
+        return
+    for scheduler in trainer.schedulers:
+        scheduler.T_max = cfg.epochs
+        setattr(scheduler, REPLANNED, state["next_epoch"])
+    lr = trainer.opt.param_groups[0]["lr"]
+    course = f"stays at min_lr {lr:.3g} to epoch {cfg.epochs}" if lr == cfg.min_lr else \
+        f"goes on from {lr:.3g} along a cosine to min_lr {cfg.min_lr:.3g} at epoch {cfg.epochs}"
+    say(f"--epochs {cfg.epochs} (was {planned}): learning-rate schedule re-planned at epoch "
+        f"{state['next_epoch']}: the lr {course}; from here on the run is not bit-identical "
+        "to a straight one")
 
 
 def save_mid_epoch(trainer, epoch, stats, path):
@@ -607,6 +650,7 @@ def train(cfg):
         next_epoch, next_batch, stats_state = (state["next_epoch"], state["next_batch"],
                                                state["epoch_stats"])
         say(f"resuming from {path}: epoch {next_epoch}, batch {next_batch + 1}")
+        replan_epochs(trainer, state, say)
     elif checkpoint_path.exists():
         say(f"starting afresh: {checkpoint_path} will be replaced (--resume continues it)")
     if context.active:  # each rank its own random draws (rank 0 as in a single process)
@@ -638,6 +682,9 @@ def train(cfg):
                                   "Continue with the same command plus --resume",
                                   interrupt.signum or signal.SIGTERM)
             next_batch, stats_state = 0, None
+            replanned_at = getattr(trainer.schedulers[0], REPLANNED, None)
+            if replanned_at:  # in the record (and so in history and metrics.jsonl) from then on
+                record[REPLANNED] = replanned_at
             on_rank_zero(context, device, functools.partial(
                 write_epoch_outputs, trainer, record, heldout, out))
             finished = record["stop"]

@@ -15,19 +15,40 @@ import celeba_setup
 import data
 
 NUMBERS = (1, 2, 162771, 182638, 202599)  # train, train, validation, test, test
+PARTITION_TXT = "000001.jpg 0\n000002.jpg 0\n162771.jpg 1\n182638.jpg 2\n202599.jpg 2\n"
+PARTITION_CSV = "image_id,partition\n" + PARTITION_TXT.replace(" ", ",")
 
 
-def tiny_celeba_zip():
-    """A zip laid out like img_align_celeba.zip: a few 178x218 JPEGs, stored uncompressed."""
+def jpeg(n):
+    pixels = np.random.default_rng(n).integers(0, 256, (218, 178, 3), dtype=np.uint8)
+    out = io.BytesIO()
+    Image.fromarray(pixels).save(out, "JPEG", quality=90)
+    return out.getvalue()
+
+
+def tiny_celeba_zip(folder="img_align_celeba/", extra=(), numbers=NUMBERS,
+                    compression=zipfile.ZIP_STORED):
+    """A zip laid out like img_align_celeba.zip: a few 178x218 JPEGs, stored uncompressed.
+    folder: where the images are (Kaggle's: img_align_celeba/img_align_celeba/); extra:
+    (name, text) members beside them."""
     buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
-        archive.writestr("img_align_celeba/", "")
-        for n in NUMBERS:
-            pixels = np.random.default_rng(n).integers(0, 256, (218, 178, 3), dtype=np.uint8)
-            jpeg = io.BytesIO()
-            Image.fromarray(pixels).save(jpeg, "JPEG", quality=90)
-            archive.writestr(f"img_align_celeba/{n:06d}.jpg", jpeg.getvalue())
+    with zipfile.ZipFile(buffer, "w", compression) as archive:
+        if folder:
+            archive.writestr(folder, "")
+        for n in numbers:
+            archive.writestr(f"{folder}{n:06d}.jpg", jpeg(n))
+        for name, text in extra:
+            archive.writestr(name, text)
     return buffer.getvalue()
+
+
+def kaggle_zip(partition=PARTITION_CSV):
+    """Laid out like Kaggle's celeba-dataset archive: nested folder, CSV annotations."""
+    return tiny_celeba_zip("img_align_celeba/img_align_celeba/", compression=zipfile.ZIP_DEFLATED,
+                           extra=[("list_eval_partition.csv", partition),
+                                  ("list_attr_celeba.csv", "image_id,Smiling\n000001.jpg,1\n"),
+                                  ("list_landmarks_align_celeba.csv", "image_id,lefteye_x\n"),
+                                  ("list_bbox_celeba.csv", "image_id,x_1\n")])
 
 
 ZIP = tiny_celeba_zip()
@@ -171,14 +192,118 @@ def test_a_download_with_the_wrong_checksum_is_refused_and_never_extracted(tmp_p
     assert not (tmp_path / (celeba_setup.ZIP_NAME + ".part")).exists()  # not resumed from
 
 
-def test_a_given_zip_with_the_wrong_checksum_is_refused(tmp_path, capsys):
+def test_a_given_zip_with_another_checksum_is_checked_by_content_and_used(tmp_path, capsys):
     given = tmp_path / "mine.zip"
     given.write_bytes(ZIP)
-    assert run(tmp_path / "celeba", "--zip", str(given), md5="0" * 32) == \
-        celeba_setup.EXIT_BAD_INPUT
-    errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
-    assert len(errors) == 1 and str(given) in errors[0] and "not the CelebA archive" in errors[0]
+    assert run(tmp_path / "celeba", "--zip", str(given), md5="0" * 32) == 0
+    assert_set_up(tmp_path / "celeba")
+    out = capsys.readouterr().out
+    assert f"{given}: not the authors' archive (MD5 {ZIP_MD5}, expected {'0' * 32}), so " \
+        "checked by content: 5 images named 000001.jpg to 202599.jpg in img_align_celeba/" in out
+
+
+# --- any zip or folder whose contents are CelebA (EXPECTED_IMAGES patched to the few here) --
+
+@pytest.fixture
+def small_celeba(monkeypatch):
+    monkeypatch.setattr(celeba_setup, "EXPECTED_IMAGES", len(NUMBERS))
+
+
+def set_up(root, *extra):
+    """With the authors' checksum, so that these zips are checked by content."""
+    return celeba_setup.main(["--data_dir", str(root), "--image_size", "16", "--workers", "1",
+                              *extra])
+
+
+def one_line(text, *parts):
+    lines = [line for line in text.splitlines() if all(p in line for p in parts)]
+    assert len(lines) == 1, (parts, text)
+    return lines[0]
+
+
+def test_kaggles_zip_is_checked_by_content_and_its_csv_partition_read(tmp_path, small_celeba,
+                                                                      capsys):
+    given = tmp_path / "archive.zip"
+    given.write_bytes(kaggle_zip())
+    assert set_up(tmp_path / "celeba", "--zip", str(given)) == 0
+    assert_set_up(tmp_path / "celeba")
+    out = capsys.readouterr().out
+    line = one_line(out, "checked by content")
+    assert line.startswith(f"{given}: not the authors' archive ({len(kaggle_zip())} bytes, "
+                           f"expected {celeba_setup.ZIP_BYTES})")
+    assert "5 images named 000001.jpg to 202599.jpg in img_align_celeba/img_align_celeba/, " \
+        "5 of them decoded (extraction checks every file's CRC; preprocessing skips and names" \
+        in line
+    assert "partition: its list_eval_partition.csv agrees with the official split" in out
+    assert given.read_bytes() == kaggle_zip()
+
+
+def test_a_repacked_zip_in_the_authors_layout_with_a_txt_partition(tmp_path, small_celeba,
+                                                                   capsys):
+    root = tmp_path / "celeba"
+    root.mkdir()
+    (root / celeba_setup.ZIP_NAME).write_bytes(tiny_celeba_zip(
+        extra=[("list_eval_partition.txt", PARTITION_TXT)], compression=zipfile.ZIP_DEFLATED))
+    assert set_up(root) == 0
+    assert_set_up(root)
+    out = capsys.readouterr().out
+    one_line(out, "checked by content", "in img_align_celeba/, 5 of them decoded")
+    assert "partition: its list_eval_partition.txt agrees with the official split" in out
+
+
+def test_an_extracted_folder_is_checked_by_content_and_imported(tmp_path, small_celeba, capsys):
+    kaggle = tmp_path / "celeba-dataset"
+    with zipfile.ZipFile(io.BytesIO(kaggle_zip())) as archive:
+        archive.extractall(kaggle)
+    assert set_up(tmp_path / "celeba", "--folder", str(kaggle)) == 0
+    assert_set_up(tmp_path / "celeba")
+    out = capsys.readouterr().out
+    one_line(out, f"{kaggle}: a folder, so checked by content: 5 images named 000001.jpg to "
+                  "202599.jpg in img_align_celeba/img_align_celeba/, 5 of them decoded "
+                  "(preprocessing skips")
+    assert "its list_eval_partition.csv agrees" in out
+    assert len(list(kaggle.rglob("*.jpg"))) == len(NUMBERS)  # the user's copy is left alone
+
+
+WRONG_PARTITION = PARTITION_CSV.replace("000002.jpg,0", "000002.jpg,2")
+
+
+@pytest.mark.parametrize("archive, why", [
+    (tiny_celeba_zip(numbers=NUMBERS[:-1]), "holds 4 images named like CelebA's (NNNNNN.jpg) "
+     "in img_align_celeba/; CelebA has 5, 000001.jpg to 202599.jpg"),
+    (tiny_celeba_zip(numbers=(*NUMBERS[:-1], 202600)), "202600.jpg among them beyond 202599.jpg"),
+    (tiny_celeba_zip(extra=[("img_align_celeba/000003.jpg", "not a JPEG")],
+                     numbers=(1, 2, 162771, 182638)), "000003.jpg cannot be decoded"),
+    (kaggle_zip(WRONG_PARTITION), "list_eval_partition.csv puts 000002.jpg in partition 2, "
+     "CelebA's official split in 0; these images are not numbered as CelebA's"),
+], ids=["an image missing", "a number beyond CelebA", "undecodable", "another partition"])
+def test_a_given_zip_whose_contents_are_not_celeba_is_refused_in_one_line(
+        tmp_path, small_celeba, capsys, archive, why):
+    given = tmp_path / "mine.zip"
+    given.write_bytes(archive)
+    assert set_up(tmp_path / "celeba", "--zip", str(given)) == celeba_setup.EXIT_BAD_INPUT
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and err.startswith(f"error: {given}") and why in err
+    assert "delete" not in err and "Kaggle's celeba-dataset zip" in err  # it is the user's file
+    assert given.read_bytes() == archive
     assert not (tmp_path / "celeba" / data.CELEBA_FOLDER).exists()
+
+
+def test_a_wrong_zip_in_the_data_folder_is_refused_with_what_to_do(tmp_path, small_celeba,
+                                                                   capsys):
+    (tmp_path / celeba_setup.ZIP_NAME).write_bytes(tiny_celeba_zip(numbers=(1, 2)))
+    assert set_up(tmp_path) == celeba_setup.EXIT_BAD_INPUT
+    err = capsys.readouterr().err
+    assert f"Move {tmp_path / celeba_setup.ZIP_NAME} away and run again to download" in err
+
+
+def test_both_partition_forms_read_alike():
+    txt = celeba_setup.parse_partition(PARTITION_TXT, "txt")
+    assert txt == {f"{n:06d}.jpg": data.celeba_partition(n) for n in NUMBERS}
+    assert celeba_setup.parse_partition("\ufeff" + PARTITION_CSV.replace("\n", "\r\n"),
+                                        "csv") == txt
+    with pytest.raises(celeba_setup.BadInput, match="expected the header image_id,partition"):
+        celeba_setup.parse_partition("a,b\n000001.jpg,0\n", "x.csv")
 
 
 def test_a_given_zip_is_used_where_it_is(tmp_path):
@@ -190,7 +315,8 @@ def test_a_given_zip_is_used_where_it_is(tmp_path):
     assert not (tmp_path / "celeba" / celeba_setup.ZIP_NAME).exists()
 
 
-def test_a_damaged_archive_fails_its_crc_check_and_is_reported(tmp_path, capsys):
+def test_a_damaged_archive_fails_its_crc_check_and_is_reported(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(celeba_setup, "SAMPLE_DECODES", 1)  # the sample misses 000002.jpg
     damaged = bytearray(ZIP)
     with zipfile.ZipFile(io.BytesIO(ZIP)) as archive:
         member = archive.getinfo("img_align_celeba/000002.jpg")
@@ -200,7 +326,8 @@ def test_a_damaged_archive_fails_its_crc_check_and_is_reported(tmp_path, capsys)
     code = run(tmp_path / "celeba", "--zip", str(given),
                md5=hashlib.md5(bytes(damaged)).hexdigest())
     assert code == celeba_setup.EXIT_BAD_INPUT
-    assert "damaged" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert f"{given} is damaged" in err and "delete" not in err
     assert sorted(p.name for p in (tmp_path / "celeba" / data.CELEBA_FOLDER).iterdir()) == \
         ["000001.jpg"]  # extracted before the damaged member; nothing of 000002.jpg
 

@@ -9,15 +9,24 @@ nbclient = pytest.importorskip("nbclient")
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def run_notebook(parameters):
+def with_parameters(parameters):
     notebook = nbformat.read(ROOT / "bom_vae_v15.ipynb", as_version=4)
     cell = next(c for c in notebook.cells if "parameters" in c.metadata.get("tags", []))
     cell.source += "\n# injected by the test\n" + "\n".join(
         f"{name} = {value!r}" for name, value in parameters.items())
+    return notebook
+
+
+def execute(notebook):
+    """Run it in place (outputs stay in `notebook`, also when a cell fails)."""
     client = nbclient.NotebookClient(notebook, timeout=600, kernel_name="python3",
                                      resources={"metadata": {"path": str(ROOT)}})
     client.execute()
     return notebook
+
+
+def run_notebook(parameters):
+    return execute(with_parameters(parameters))
 
 
 def outputs_text(notebook):
@@ -42,6 +51,53 @@ def test_the_notebook_runs_the_demo_and_shows_every_picture(tmp_path):
 
 
 def test_a_failing_training_fails_the_notebook(tmp_path):
+    # CODE_DIR pointing at this project is taken (outside Colab it is used in place).
+    notebook = with_parameters({"PRESET": "demo", "OUTPUT_DIR": str(tmp_path),
+                                "EXTRA_ARGS": "--epochs 0", "CODE_DIR": str(ROOT)})
     with pytest.raises(nbclient.exceptions.CellExecutionError, match="exited with code 2"):
-        run_notebook({"PRESET": "demo", "OUTPUT_DIR": str(tmp_path),
-                      "EXTRA_ARGS": "--epochs 0"})
+        execute(notebook)
+    assert f"project folder: {ROOT}" in outputs_text(notebook)
+
+
+def errors(notebook):
+    return [out for cell in notebook.cells if cell.cell_type == "code"
+            for out in cell.get("outputs", []) if out.output_type == "error"]
+
+
+@pytest.mark.parametrize("layout", ["seed", "empty"])
+def test_code_that_is_not_this_project_stops_the_notebook_in_one_line(tmp_path, layout):
+    """The seed's repository (an earlier system: a train.py, no presets) or an empty folder as
+    the code source: the get-the-code cell stops with one line saying what to set."""
+    code = tmp_path / "bom_vea"
+    code.mkdir()
+    if layout == "seed":
+        (code / "train.py").write_text("import argparse  # the seed's earlier system\n")
+        (code / "configs.py").write_text("EPOCHS = 35\n")
+    notebook = with_parameters({"PRESET": "demo", "OUTPUT_DIR": str(tmp_path / "out"),
+                                "CODE_DIR": str(code)})
+    with pytest.raises(nbclient.exceptions.CellExecutionError):
+        execute(notebook)
+    [error] = errors(notebook)
+    assert error.traceback == [
+        f"STOP: {code}: not this project's code (no train.py beside a configs.py that defines "
+        "PRESETS; the seed's bom_vea repository is an earlier system); set REPO_URL or "
+        "CODE_DIR in the Parameters cell to this project's code"]
+    assert "project folder" not in outputs_text(notebook) and not (tmp_path / "out").exists()
+
+
+def test_on_colab_without_a_code_source_the_notebook_says_what_to_set(tmp_path):
+    """As shipped (REPO_URL and CODE_DIR empty), on Colab (faked) in a folder without the
+    project: one line asking for the code source, rather than cloning anything."""
+    notebook = with_parameters({"PRESET": "demo"})
+    cell = next(c for c in notebook.cells if "parameters" in c.metadata.get("tags", []))
+    cell.source += ("\nimport os, sys, types\n"
+                    "sys.modules['google.colab'] = types.ModuleType('google.colab')\n"
+                    f"os.chdir({str(tmp_path)!r})")
+    with pytest.raises(nbclient.exceptions.CellExecutionError):
+        execute(notebook)
+    assert "Colab: True" in outputs_text(notebook)
+    [error] = errors(notebook)
+    assert error.traceback == [
+        "STOP: set REPO_URL (this project's git URL) or CODE_DIR (the project folder, e.g. on "
+        "Google Drive) in the Parameters cell, then run all again"]
+    assert list(tmp_path.iterdir()) == []  # nothing cloned

@@ -1,6 +1,7 @@
 """Nothing lost: exact resume, interrupts, refused checkpoints."""
 import functools
 import json
+import math
 import os
 import signal
 from pathlib import Path
@@ -8,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
+import configs
 import train
 
 
@@ -31,7 +33,7 @@ def assert_same_tensors(a, b, where=""):
             assert_same_tensors(a[k], b[k], f"{where}.{k}")
     elif isinstance(a, (list, tuple)):
         assert len(a) == len(b), where
-        for i, (x, y) in enumerate(zip(a, b)):
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
             assert_same_tensors(x, y, f"{where}[{i}]")
     elif torch.is_tensor(a):
         assert torch.equal(a, b), where
@@ -127,3 +129,74 @@ def test_a_full_disk_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
     monkeypatch.undo()
     assert torch.equal(torch.load(path, weights_only=True)["a"], torch.ones(3))
     assert not (tmp_path / "checkpoint.pt.tmp").exists()
+
+
+# --- a run resumed with another --epochs: extended (or cut short), its schedule re-planned ---
+
+def lrs(out):
+    return [r["lr"] for r in final_state(out)[1]]
+
+
+def test_a_run_extended_mid_schedule_continues_its_cosine_to_min_lr(tmp_path, monkeypatch,
+                                                                    capsys):
+    out, keep = tmp_path / "run", ["--target_rollback_rate", "0.99"]  # no early stop here
+    interrupt_after(monkeypatch, 12)  # the last LBO step of epoch 2 of 4
+    assert run(out, "--epochs", "4", *keep) == 128 + signal.SIGINT
+    monkeypatch.undo()
+    saved = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert (saved["next_epoch"], saved["next_batch"]) == (3, 0)
+    lr_k = saved["schedulers"][0]["_last_lr"][0]  # epoch 3's lr, as planned for 4 epochs
+    assert run(out, "--epochs", "2", *keep, "--resume") == 0  # cut short: evaluated as it is
+    assert "--epochs 2 (was 4): all 2 epochs are trained; nothing more to train" in \
+        capsys.readouterr().out
+    interrupt_after(monkeypatch, 1)  # stopped again straight after the re-planning ...
+    assert run(out, "--epochs", "6", *keep, "--resume") == 128 + signal.SIGINT
+    monkeypatch.undo()
+    assert "--epochs 6 (was 4): learning-rate schedule re-planned at epoch 3: the lr goes on " \
+        f"from {lr_k:.3g} along a cosine to min_lr 1e-05 at epoch 6" in capsys.readouterr().out
+    assert run(out, "--epochs", "2", *keep, "--resume") == 2
+    assert "trained 2 epochs and is in epoch 3; resume with --epochs 3 or more (it was " \
+        "planned for 6)" in capsys.readouterr().err
+    assert run(out, "--epochs", "6", *keep, "--resume") == 0  # ... which the checkpoint kept
+    state, records = final_state(out)
+    assert [r.get("schedule_replanned_at_epoch") for r in records] == [None, None, 3, 3, 3, 3]
+    cfg = configs.parse_args(["--preset", "tiny"])
+    straight = [cfg.min_lr + (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * t / 4)) / 2
+                for t in range(3)]
+    replanned = [cfg.min_lr + (lr_k - cfg.min_lr) * (1 + math.cos(math.pi * t / 6))
+                 / (1 + math.cos(math.pi * 2 / 6)) for t in range(3, 6)]
+    assert lrs(out) == pytest.approx(straight + replanned, rel=1e-9)  # continuous at epoch 3
+    assert lrs(out)[2] == lr_k
+    for scheduler in state["schedulers"]:  # the VAE's and the discriminator's
+        assert scheduler["T_max"] == 6 and scheduler["_last_lr"] == [cfg.min_lr]  # exactly
+
+
+def test_a_finished_run_is_extended_at_min_lr_and_never_cut_below_its_epochs(tmp_path, capsys):
+    assert run(tmp_path, "--epochs", "2") == 0
+    capsys.readouterr()
+    assert run(tmp_path, "--epochs", "1", "--resume") == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f"error: --epochs 1: checkpoint {tmp_path / 'checkpoint.pt'} has already "
+                   "trained 2 epochs; resume with --epochs 2 or more (it was planned for 2)")
+    assert run(tmp_path, "--epochs", "3", "--resume") == 0
+    assert "re-planned at epoch 3: the lr stays at min_lr 1e-05 to epoch 3" in \
+        capsys.readouterr().out
+    state, records = final_state(tmp_path)
+    assert [r.get("schedule_replanned_at_epoch") for r in records] == [None, None, 3]
+    assert records[-1]["lr"] == 1e-5 and len(state["history"]) == 3
+
+
+def test_a_stopped_run_is_not_extended_and_says_so(tmp_path, capsys):
+    from checkpoint import save_checkpoint
+    assert run(tmp_path, "--epochs", "2") == 0
+    state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    state["history"][-1].update(stop=True, decision="stop: one more epoch done")  # the tightener
+    save_checkpoint(state, tmp_path / "checkpoint.pt")
+    capsys.readouterr()
+    assert run(tmp_path, "--epochs", "5", "--resume") == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if "--epochs 5" in line]
+    assert lines == ["--epochs 5 (was 2): the run already stopped after epoch 2 (stop: one more "
+                     "epoch done); epochs is a maximum, so nothing more is trained: the stopped "
+                     "run is evaluated as it is"]
+    after = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    assert after["next_epoch"] == 3 and len(final_state(tmp_path)[1]) == 2
