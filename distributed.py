@@ -18,6 +18,7 @@ import torch
 import torch.distributed as dist
 
 from configs import GROUPS
+from losses import bottleneck_of
 
 
 @dataclasses.dataclass
@@ -64,7 +65,8 @@ def global_evaluation(context, evaluation, device):
     if not context.active:
         return evaluation
     g = len(GROUPS)
-    local = [s / n for s, n in zip(evaluation.group_log_sums, evaluation.group_sizes)]
+    local = [s / n if n else 0.0 for s, n in zip(evaluation.group_log_sums,
+                                                  evaluation.group_sizes)]
     flags = [float(group in evaluation.violated) for group in GROUPS]
     t = torch.tensor([*local, *flags, float(bool(evaluation.nonfinite))], device=device,
                      dtype=torch.float64)
@@ -76,7 +78,7 @@ def global_evaluation(context, evaluation, device):
     return dataclasses.replace(
         evaluation, violated=violated, group_scores=scores,
         nonfinite=evaluation.nonfinite or (["(on another rank)"] if nonfinite > 0 else []),
-        bottleneck=min(range(g), key=lambda i: scores[i]))
+        bottleneck=bottleneck_of(scores, evaluation.group_sizes))
 
 
 def sum_over_ranks(context, stats, device):

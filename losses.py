@@ -331,7 +331,10 @@ def evaluate_goals(goals, measures):
     GPU this is the step's only synchronisation point besides the look-ahead's."""
     log_scores = {g["name"]: log_score(g, measures[g["name"]]).float() for g in goals}
     members = [[g["name"] for g in goals if g["group"] == group] for group in GROUPS]
-    sums = [torch.stack([log_scores[n] for n in names]).sum() for names in members]
+    # A group without goals (left out by drop_groups) scores 1 and is never the bottleneck.
+    sums = [torch.stack([log_scores[n] for n in names]).sum() if names
+            else torch.zeros((), device=next(iter(measures.values())).device)
+            for names in members]
     names = list(measures)
     host = torch.stack([*(measures[n].detach().float() for n in names), *sums,
                         *(log_scores[g["name"]].detach() for g in goals)]).tolist()
@@ -343,11 +346,16 @@ def evaluate_goals(goals, measures):
                 if not math.isfinite(total) or total < LOG_SCORE_FLOOR]
     nonfinite = [n for n, v in host_measures.items() if not math.isfinite(v)]
     # exp of the mean log-score; a violated group counts as 0 (its product underflows).
-    group_scores = [math.exp(total / len(m)) if group not in violated else 0.0
-                    for group, total, m in zip(GROUPS, host_sums, members)]
-    bottleneck = min(range(len(GROUPS)), key=lambda i: group_scores[i])
-    return GoalEvaluation(log_scores, host_measures, host_sums, [len(m) for m in members],
-                          group_scores, goal_scores, violated, nonfinite, bottleneck)
+    sizes = [len(m) for m in members]
+    group_scores = [0.0 if group in violated else math.exp(total / n) if n else 1.0
+                    for group, total, n in zip(GROUPS, host_sums, sizes)]
+    return GoalEvaluation(log_scores, host_measures, host_sums, sizes, group_scores,
+                          goal_scores, violated, nonfinite, bottleneck_of(group_scores, sizes))
+
+
+def bottleneck_of(group_scores, group_sizes):
+    """Index of the minimum group among those with goals."""
+    return min((i for i, n in enumerate(group_sizes) if n), key=lambda i: group_scores[i])
 
 
 def barrier_loss(goals, evaluation):

@@ -378,3 +378,29 @@ def _save(fig, path):
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=DPI, format="png")
     return path
+
+
+def save_study(path, table, headline, interval):
+    """One panel per headline metric: each variant's seeds as points, and the mean with its
+    95 % interval (interval(values) -> (mean, half-width, n)) as a bar."""
+    variants = list(table)
+    fig = Figure(figsize=(4.2 * len(headline), 0.35 * len(variants) + 2.6),
+                 layout="constrained")
+    axes = fig.subplots(1, len(headline), sharey=True, squeeze=False)[0]
+    for ax, (metric, better) in zip(axes, headline.items()):
+        for row, variant in enumerate(variants):
+            values = [v for v in table[variant]["metrics"].get(metric, [])
+                      if v is not None and np.isfinite(v)]
+            if not values:
+                continue
+            ax.scatter(values, [row] * len(values), s=18, color="tab:blue", alpha=0.6,
+                       zorder=3)
+            mean, half, _ = interval(values)
+            ax.errorbar(mean, row, xerr=half if np.isfinite(half) else None, fmt="|",
+                        color="black", markersize=14, capsize=4, zorder=4)
+        ax.set_title(f"{metric}\n({better} is better)")
+        ax.grid(axis="x", alpha=0.3)
+    axes[0].set_yticks(range(len(variants)), variants)
+    axes[0].invert_yaxis()
+    fig.suptitle("Study: one point per seed; bar = mean and 95 % interval", fontsize=13)
+    return _save(fig, path)

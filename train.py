@@ -109,7 +109,8 @@ class Trainer:
         self.opt_disc = torch.optim.AdamW(self.disc.parameters(), cfg.disc_lr)
         self.schedulers = [torch.optim.lr_scheduler.CosineAnnealingLR(o, cfg.epochs, cfg.min_lr)
                            for o in (self.opt, self.opt_disc)]
-        self.goals = copy.deepcopy(cfg.goals)
+        dropped = configs.dropped_groups(cfg)  # ablations: these groups are not scored
+        self.goals = copy.deepcopy([g for g in cfg.goals if g["group"] not in dropped])
         self.calibrator, self.calibrated = Calibrator(), False
         self.guards = (RollbackGuard(self.vae, self.opt), RollbackGuard(self.vae, self.opt))
         self.pending = None  # a PendingUpdate: an optimizer step not yet checked by the guard

@@ -221,3 +221,20 @@ def test_default_goal_table_covers_every_group_and_validates():
     goals = default_goals()
     validate_goals(goals)
     assert [g for g in GROUPS if not any(x["group"] == g for x in goals)] == []
+
+
+def test_a_dropped_group_scores_one_and_is_never_the_bottleneck():
+    goals = [g for g in two_group_goals() if g["group"] != "realism"]
+    m = measures({"a": 0, "b": 0, **{f"m_{g}": 3.0 for g in GROUPS[1:]}})
+    ev = evaluate_goals(goals, m)  # every remaining group scores exp(-3), below realism's 1
+    assert ev.group_scores[GROUPS.index("realism")] == 1.0
+    assert GROUPS[ev.bottleneck] == "core" and ev.ok
+
+
+def test_drop_groups_is_checked_at_start_up():
+    from configs import ConfigError, parse_args
+    assert parse_args(["--drop_groups", "realism,swap"]).drop_groups == "realism,swap"
+    with pytest.raises(ConfigError, match="unknown group realsim"):
+        parse_args(["--drop_groups", "realsim"])
+    with pytest.raises(ConfigError, match="at least one group must stay"):
+        parse_args(["--drop_groups", ",".join(GROUPS)])

@@ -1,0 +1,254 @@
+"""Does LBO earn its keep? A grid of named variants x seeds, each an ordinary train.py run.
+
+    python study.py                             # the default grid, 3 seeds, --preset study
+    python study.py --seeds 5 --variants lbo,elbo_beta1
+    python study.py --jobs 4 --device cuda      # runs side by side (one GPU is plenty)
+
+Every run is `python train.py --preset P --seed S --output_dir OUT/VARIANT/seed_S OVERRIDES`,
+its console output in train.log beside its outputs. A run whose final_metrics.json exists is
+done and skipped; one with only a checkpoint resumes from it (--resume), so an interrupted
+study continues where it stopped. OUT/study.md gets every metric as the mean and 95 %
+interval over seeds (Student's t), OUT/study.json the numbers per seed, OUT/study.png the
+headline metrics per variant, one point per seed.
+
+A variant is a line in VARIANTS: a name and the train.py settings it changes.
+"""
+import argparse
+import concurrent.futures
+import datetime
+import json
+import math
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tqdm import tqdm
+
+import plots
+
+ROOT = Path(__file__).resolve().parent
+sys.path.insert(0, str(ROOT / "bench"))
+from data_throughput import cpu_machine  # noqa: E402
+VARIANTS = {
+    "lbo": [],
+    "elbo_beta1": ["--objective", "elbo", "--beta", "1"],
+    "elbo_beta4": ["--objective", "elbo", "--beta", "4"],
+    "lbo_no_tightening": ["--tighten_start_epoch", "1000000"],
+    "lbo_fast_schedule": ["--tighten_start_epoch", "2", "--tighten_rate", "0.5"],  # the demo's
+    "lbo_next_batch": ["--guard_check", "next-batch"],
+    "lbo_no_realism": ["--drop_groups", "realism"],
+    "lbo_no_swap": ["--drop_groups", "swap"],
+}
+# The metrics drawn in study.png (all are in study.md), with the direction that is better.
+HEADLINE = {"ssim": "higher", "core_specificity": "higher", "detail_specificity": "higher",
+            "swap_structure_error": "lower", "swap_appearance_error": "lower", "mig": "higher"}
+# Two-sided 95 % quantiles of Student's t by degrees of freedom; between rows the smaller
+# degrees of freedom (the wider interval) is used.
+T_975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306,
+         9: 2.262, 10: 2.228, 12: 2.179, 15: 2.131, 20: 2.086, 30: 2.042, 60: 2.000,
+         120: 1.980}
+
+
+def t_quantile(df):
+    return T_975[max(k for k in T_975 if k <= df)]
+
+
+def interval(values):
+    """(mean, half-width of the 95 % interval, n) over the finite values; the half-width is
+    NaN for fewer than two."""
+    finite = [v for v in values if v is not None and math.isfinite(v)]
+    n = len(finite)
+    if not n:
+        return math.nan, math.nan, 0
+    mean = sum(finite) / n
+    if n < 2:
+        return mean, math.nan, n
+    sd = math.sqrt(sum((v - mean) ** 2 for v in finite) / (n - 1))
+    return mean, t_quantile(n - 1) * sd / math.sqrt(n), n
+
+
+# --- running -------------------------------------------------------------------------------
+def run_folder(out, variant, seed):
+    return Path(out) / variant / f"seed_{seed}"
+
+
+def command(args, variant, seed):
+    folder = run_folder(args.out, variant, seed)
+    words = [sys.executable, str(ROOT / "train.py"), "--preset", args.preset, "--seed",
+             str(seed), "--output_dir", str(folder), "--device", args.device,
+             *VARIANTS[variant], *args.extra]
+    return words + (["--resume"] if (folder / "checkpoint.pt").exists() else [])
+
+
+def run_one(args, variant, seed):
+    """One run to the end (resumed if it was interrupted); returns (variant, seed, seconds)."""
+    folder = run_folder(args.out, variant, seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    with open(folder / "train.log", "a") as log:
+        code = subprocess.run(command(args, variant, seed), cwd=ROOT, stdout=log,
+                              stderr=subprocess.STDOUT).returncode
+    if code != 0:
+        raise RuntimeError(f"{variant} seed {seed} failed (exit {code}); see {folder}/train.log "
+                           "(run study.py again to resume it)")
+    return variant, seed, time.monotonic() - started
+
+
+def pending_runs(args):
+    return [(v, s) for v in args.variants for s in args.seeds
+            if not (run_folder(args.out, v, s) / "final_metrics.json").exists()]
+
+
+def run_grid(args):
+    todo = pending_runs(args)
+    done = len(args.variants) * len(args.seeds) - len(todo)
+    if done:
+        print(f"{done} runs already finished in {args.out}: skipped")
+    bar = tqdm(total=len(todo), desc="study", unit="run", dynamic_ncols=True)
+    with concurrent.futures.ThreadPoolExecutor(args.jobs) as pool:
+        futures = [pool.submit(run_one, args, v, s) for v, s in todo]
+        for future in concurrent.futures.as_completed(futures):
+            variant, seed, seconds = future.result()
+            bar.set_postfix_str(f"{variant} seed {seed}: {seconds / 60:.1f} min")
+            bar.update()
+    bar.close()
+
+
+# --- reading the runs ----------------------------------------------------------------------
+def run_metrics(folder):
+    """The study's numbers for one finished run, from final_metrics.json and metrics.jsonl."""
+    results = json.loads((folder / "final_metrics.json").read_text())
+    history = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
+    rec, behaviour = results["reconstruction"], results["behaviour"]
+    swap = behaviour["swap"]
+    m = {"mse": rec["mse"], "psnr": rec["psnr"], "ssim": rec["ssim"],
+         "core_specificity": behaviour["core_specificity"],
+         "detail_specificity": behaviour["detail_specificity"],
+         "swap_structure_error": swap["structure_error_vs_x1"],
+         "swap_structure_chance": swap["structure_chance"],
+         "swap_appearance_error": swap["appearance_error_vs_x2"],
+         "swap_appearance_chance": swap["appearance_chance"]}
+    factors = results.get("factors")
+    if factors:
+        m["mig"] = factors["mig"]
+        for key in ("disentanglement", "completeness", "informativeness"):
+            m[f"dci_{key}"] = factors["dci"][key]
+        for name, row in factors["probes"].items():
+            m[f"r2_{name}_from_core"], m[f"r2_{name}_from_detail"] = \
+                row["core_r2"], row["detail_r2"]
+    steps = sum(r["steps"] for r in history)
+    m["epochs"] = len(history)
+    m["rollback_rate"] = sum(r["rollbacks"] + r["rejected"] for r in history) / steps \
+        if steps else math.nan
+    accepted = sum(r["accepted"] for r in history if r["steps"])
+    for group in history[-1]["bottleneck"]:
+        m[f"bottleneck_{group}"] = sum(r["bottleneck"][group] * r["accepted"] for r in history
+                                       if r["steps"]) / accepted if accepted else math.nan
+    last = history[-1]
+    stop = last["decision"].split(":")[0] if last["stop"] else "epoch budget"
+    return m, stop
+
+
+def collect(args):
+    """{variant: {"seeds": [...], "metrics": {name: [value per seed]}, "stops": [...]}}"""
+    table = {}
+    for variant in args.variants:
+        rows = [(s, *run_metrics(run_folder(args.out, variant, s))) for s in args.seeds
+                if (run_folder(args.out, variant, s) / "final_metrics.json").exists()]
+        names = sorted({k for _, m, _ in rows for k in m})
+        table[variant] = {"seeds": [s for s, _, _ in rows],
+                          "metrics": {k: [m.get(k, math.nan) for _, m, _ in rows]
+                                      for k in names},
+                          "stops": [stop for _, _, stop in rows]}
+    return table
+
+
+# --- writing -------------------------------------------------------------------------------
+def cell(values):
+    mean, half, n = interval(values)
+    if not n:
+        return "–"
+    return f"{mean:.4g} ± {half:.2g}" if math.isfinite(half) else f"{mean:.4g} (n={n})"
+
+
+def markdown(table, args, seconds):
+    variants = list(table)
+    names = sorted({k for v in table.values() for k in v["metrics"]},
+                   key=lambda k: (k not in HEADLINE, k.startswith(("r2_", "bottleneck_")), k))
+    lines = ["# Study: LBO against its control, several seeds", "",
+             f"- command: `python study.py {' '.join(sys.argv[1:])}`",
+             f"- preset `{args.preset}`, seeds {args.seeds}, {args.jobs} run(s) at a time, "
+             f"device {args.device}; {datetime.date.today()}",
+             f"- machine: {machine(args.device)}; commit {git_commit()}",
+             f"- wall time of this invocation: {seconds / 60:.1f} min (runs finished earlier "
+             "are skipped, so only a study run at one go times the whole grid)",
+             "- each cell: mean ± half-width of the 95 % interval over seeds (Student's t); "
+             "held-out numbers; swap errors: lower is better, beside an arbitrary image's "
+             "(chance) error", "",
+             "| metric | " + " | ".join(variants) + " |", "|---|" + "---|" * len(variants)]
+    for name in names:
+        lines.append(f"| {name} | " + " | ".join(cell(table[v]["metrics"].get(name, []))
+                                                 for v in variants) + " |")
+    lines.append("| why it stopped | " + " | ".join(
+        ", ".join(sorted(set(table[v]["stops"]))) or "–" for v in variants) + " |")
+    lines += ["", "![study](study.png)", "",
+              "Variants: " + "; ".join(f"`{v}` = `{' '.join(VARIANTS[v]) or '(defaults)'}`"
+                                       for v in variants)]
+    return "\n".join(lines) + "\n"
+
+
+def machine(device):
+    if device.startswith("cuda"):
+        import torch
+        return torch.cuda.get_device_name()
+    return cpu_machine()
+
+
+def git_commit():
+    result = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
+                            capture_output=True, text=True)
+    return result.stdout.strip() or "unknown"
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--variants", default=",".join(VARIANTS),
+                        help="comma-separated names from VARIANTS (default: all)")
+    parser.add_argument("--seeds", type=int, default=3, help="seeds 0 .. N-1")
+    parser.add_argument("--preset", default="study")
+    parser.add_argument("--out", default="runs/study")
+    parser.add_argument("--jobs", type=int, default=1, help="runs side by side")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--report_only", action="store_true",
+                        help="write study.md from the finished runs, run nothing")
+    args, extra = parser.parse_known_args(argv)
+    args.extra = extra  # any further train.py settings, for every run
+    args.variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    unknown = [v for v in args.variants if v not in VARIANTS]
+    if unknown:
+        parser.error(f"unknown variant {', '.join(unknown)}; known: {', '.join(VARIANTS)}")
+    if args.seeds < 1 or args.jobs < 1:
+        parser.error("--seeds and --jobs must be at least 1")
+    args.seeds = list(range(args.seeds))
+    return args
+
+
+def main(argv=None):
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    started = time.monotonic()
+    if not args.report_only:
+        run_grid(args)
+    seconds = 0 if args.report_only else time.monotonic() - started
+    table = collect(args)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "study.json").write_text(json.dumps(table, indent=1))
+    plots.save_study(out / "study.png", table, HEADLINE, interval)
+    (out / "study.md").write_text(markdown(table, args, seconds))
+    print(f"wrote {out / 'study.md'}, study.json and study.png")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
