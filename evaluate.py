@@ -30,6 +30,7 @@ PICTURE_IMAGES = 8
 BEHAVIOUR_IMAGES = 64      # held-out images for the traversal and swap tests
 EFFECT_STEP = 2.0          # a dim is moved to mu - 2 and mu + 2 to measure what it controls
 GPU_FID_IMAGES, CPU_FID_IMAGES = 10000, 1000  # LPIPS/FID images when fid_images = 0 (auto)
+SWAP_SPAN_EPSILON = 1e-9   # below this the floor and ceiling of the swap test are the same
 
 
 # --------------------------------------------------------------------------- reconstruction
@@ -136,16 +137,37 @@ def traversal_effects(vae, x, chance):
 @torch.no_grad()
 def swap_test(vae, x, chance):
     """decode(core of x1, detail of x2): its structure error against x1 and its appearance
-    error against x2, each beside what an arbitrary image scores."""
+    error against x2, beside controls that a decoder ignoring its input cannot beat (beating
+    an arbitrary image is not enough: one constant image does):
+
+      floor       the decoder's own reconstruction of the image the part comes from
+      ceiling     the reconstruction of the other image (a swap that kept the wrong part)
+      mean_image  the held-out batch's mean image (a constant decoder)
+      transfer    (ceiling - error) / (ceiling - floor): 1 when the swap carries the part as
+                  well as a reconstruction does, 0 when no better than the wrong image; NaN
+                  when floor = ceiling, i.e. the decoder draws the same image for both"""
     half = len(x) // 2
     x1, x2 = x[:half], x[half:2 * half]
     mu = vae.encode(torch.cat([x1, x2]))[0].float()
     core = vae.core_dim
-    cross = vae.decode(torch.cat([mu[:half, :core], mu[half:, core:]], 1)).float()
-    structure = image_differences(cross, x1)["structure"].mean().item()
-    appearance = image_differences(cross, x2)["color"].mean().item()
-    return {"structure_error_vs_x1": structure, "structure_chance": chance["structure"],
-            "appearance_error_vs_x2": appearance, "appearance_chance": chance["color"]}
+    cross = torch.cat([mu[:half, :core], mu[half:, core:]], 1)
+    decoded = vae.decode(torch.cat([cross, mu])).float()  # eval mode: image by image
+    swapped, recon1, recon2 = decoded[:half], decoded[half:2 * half], decoded[2 * half:]
+    mean_image = x.mean(0, keepdim=True).expand_as(x1)
+    result = {}
+    for part, target, own, other, key, stat in (
+            ("structure", x1, recon1, recon2, "structure_error_vs_x1", "structure"),
+            ("appearance", x2, recon2, recon1, "appearance_error_vs_x2", "color")):
+        def error(images):
+            return image_differences(images, target)[stat].mean().item()
+        result.update({key: error(swapped), f"{part}_floor": error(own),
+                       f"{part}_ceiling": error(other),
+                       f"{part}_mean_image": error(mean_image),
+                       f"{part}_chance": chance[stat]})
+        span = result[f"{part}_ceiling"] - result[f"{part}_floor"]
+        result[f"{part}_transfer"] = (result[f"{part}_ceiling"] - result[key]) / span \
+            if span > SWAP_SPAN_EPSILON else math.nan
+    return result
 
 
 def behaviour_report(vae, dataset, device):
@@ -271,12 +293,21 @@ def write_report(out, cfg, history, results, pictures):
               "1 = pure, 0.5 = mixed):", "",
               f"- core → structure: **{_number(behaviour['core_specificity'], 3)}**",
               f"- detail → appearance: **{_number(behaviour['detail_specificity'], 3)}**", "",
-              "Swap test, decode(core of x1, detail of x2) — lower than chance is better:", "",
-              "| | error | an arbitrary image |", "|---|---|---|",
-              f"| structure vs x1 (edge MSE) | {_number(swap['structure_error_vs_x1'])} | "
-              f"{_number(swap['structure_chance'])} |",
-              f"| appearance vs x2 (mean-colour MSE) | {_number(swap['appearance_error_vs_x2'])} "
-              f"| {_number(swap['appearance_chance'])} |", ""]
+              "Swap test, decode(core of x1, detail of x2). Floor: the reconstruction of the "
+              "image the part comes from; ceiling: the reconstruction of the other one; "
+              "transfer = (ceiling − error) / (ceiling − floor), 1 = as good as a "
+              "reconstruction, 0 = no better than the wrong image, n/a = the decoder draws "
+              "the same image for both (a constant image beats an arbitrary one, so chance alone "
+              "proves nothing):", "",
+              "| | error | floor | ceiling | mean image | arbitrary image | transfer |",
+              "|---|---|---|---|---|---|---|",
+              *(f"| {label} | {_number(swap[key])} | {_number(swap[part + '_floor'])} | "
+                f"{_number(swap[part + '_ceiling'])} | {_number(swap[part + '_mean_image'])} | "
+                f"{_number(swap[part + '_chance'])} | {_number(swap[part + '_transfer'], 3)} |"
+                for label, part, key in (
+                    ("structure vs x1 (edge MSE)", "structure", "structure_error_vs_x1"),
+                    ("appearance vs x2 (mean-colour MSE)", "appearance",
+                     "appearance_error_vs_x2"))), ""]
     factors = results.get("factors")
     if factors:
         lines += ["## Generating factors of the built-in dataset", "",
@@ -326,8 +357,10 @@ def summary_lines(results):
              f"specificity: core -> structure {_number(behaviour['core_specificity'], 3)}, "
              f"detail -> appearance {_number(behaviour['detail_specificity'], 3)}; swap: "
              f"structure {swap['structure_error_vs_x1']:.4g} (chance "
-             f"{swap['structure_chance']:.4g}), appearance {swap['appearance_error_vs_x2']:.4g} "
-             f"(chance {swap['appearance_chance']:.4g})"]
+             f"{swap['structure_chance']:.4g}, transfer {_number(swap['structure_transfer'], 3)}"
+             f"), appearance {swap['appearance_error_vs_x2']:.4g} (chance "
+             f"{swap['appearance_chance']:.4g}, transfer "
+             f"{_number(swap['appearance_transfer'], 3)})"]
     perceptual = results["perceptual"]
     lines.append(perceptual_line(perceptual))
     lines.append(f"report: {results['report']}; pictures: "

@@ -380,14 +380,17 @@ def _save(fig, path):
     return path
 
 
-def save_study(path, table, headline, interval):
+def save_study(path, table, headline, interval, columns=3):
     """One panel per headline metric: each variant's seeds as points, and the mean with its
     95 % interval (interval(values) -> (mean, half-width, n)) as a bar."""
     variants = list(table)
-    fig = Figure(figsize=(4.2 * len(headline), 0.35 * len(variants) + 2.6),
+    rows = -(-len(headline) // columns)
+    fig = Figure(figsize=(5.0 * columns, rows * (0.32 * len(variants) + 1.6)),
                  layout="constrained")
-    axes = fig.subplots(1, len(headline), sharey=True, squeeze=False)[0]
-    for ax, (metric, better) in zip(axes, headline.items()):
+    axes = fig.subplots(rows, columns, squeeze=False)
+    for ax in axes.flat[len(headline):]:
+        ax.set_visible(False)
+    for ax, (metric, better) in zip(axes.flat, headline.items()):
         for row, variant in enumerate(variants):
             values = [v for v in table[variant]["metrics"].get(metric, [])
                       if v is not None and np.isfinite(v)]
@@ -398,9 +401,9 @@ def save_study(path, table, headline, interval):
             mean, half, _ = interval(values)
             ax.errorbar(mean, row, xerr=half if np.isfinite(half) else None, fmt="|",
                         color="black", markersize=14, capsize=4, zorder=4)
-        ax.set_title(f"{metric}\n({better} is better)")
+        ax.set_title(f"{metric} ({better} is better)")
+        ax.set_yticks(range(len(variants)), variants if ax in axes[:, 0] else [])
+        ax.set_ylim(len(variants) - 0.5, -0.5)
         ax.grid(axis="x", alpha=0.3)
-    axes[0].set_yticks(range(len(variants)), variants)
-    axes[0].invert_yaxis()
     fig.suptitle("Study: one point per seed; bar = mean and 95 % interval", fontsize=13)
     return _save(fig, path)

@@ -42,7 +42,8 @@ VARIANTS = {
 }
 # The metrics drawn in study.png (all are in study.md), with the direction that is better.
 HEADLINE = {"ssim": "higher", "core_specificity": "higher", "detail_specificity": "higher",
-            "swap_structure_error": "lower", "swap_appearance_error": "lower", "mig": "higher"}
+            "swap_structure_error": "lower", "swap_appearance_error": "lower", "mig": "higher",
+            "swap_structure_transfer": "higher", "swap_appearance_transfer": "higher"}
 # Two-sided 95 % quantiles of Student's t by degrees of freedom; between rows the smaller
 # degrees of freedom (the wider interval) is used.
 T_975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306,
@@ -129,6 +130,9 @@ def run_metrics(folder):
          "swap_structure_chance": swap["structure_chance"],
          "swap_appearance_error": swap["appearance_error_vs_x2"],
          "swap_appearance_chance": swap["appearance_chance"]}
+    for part in ("structure", "appearance"):  # the controls a constant decoder cannot beat
+        for control in ("floor", "ceiling", "mean_image", "transfer"):
+            m[f"swap_{part}_{control}"] = swap[f"{part}_{control}"]
     factors = results.get("factors")
     if factors:
         m["mig"] = factors["mig"]
@@ -178,11 +182,11 @@ def markdown(table, args, seconds):
                    key=lambda k: (k not in HEADLINE, k.startswith(("r2_", "bottleneck_")), k))
     lines = ["# Study: LBO against its control, several seeds", "",
              f"- command: `python study.py {' '.join(sys.argv[1:])}`",
-             f"- preset `{args.preset}`, seeds {args.seeds}, {args.jobs} run(s) at a time, "
-             f"device {args.device}; {datetime.date.today()}",
-             f"- machine: {machine(args.device)}; commit {git_commit()}",
-             f"- wall time of this invocation: {seconds / 60:.1f} min (runs finished earlier "
-             "are skipped, so only a study run at one go times the whole grid)",
+             f"- preset `{args.preset}`, seeds {args.seeds}, device {args.device}; "
+             f"{datetime.date.today()}; machine: {machine(args.device)}; commit {git_commit()}",
+             f"- wall time: {seconds / 60:.1f} min with {args.jobs} run(s) at a time, for the "
+             "runs not already finished" if seconds is not None else
+             "- report only: the runs were made earlier",
              "- each cell: mean ± half-width of the 95 % interval over seeds (Student's t); "
              "held-out numbers; swap errors: lower is better, beside an arbitrary image's "
              "(chance) error", "",
@@ -239,7 +243,7 @@ def main(argv=None):
     started = time.monotonic()
     if not args.report_only:
         run_grid(args)
-    seconds = 0 if args.report_only else time.monotonic() - started
+    seconds = None if args.report_only else time.monotonic() - started
     table = collect(args)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -1,5 +1,6 @@
 """Evaluation metrics on inputs with a known answer, and the report of a short run."""
 import json
+import math
 import sys
 import types
 from pathlib import Path
@@ -84,6 +85,33 @@ def test_a_perfectly_split_model_scores_full_specificity_and_beats_chance_in_the
     swap = evaluate.swap_test(BarVAE(), x, chance)
     assert swap["structure_error_vs_x1"] < 1e-3 * swap["structure_chance"]
     assert swap["appearance_error_vs_x2"] < 1e-3 * swap["appearance_chance"]
+
+
+class ConstantVAE(BarVAE):
+    """A decoder that ignores its input: one image whatever the latent."""
+
+    def decode(self, z):
+        return bar_images(torch.full((len(z),), 8), torch.full((len(z),), 0.3))
+
+
+def test_the_swap_test_has_controls_that_a_constant_decoder_cannot_beat():
+    x = some_bars(16)
+    chance = evaluate._chance(x)
+    perfect = evaluate.swap_test(BarVAE(), x, chance)
+    assert perfect["structure_transfer"] == pytest.approx(1.0, abs=1e-3)
+    assert perfect["appearance_transfer"] == pytest.approx(1.0, abs=1e-3)
+    assert perfect["structure_floor"] < 1e-3 * perfect["structure_ceiling"]
+    swapped = evaluate.swap_test(BarVAE(swapped=True), x, chance)  # core carries colour
+    assert swapped["structure_transfer"] == pytest.approx(0.0, abs=1e-3)
+    assert swapped["appearance_transfer"] == pytest.approx(0.0, abs=1e-3)
+    constant = evaluate.swap_test(ConstantVAE(), x, chance)
+    # It beats "an arbitrary image" on appearance, and still scores no transfer at all.
+    assert constant["appearance_error_vs_x2"] < constant["appearance_chance"]
+    assert math.isnan(constant["structure_transfer"])
+    assert math.isnan(constant["appearance_transfer"])
+    mean_image = x.mean(0, keepdim=True).expand(8, -1, -1, -1)
+    assert constant["appearance_mean_image"] == pytest.approx(
+        evaluate.image_differences(mean_image, x[8:16])["color"].mean().item())
 
 
 def test_a_model_with_the_roles_swapped_scores_zero_specificity():
