@@ -158,12 +158,11 @@ def swap_test(vae, x, chance):
     for part, target, own, other, key, stat in (
             ("structure", x1, recon1, recon2, "structure_error_vs_x1", "structure"),
             ("appearance", x2, recon2, recon1, "appearance_error_vs_x2", "color")):
-        def error(images):
-            return image_differences(images, target)[stat].mean().item()
-        result.update({key: error(swapped), f"{part}_floor": error(own),
-                       f"{part}_ceiling": error(other),
-                       f"{part}_mean_image": error(mean_image),
-                       f"{part}_chance": chance[stat]})
+        errors = [image_differences(images, target)[stat].mean().item()
+                  for images in (swapped, own, other, mean_image)]
+        result.update(dict(zip((key, f"{part}_floor", f"{part}_ceiling", f"{part}_mean_image"),
+                               errors)))
+        result[f"{part}_chance"] = chance[stat]
         span = result[f"{part}_ceiling"] - result[f"{part}_floor"]
         result[f"{part}_transfer"] = (result[f"{part}_ceiling"] - result[key]) / span \
             if span > SWAP_SPAN_EPSILON else math.nan
