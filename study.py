@@ -18,6 +18,7 @@ import concurrent.futures
 import datetime
 import json
 import math
+import shlex
 import subprocess
 import sys
 import time
@@ -181,7 +182,7 @@ def markdown(table, args, seconds):
     names = sorted({k for v in table.values() for k in v["metrics"]},
                    key=lambda k: (k not in HEADLINE, k.startswith(("r2_", "bottleneck_")), k))
     lines = ["# Study: LBO against its control, several seeds", "",
-             f"- command: `python study.py {' '.join(sys.argv[1:])}`",
+             f"- command: `python study.py {shlex.join(args.argv)}`",
              f"- preset `{args.preset}`, seeds {args.seeds}, device {args.device}; "
              f"{datetime.date.today()}; machine: {machine(args.device)}; commit {git_commit()}",
              f"- wall time: {seconds / 60:.1f} min with {args.jobs} run(s) at a time, for the "
@@ -228,6 +229,7 @@ def parse_args(argv):
                         help="write study.md from the finished runs, run nothing")
     args, extra = parser.parse_known_args(argv)
     args.extra = extra  # any further train.py settings, for every run
+    args.argv = list(argv)
     args.variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     unknown = [v for v in args.variants if v not in VARIANTS]
     if unknown:

@@ -36,6 +36,7 @@ def test_a_tiny_grid_runs_and_resumes_without_redoing_finished_runs(tmp_path):
     report = (out / "study.md").read_text()
     assert "| metric | lbo_no_realism | elbo_beta1 |" in report
     assert "| ssim | " in report and " ± " in report and (out / "study.png").stat().st_size
+    assert "- command: `python study.py --preset tiny --variants lbo_no_realism," in report
     table = json.loads((out / "study.json").read_text())
     assert table["elbo_beta1"]["seeds"] == [0, 1]
     # The realism group was left out of the barrier: never a bottleneck, never refused.
