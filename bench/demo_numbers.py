@@ -68,6 +68,10 @@ def rows(runs):
             lambda r: swap(r, "structure_error_vs_x1", "structure_chance"))),
         ("swap: appearance error vs x2", cell(
             lambda r: swap(r, "appearance_error_vs_x2", "appearance_chance"))),
+        ("swap transfer, structure / appearance (1 = as a reconstruction, 0 = the wrong "
+         "image, n/a = one image for all)", cell(
+            lambda r: " / ".join(_transfer(r["results"]["behaviour"]["swap"][f"{p}_transfer"])
+                                 for p in ("structure", "appearance")))),
         ("MIG / DCI disentanglement", cell(
             lambda r: f"{r['results']['factors']['mig']:.3f} / "
                       f"{r['results']['factors']['dci']['disentanglement']:.3f}")),
@@ -75,6 +79,10 @@ def rows(runs):
             lambda r: f"{r['history'][-1]['kl_core_dim']:.2f} / "
                       f"{r['history'][-1]['kl_detail_dim']:.2f}")),
     ]
+
+
+def _transfer(value):
+    return "n/a" if value != value else f"{value:.2f}"  # NaN: the decoder ignores its input
 
 
 def table(runs, commit, machine):
