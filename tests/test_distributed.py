@@ -1,6 +1,7 @@
 """DistributedDataParallel on 2 CPU processes (gloo): global decisions keep ranks identical."""
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -210,6 +211,8 @@ def test_when_rank_0_cannot_write_the_other_ranks_stop_with_the_reason(tmp_path)
         for p in processes:
             p.kill()
     (_, err0), (_, err1) = results
-    assert [p.returncode for p in processes] == [2, 2]
-    assert "No space left on device" in err0
+    assert processes[0].returncode == 2 and "No space left on device" in err0
+    # Rank 1 stops with the reason. Its exit status is 2, or SIGABRT when tearing down the
+    # process group at exit finds rank 0 already gone (seen once in ~10 runs).
     assert "rank 0 could not write the run's outputs" in err1
+    assert processes[1].returncode in (2, -signal.SIGABRT)
