@@ -166,10 +166,12 @@ def md5_of(path):
 
 
 def verify_archive(path, md5, expected_bytes):
-    """None when the file has the expected size and MD5, else what is wrong."""
+    """None when the file has the expected size and MD5 (md5 None: any), else what is wrong."""
     size = path.stat().st_size
     if expected_bytes and size != expected_bytes:
         return f"{size} bytes, expected {expected_bytes}"
+    if md5 is None:
+        return None
     actual = md5_of(path)
     return None if actual == md5 else f"MD5 {actual}, expected {md5}"
 
@@ -458,6 +460,167 @@ def cache_is_current(root, image_size):
     return manifest is not None and sorted(manifest["files"]) == listing
 
 
+# --- the annotations: attributes and aligned landmarks --------------------------------------
+
+ATTRIBUTES, LANDMARKS = "list_attr_celeba.txt", "list_landmarks_align_celeba.txt"
+# name -> (the authors' MD5 as torchvision records it, Google Drive file id, Kaggle's CSV name)
+ANNOTATIONS = {
+    ATTRIBUTES: ("75e246fa4810816ffd6ee81facbd244c", "0B7EVK8r0v71pblRyaVFSWGxPY0U",
+                 "list_attr_celeba.csv"),
+    LANDMARKS: ("cc24ecafdb5b50baae59b03474781f8c", "0B7EVK8r0v71pd0FJY3Blby1HUTQ",
+                "list_landmarks_align_celeba.csv"),
+}
+ATTRIBUTE_COUNT = 40
+LANDMARK_COLUMNS = tuple(f"{p}_{a}" for p in ("lefteye", "righteye", "nose", "leftmouth",
+                                              "rightmouth") for a in ("x", "y"))
+# Tried in order for each file (the authors' Google Drive files, as for the images).
+ANNOTATION_SOURCES = {
+    name: [f"https://drive.google.com/uc?export=download&id={gid}",
+           f"https://drive.usercontent.google.com/download?id={gid}&export=download&confirm=t"]
+    for name, (_, gid, _) in ANNOTATIONS.items()}
+
+
+def parse_annotation(text, label, name):
+    """(column names, {image name: values}) of an attribute or landmark table in the authors'
+    form (a count line, a header line, 'NNNNNN.jpg v1 v2 ...') or Kaggle's CSV (image_id,...);
+    BadInput naming the row otherwise. Attributes are -1/1, landmarks pixel coordinates."""
+    lines = [line.strip() for line in text.lstrip("\ufeff").splitlines() if line.strip()]
+    if len(lines) < 2:
+        raise BadInput(f"{label}: {len(lines)} lines; not CelebA's {name}")
+    if "," in lines[0]:
+        header, rows, first = lines[0].split(",")[1:], [r.split(",") for r in lines[1:]], 2
+    else:
+        header, rows, first = lines[1].split(), [r.split() for r in lines[2:]], 3
+        if not lines[0].isdigit() or int(lines[0]) != len(rows):
+            raise BadInput(f"{label} row 1: {lines[0]!r} should be the count of its "
+                           f"{len(rows)} rows; not CelebA's {name}")
+    header = [h.strip() for h in header]
+    expected = LANDMARK_COLUMNS if name == LANDMARKS else None
+    if (expected and tuple(header) != expected) or \
+            (not expected and len(header) != ATTRIBUTE_COUNT):
+        raise BadInput(f"{label}: header {' '.join(header)[:80]!r} is not that of CelebA's "
+                       f"{name} ({', '.join(expected) if expected else '40 attributes'})")
+    table = {}
+    for number, row in enumerate(rows, first):
+        if len(row) != len(header) + 1:
+            raise BadInput(f"{label} row {number}: {len(row)} cells, expected "
+                           f"{len(header) + 1}")
+        try:
+            values = [int(v) for v in row[1:]]
+        except ValueError:
+            raise BadInput(f"{label} row {number}: {' '.join(row[1:])[:60]!r} are not "
+                           "integers") from None
+        if not expected and any(v not in (-1, 1) for v in values):
+            raise BadInput(f"{label} row {number}: attributes must be -1 or 1")
+        table[row[0].strip()] = values
+    return header, table
+
+
+def annotation_text(header, table):
+    """The authors' form of a table."""
+    return "".join([f"{len(table)}\n", " ".join(header) + "\n"]
+                   + [f"{n} " + " ".join(str(v) for v in vs) + "\n" for n, vs in table.items()])
+
+
+def check_annotation(text, label, name, images):
+    """The table, when it is CelebA's and covers every image here; BadInput otherwise."""
+    header, table = parse_annotation(text, label, name)
+    missing = [n for n in images if n not in table]
+    if missing:
+        raise BadInput(f"{label}: no row for {missing[0]} ({len(missing)} images without one)")
+    return header, table
+
+
+def read_annotations(root):
+    """(attribute names, {image: 40 values}, landmark columns, {image: 10 values}) from the
+    files celeba_setup.py writes, or a one-line reason they cannot be used."""
+    root = Path(root)
+    tables = []
+    for name in (ATTRIBUTES, LANDMARKS):
+        path = root / name
+        if not path.is_file():
+            return (f"{path} is missing; `python celeba_setup.py --data_dir {root}` fetches "
+                    "CelebA's annotations")
+        try:
+            tables += parse_annotation(path.read_text(), str(path), name)
+        except BadInput as err:
+            return f"{err}; delete it and run `python celeba_setup.py --data_dir {root}`"
+    return tuple(tables)
+
+
+def _write_annotation(root, name, text, header, table):
+    """The authors' form as it came (its bytes, so its MD5, kept); Kaggle's CSV converted."""
+    authors = "," not in text.lstrip("\ufeff").split("\n", 1)[0]
+    write_if_changed(root / name, text if authors else annotation_text(header, table))
+
+
+def annotations_from_source(source, root, images):
+    """Take the annotations a zip or folder carries (the authors' TXT or Kaggle's CSV)."""
+    notes = []
+    members = {n.rpartition("/")[2]: n for n in source.names() if not _hidden(n)}
+    for name, (_, _, kaggle) in ANNOTATIONS.items():
+        if (root / name).exists():
+            continue
+        for form in (name, kaggle):
+            if form not in members:
+                continue
+            label = f"{source.path}: {members[form]}"
+            text = source.read(members[form]).decode("utf-8", "replace")
+            try:
+                header, table = check_annotation(text, label, name, images)
+            except BadInput as err:
+                notes.append(f"{name}: not taken from {source.path.name} ({err})")
+                continue
+            _write_annotation(root, name, text, header, table)
+            notes.append(f"{name} taken from {label} (checked by content)")
+            break
+    return notes
+
+
+def fetch_annotations(args, root, images):
+    """Check the annotation files present; download the missing ones. Lines to print, and
+    whether every file is in place."""
+    notes, complete = [], True
+    for name, (md5, _, _) in ANNOTATIONS.items():
+        path = root / name
+        if path.exists():
+            try:
+                check_annotation(path.read_text(), str(path), name, images)
+                notes.append(f"{name} already present, checked")
+                continue
+            except BadInput as err:
+                notes.append(f"{name}: {err}; fetching it again")
+                path.unlink()
+        urls = [f"{base.rstrip('/')}/{name}" for base in args.annotations_from] \
+            if args.annotations_from else ANNOTATION_SOURCES.get(name, [])
+        failures = []
+        for url in urls:
+            print(f"trying {url}")
+            part = root / f"{name}.download"
+            try:
+                download(url, part, None, None)
+                text = part.read_text(encoding="utf-8", errors="replace")
+                header, table = check_annotation(text, url, name, images)
+            except (SourceFailed, BadInput) as err:
+                print(f"  failed: {err}")
+                failures.append(url)
+                part.unlink(missing_ok=True)
+                continue
+            how = "MD5 verified" if md5_of(part) == md5 else "checked by content"
+            _write_annotation(root, name, text, header, table)
+            part.unlink()
+            notes.append(f"{name} downloaded from {url} ({how})")
+            break
+        else:
+            complete = False
+            notes.append(f"{name} could not be fetched" + (f" from {', '.join(failures)}"
+                                                           if failures else "")
+                         + f"; download it from {CELEBA_PAGE} (Anno/{name}; MD5 {md5}) or take "
+                         f"Kaggle's {ANNOTATIONS[name][2]}, put it in {root} and run this "
+                         "again. Training does not need it; evaluation's face probes do")
+    return notes, complete
+
+
 # --- the whole set-up ---------------------------------------------------------------------
 
 def parse_args(argv):
@@ -485,6 +648,12 @@ def parse_args(argv):
                         "of yours that differs is checked by content instead)")
     parser.add_argument("--expected_images", type=int, default=EXPECTED_IMAGES,
                         help="images the archive or folder must hold (default: %(default)s)")
+    parser.add_argument("--no-annotations", dest="annotations", action="store_false",
+                        help=f"skip the annotations ({ATTRIBUTES}, {LANDMARKS}) that "
+                        "evaluation's face probes use")
+    parser.add_argument("--annotations_from", action="append", metavar="URL",
+                        help="download the annotation files from URL/NAME instead of the "
+                        "built-in sources (repeatable)")
     return parser.parse_args(argv)
 
 
@@ -538,7 +707,7 @@ def set_up(args):
     root = Path(args.data_dir)
     folder = root / data.CELEBA_FOLDER
     root.mkdir(parents=True, exist_ok=True)
-    done = []
+    done, annotation_notes = [], []
     if count_images(folder) >= args.expected_images:
         done.append("images already extracted")
     else:
@@ -547,6 +716,9 @@ def set_up(args):
             return EXIT_NO_SOURCE
         try:
             import_images(*found, folder)
+            if args.annotations:
+                annotation_notes += annotations_from_source(
+                    found[0], root, data.list_images(folder, folder))
         finally:
             found[0].close()
     images = count_images(folder)
@@ -567,6 +739,10 @@ def set_up(args):
               + ", ".join(done) + ".")
     else:
         print(f"CelebA ready at {root}: {images} images; " + "; ".join(done) + ".")
+    if args.annotations:
+        notes, complete = fetch_annotations(args, root, data.list_images(folder, folder))
+        for note in annotation_notes + notes:
+            print(f"annotations: {note}", file=sys.stdout if complete else sys.stderr)
     where = "" if root == Path(Config().data_dir) else f" --data_dir {root}"
     print(f"next: python train.py{where}")
     return EXIT_OK

@@ -101,6 +101,8 @@ class Config:
     image_size: int = 64
     synthetic_size: int = 20000      # images per epoch of the built-in procedural dataset
     heldout_size: int = 1000         # held-out images for evaluation when there is no test split
+    factors: str = ""                # --dataset folder: a CSV of each image's factors, marked
+                                     # structure or appearance (README "Benchmarks")
     num_workers: int = 2
     # --- model ---
     latent_dim: int = 128
@@ -113,6 +115,10 @@ class Config:
     # --- objective ---
     objective: str = "lbo"           # lbo | elbo (plain beta-VAE control, same nets and data)
     beta: float = 1.0                # KL weight of the elbo objective
+    # What the realism goals measure with the discriminator. features: the distance from
+    # real images in the discriminator's features. score: SPEC §5, 1 - mean sigmoid(D(image)),
+    # which starved reconstruction on every seed of the study (README "Design notes")
+    realism: str = "features"
     drop_groups: str = ""            # ablations: comma-separated goal groups left out of the
                                      # barrier (their goals are not scored), e.g. "realism"
     # --- optimisation ---
@@ -148,7 +154,21 @@ class Config:
     seed: int = 0
     eval_images: int = 10000
     fid_images: int = 0              # LPIPS/FID images; 0 = 10,000 on a GPU, 1,000 on a CPU
-    probe_images: int = 2500         # built-in dataset: images for the factor probes (80 % fit)
+    probe_images: int = 2500         # datasets with factors: images for the factor probes,
+                                     # MIG, DCI and SAP (80 % fit)
+    # FactorVAE score (datasets whose factors can be sampled): majority-vote training and
+    # evaluation votes, images for the per-dim variances, images per vote. disentanglement_lib
+    # uses 10000 / 5000 / 10000 / 64; these defaults are far fewer, so that it takes a minute
+    # or two on a CPU (0 votes: skip it)
+    factor_vae_train: int = 300
+    factor_vae_eval: int = 150
+    factor_vae_variance: int = 2000
+    factor_vae_batch: int = 64
+    # DCI's gradient-boosted trees per factor: disentanglement_lib's 100 take minutes on a CPU
+    # for continuous factors (20 classes each); the demo, study and tiny presets use fewer
+    dci_trees: int = 100
+    face_probe_images: int = 20000   # CelebA: test-partition images for the landmark and
+                                     # attribute probes (the partition has 19,962)
     tensorboard: bool = True         # TensorBoard scalars and images, when it is installed
     log_every: int = 50              # per-step TensorBoard scalars every N LBO steps
     resume: str = ""                 # "" = fresh run; "latest" (or bare --resume) = the
@@ -171,7 +191,7 @@ PRESETS = {
         # the early stop within minutes; the default (x0.95 from epoch 5) needs hours.
         epochs=12, batch_size=32, calibration_batches=24,
         tighten_start_epoch=2, tighten_rate=0.5,
-        output_dir="outputs_demo", eval_images=256,
+        output_dir="outputs_demo", eval_images=256, dci_trees=20,
     ),
     # The smallest model that exercises every code path; used by the tests.
     "tiny": dict(
@@ -181,6 +201,7 @@ PRESETS = {
         disc_channels=(8, 8, 16, 16), perceptual="random",
         epochs=2, batch_size=8, calibration_batches=4,
         tighten_start_epoch=1, output_dir="outputs_tiny", eval_images=32, probe_images=200,
+        dci_trees=5,
     ),
 }
 
@@ -196,13 +217,15 @@ PRESETS["study"] = dict(PRESETS["demo"], synthetic_size=768, epochs=10,
 # part of the experiment.
 RUN_ONLY_FIELDS = ("output_dir", "device", "num_workers", "eval_images", "fid_images",
                    "probe_images", "resume", "max_consecutive_rejections", "tensorboard",
-                   "log_every", "compile")
+                   "log_every", "compile", "factors", "factor_vae_train", "factor_vae_eval",
+                   "factor_vae_variance", "factor_vae_batch", "face_probe_images", "dci_trees")
 
 CHOICES = {
     "objective": ("lbo", "elbo"),
-    "dataset": ("auto", "celeba", "folder", "synthetic"),
+    "dataset": ("auto", "celeba", "folder", "synthetic", "shapes3d", "mpi3d", "dsprites"),
     "perceptual": ("vgg16", "random"),
     "guard_check": ("look-ahead", "next-batch"),
+    "realism": ("score", "features"),
 }
 
 
@@ -311,11 +334,13 @@ def validate(cfg):
                  f"{_suggest(value, list(options))}")
     positive = ("lr", "disc_lr", "batch_size", "epochs", "latent_dim", "core_dim", "image_size",
                 "calibration_batches", "disc_every", "synthetic_size", "heldout_size",
-                "eval_images", "max_consecutive_rejections", "log_every", "probe_images")
+                "eval_images", "max_consecutive_rejections", "log_every", "probe_images",
+                "factor_vae_variance", "factor_vae_batch", "face_probe_images", "dci_trees")
     for name in positive:
         _require(getattr(cfg, name) > 0, f"{name} = {getattr(cfg, name)!r}: must be > 0")
     for name in ("weight_decay", "min_lr", "num_workers", "noise_std", "beta", "fid_images",
-                 "calibration_grad_clip", "disc_grad_clip"):
+                 "calibration_grad_clip", "disc_grad_clip", "factor_vae_train",
+                 "factor_vae_eval"):
         _require(getattr(cfg, name) >= 0, f"{name} = {getattr(cfg, name)!r}: must be >= 0")
     _require(cfg.min_lr <= cfg.lr, f"min_lr = {cfg.min_lr}: must be <= lr ({cfg.lr})")
     _require(cfg.core_dim < cfg.latent_dim,

@@ -446,10 +446,31 @@ def _image_datasets(root, all_names, train_names, heldout_names, cfg, rebuild):
             ImageFiles(root, heldout_names, cfg.image_size), note)
 
 
+def folder_images(root, all_names, names, cfg):
+    """(dataset, kept names) of the named images of a folder, in order: from the cache when it
+    matches the folder (files it could not read are left out), else decoded on access."""
+    root = Path(root)
+    manifest = read_cache(root, cfg.image_size)
+    if manifest is not None and sorted(manifest["files"]) == sorted(all_names):
+        row = {name: i for i, name in enumerate(manifest["files"])}
+        kept = [n for n in names if n not in manifest["skipped"]]
+        return CachedImages(cache_path(root, cfg.image_size), [row[n] for n in kept]), kept
+    return ImageFiles(root, names, cfg.image_size), list(names)
+
+
+BENCHMARK_DATASETS = ("shapes3d", "mpi3d", "dsprites")  # benchmarks.py sets them up
+
+
 def build_datasets(cfg):
     """(train, heldout, one-line description for the log). Items are float32 (3,S,S) in [0,1]."""
+    if cfg.factors:  # a malformed factors file stops the run before it trains
+        import benchmarks  # here, not at the top: benchmarks.py builds on this module
+        benchmarks.check_factors_file(cfg)
     if cfg.dataset == "synthetic":
         return _synthetic(cfg)
+    if cfg.dataset in BENCHMARK_DATASETS:
+        import benchmarks
+        return benchmarks.benchmark_datasets(cfg)
     root = Path(cfg.data_dir)
     # "auto" means CelebA when it is set up; when it is not, the CelebA error says what to do.
     kind = "celeba" if cfg.dataset == "auto" else cfg.dataset

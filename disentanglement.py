@@ -1,16 +1,28 @@
 """Disentanglement metrics on latent codes with known generating factors.
 
 Pure functions on arrays: `codes` (N, D) are latent means, `factors` (N, K) ground-truth
-generating factors in [0, 1] (discrete ones included, e.g. a shape index k / (n - 1)). Torch
-tensors and numpy arrays are both accepted; everything is computed in float64 numpy and returned
-as Python floats, lists or numpy arrays. Entropies are in nats.
+generating factors (the built-in dataset's are in [0, 1], discrete ones included, e.g. a shape
+index k / (n - 1)). Torch tensors and numpy arrays are both accepted; everything is computed in
+float64 numpy and returned as Python floats, lists or numpy arrays. Entropies are in nats.
+
+MIG, DCI, SAP and the FactorVAE score follow the definitions published in disentanglement_lib
+(Locatello et al. 2019, "Challenging Common Assumptions in the Unsupervised Learning of
+Disentangled Representations"), with its settings as defaults. Those definitions take discrete
+factors; a factor here with more than `bins` distinct values counts as continuous and is cut
+into `bins` equal-width bins first, one with at most `bins` keeps one class per value. Each
+function's docstring says what it does where disentanglement_lib is undefined (a constant
+factor, a single code dim).
 
 The split of the BOM VAE latent into core dims (meant to carry STRUCTURE) and detail dims (meant
 to carry APPEARANCE) is scored by `part_probe_table` (what each part predicts) and `specificity`
-(what a traversal of each dim changes).
+(what a traversal of each dim changes); `ridge_probe_r2` is the linear probe behind the former.
 """
+import functools
+
 import numpy as np
 import torch
+from sklearn.ensemble import GradientBoostingClassifier
+from sklearn.svm import LinearSVC
 
 
 # ---------------------------------------------------------------------------------------------
@@ -98,21 +110,62 @@ def ridge_probe_r2(train_codes, train_factors, test_codes, test_factors, alpha=1
 
 
 # ---------------------------------------------------------------------------------------------
+# Discretisation shared by MIG, DCI and SAP
+# ---------------------------------------------------------------------------------------------
+def _histogram_left_edges(column, bins):
+    """Left edges of np.histogram's `bins` equal-width bins over the column's range (np.histogram
+    spans value +- 0.5 for a constant column, so that column lands in a single bin)."""
+    return np.histogram(column, bins)[1][:-1]
+
+
+def _histogram_discretise(column, bins):
+    """disentanglement_lib's histogram discretiser: the label 1..bins of the equal-width bin
+    each value falls in, bins spanning the column's own range (its maximum goes in the last)."""
+    return np.digitize(column, _histogram_left_edges(column, bins))
+
+
+def _is_discrete(column, bins):
+    """The rule for factors: one with at most `bins` distinct values is discrete (a class
+    index such as shape k / (n - 1)), one with more is continuous and gets cut into bins."""
+    return len(np.unique(column)) <= bins
+
+
+def _factor_labels(column, bins):
+    """Class labels of one factor: one per distinct value if discrete (unevenly spaced values
+    are never merged), else the histogram bin exactly as for a code dim."""
+    if _is_discrete(column, bins):
+        return np.unique(column, return_inverse=True)[1]
+    return _histogram_discretise(column, bins)
+
+
+def _train_test_factor_labels(train_column, test_column, bins):
+    """Integer class labels of one factor on both splits, the rule decided and fitted on the
+    training values so both splits share one set of classes: a discrete factor gets one label
+    per value (a test value never seen in training gets a label no classifier predicts); a
+    continuous one is cut at the training histogram's edges, test values beyond the training
+    range going into the end bins."""
+    if _is_discrete(train_column, bins):
+        labels = np.unique(np.r_[train_column, test_column], return_inverse=True)[1]
+        return labels[:len(train_column)], labels[len(train_column):]
+    edges = _histogram_left_edges(train_column, bins)
+    return np.digitize(train_column, edges), np.maximum(np.digitize(test_column, edges), 1)
+
+
+def _gap_of_top_two(scores):
+    """Largest minus second largest entry; with a single entry the runner-up counts as 0."""
+    top = np.sort(scores)[::-1]
+    return float(top[0] - (top[1] if len(top) > 1 else 0.0))
+
+
+def _mean_of_defined(values):
+    values = np.asarray(values, dtype=np.float64)
+    defined = values[~np.isnan(values)]
+    return float(defined.mean()) if len(defined) else float("nan")
+
+
+# ---------------------------------------------------------------------------------------------
 # Mutual information gap
 # ---------------------------------------------------------------------------------------------
-def _equal_width_bins(column, bins):
-    """Bin index 0..bins-1 of every value, bins spanning the column's own range."""
-    edges = np.linspace(column.min(), column.max(), bins + 1)[1:-1]
-    return np.digitize(column, edges)
-
-
-def _discretise_factor(column, bins):
-    """A factor with at most `bins` distinct values keeps one bin per value (so unevenly spaced
-    discrete values are never merged); a continuous one gets `bins` equal-width bins."""
-    values, labels = np.unique(column, return_inverse=True)
-    return labels if len(values) <= bins else _equal_width_bins(column, bins)
-
-
 def _entropy(labels):
     p = np.bincount(labels) / len(labels)
     p = p[p > 0]
@@ -120,7 +173,8 @@ def _entropy(labels):
 
 
 def _mutual_information(a, b):
-    """Plug-in mutual information of two label arrays, from their joint histogram."""
+    """Plug-in mutual information (nats) of two label arrays, from their joint histogram; the
+    quantity sklearn.metrics.mutual_info_score computes."""
     rows, cols = a.max() + 1, b.max() + 1
     joint = np.bincount(a * cols + b, minlength=rows * cols).reshape(rows, cols) / len(a)
     outer = joint.sum(axis=1, keepdims=True) * joint.sum(axis=0, keepdims=True)
@@ -129,76 +183,231 @@ def _mutual_information(a, b):
 
 
 def mutual_information_gap(codes, factors, bins=20):
-    """MIG (Chen et al. 2018): {"mig": float, "per_factor": [K floats]}.
+    """MIG (Chen et al. 2018) as disentanglement_lib computes it: {"mig", "per_factor": [K]}.
 
-    Each code dim is cut into `bins` equal-width bins over its range, each factor into
-    min(bins, number of distinct values) bins (one per distinct value when there are few).
-    Per factor: (largest - second largest mutual information with a code dim) / H(factor); with
-    a single code dim the second largest is taken as 0. Factors with zero entropy (constant)
-    carry no information to capture: they are nan in per_factor and left out of "mig", which is
-    nan only when every factor is constant. The plug-in estimate is biased upwards by roughly
-    (bins - 1)^2 / (2N) nats per pair, so use N well above bins^2.
+    Each code dim is discretised into `bins` equal-width histogram bins over its own range;
+    each factor becomes class labels (see `_factor_labels`: one per value if it has at most
+    `bins` distinct values, else the same histogram bins as a code). Per factor k:
+    (I(v_k; z_best) - I(v_k; z_second)) / H(v_k), plug-in mutual information and entropy in
+    nats; "mig" is the mean over factors.
+    Beyond disentanglement_lib (which returns nan or fails here): a factor with one value has
+    H = 0 and nothing to capture, so it is nan in per_factor and left out of "mig" ("mig" is nan
+    only if every factor is constant); with a single code dim the runner-up counts as 0. The
+    plug-in estimate is biased upwards by about (bins - 1)^2 / (2N) nats per pair, so with fewer
+    samples than about bins^2 even an unrelated code shows some information.
     """
     codes, factors = _codes_and_factors(codes, factors)
-    code_labels = [_equal_width_bins(c, bins) for c in codes.T]
+    code_labels = [_histogram_discretise(c, bins) for c in codes.T]
     per_factor = []
     for column in factors.T:
-        factor_labels = _discretise_factor(column, bins)
+        factor_labels = _factor_labels(column, bins)
         entropy = _entropy(factor_labels)
         if entropy == 0.0:
             per_factor.append(float("nan"))
             continue
-        information = sorted((_mutual_information(c, factor_labels) for c in code_labels),
-                             reverse=True) + [0.0]
-        per_factor.append((information[0] - information[1]) / entropy)
-    valid = [g for g in per_factor if not np.isnan(g)]
-    return {"mig": float(np.mean(valid)) if valid else float("nan"), "per_factor": per_factor}
+        information = [_mutual_information(c, factor_labels) for c in code_labels]
+        per_factor.append(_gap_of_top_two(information) / entropy)
+    return {"mig": _mean_of_defined(per_factor), "per_factor": per_factor}
 
 
 # ---------------------------------------------------------------------------------------------
 # DCI
 # ---------------------------------------------------------------------------------------------
-def _one_minus_normalised_entropy(importance, axis):
-    """1 - H(p) / log(n) along `axis`, p the importance normalised along it.
+# disentanglement_lib adds this to every importance before normalising: it keeps log p finite
+# and makes a slice with no importance at all uniform, i.e. score 0.
+_IMPORTANCE_EPSILON = 1e-11
 
-    With a single option (n = 1) the normalised entropy is defined as 0, so the score is 1.
-    A slice with no importance at all is treated as uniform (score 0): nothing singles it out.
+
+def _one_minus_normalised_entropy(importance, axis):
+    """1 - H(p) / log(n) along `axis`, p the (importance + epsilon) normalised along it.
+
+    With a single option (n = 1) there is nothing to spread over and the score is 1
+    (disentanglement_lib would divide by log 1 = 0).
     """
     n = importance.shape[axis]
     if n == 1:
         return np.ones(importance.shape[1 - axis])
-    total = importance.sum(axis=axis, keepdims=True)
-    p = np.where(total > 0, importance / np.where(total > 0, total, 1.0), 1.0 / n)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        plogp = np.where(p > 0, p * np.log(p), 0.0)
-    return 1.0 + plogp.sum(axis=axis) / np.log(n)
+    p = importance + _IMPORTANCE_EPSILON
+    p = p / p.sum(axis=axis, keepdims=True)
+    return 1.0 + (p * np.log(p)).sum(axis=axis) / np.log(n)
 
 
-def dci(train_codes, train_factors, test_codes, test_factors, alpha=1e-2):
-    """DCI (Eastwood & Williams 2018) with a linear ridge regressor.
+def _importance_weighted_mean(scores, weights):
+    """Mean of scores weighted by importance; plain mean when nothing is important at all."""
+    total = weights.sum()
+    return float(scores @ weights / total) if total > 0 else float(scores.mean())
 
-    Importance R[d, k] = |standardised coefficient| of code dim d for factor k: both codes and
-    factors are standardised with training statistics, so no factor dominates through its range.
-    Disentanglement: per code dim 1 - H_K(p(k|d)), averaged with weights sum_k R[d, k] / sum R
-    (0 if nothing is important at all). Completeness: per factor 1 - H_D(p(d|k)), averaged over
-    factors. Informativeness: mean held-out R^2 of the same probe (see `ridge_probe_r2`).
-    Returns {"disentanglement", "completeness", "informativeness", "importance": (D, K) lists}.
+
+def _fit_boosted_trees(train_codes, train_labels, test_codes, test_labels, n_estimators, seed):
+    """|feature importances| (D,), train and test accuracy of a GradientBoostingClassifier."""
+    model = GradientBoostingClassifier(n_estimators=n_estimators, random_state=seed)
+    model.fit(train_codes, train_labels)
+    return (np.abs(model.feature_importances_), model.score(train_codes, train_labels),
+            model.score(test_codes, test_labels))
+
+
+def dci(train_codes, train_factors, test_codes, test_factors, bins=20, n_estimators=100,
+        seed=0):
+    """DCI (Eastwood & Williams 2018) with gradient-boosted trees, as disentanglement_lib.
+
+    Per factor k, a scikit-learn GradientBoostingClassifier with disentanglement_lib's settings
+    (the defaults; `n_estimators` may be lowered to save time, `seed` fixes the trees' random
+    tie-breaking) predicts the factor's class (see `_train_test_factor_labels`) from all codes.
+    Importance R[d, k] = |feature_importances_|. Disentanglement: per code dim
+    1 - H_K(p(k|d)), p(k|d) = R[d, k] / sum_k R[d, k], averaged with weights sum_k R[d, k].
+    Completeness: per factor 1 - H_D(p(d|k)), averaged with weights sum_d R[d, k] (every fitted
+    column sums to 1, so this is the plain mean over factors). Informativeness: mean held-out
+    accuracy ("informativeness_train": on the training split).
+    A factor with one value in training has no classifier to fit: its importance column is 0,
+    it is left out of all three scores, which are nan if no factor is left.
+    Returns {"disentanglement", "completeness", "informativeness", "informativeness_train",
+    "importance": (D, K) lists}. Cost grows with samples x classes x n_estimators: about 20 s
+    per 20-class factor on 1,600 x 32 codes with the default 100 trees on one core.
     """
     train_codes, train_factors, test_codes, test_factors = _train_and_test(
         train_codes, train_factors, test_codes, test_factors)
-    fit = _fit_ridge(train_codes, train_factors, alpha)
-    factor_std = _column_stats(train_factors)[1]
-    importance = np.abs(fit[3]) / factor_std
-    total = importance.sum()
-    per_dim = _one_minus_normalised_entropy(importance, axis=1)
-    disentanglement = float(per_dim @ importance.sum(axis=1) / total) if total > 0 else 0.0
-    completeness = float(_one_minus_normalised_entropy(importance, axis=0).mean())
-    return {
-        "disentanglement": disentanglement,
-        "completeness": completeness,
-        "informativeness": float(np.mean(_held_out_r2(fit, test_codes, test_factors))),
-        "importance": importance.tolist(),
-    }
+    importance = np.zeros((train_codes.shape[1], train_factors.shape[1]))
+    train_accuracy, test_accuracy, fitted = [], [], []
+    for k in range(train_factors.shape[1]):
+        train_labels, test_labels = _train_test_factor_labels(train_factors[:, k],
+                                                              test_factors[:, k], bins)
+        if len(np.unique(train_labels)) < 2:
+            continue
+        importance[:, k], train_score, test_score = _fit_boosted_trees(
+            train_codes, train_labels, test_codes, test_labels, n_estimators, seed)
+        train_accuracy.append(train_score)
+        test_accuracy.append(test_score)
+        fitted.append(k)
+    scores = {"disentanglement": float("nan"), "completeness": float("nan")}
+    if fitted:
+        used = importance[:, fitted]
+        scores = {"disentanglement": _importance_weighted_mean(
+                      _one_minus_normalised_entropy(used, axis=1), used.sum(axis=1)),
+                  "completeness": _importance_weighted_mean(
+                      _one_minus_normalised_entropy(used, axis=0), used.sum(axis=0))}
+    return {**scores, "informativeness": _mean_of_defined(test_accuracy),
+            "informativeness_train": _mean_of_defined(train_accuracy),
+            "importance": importance.tolist()}
+
+
+# ---------------------------------------------------------------------------------------------
+# SAP
+# ---------------------------------------------------------------------------------------------
+# disentanglement_lib's threshold (sample variance) below which a code dim counts as constant.
+_CONSTANT_VARIANCE = 1e-12
+
+
+def _single_dim_accuracy(train_code, train_labels, test_code, test_labels):
+    """Held-out accuracy of a linear SVM predicting the labels from one code dim."""
+    if np.var(train_code, ddof=1) <= _CONSTANT_VARIANCE:
+        return 0.0
+    # dual=False: the primal solver reaches the same optimum as the dual one disentanglement_lib
+    # ran (its sklearn's default), deterministically and without iteration-limit warnings.
+    model = LinearSVC(C=0.01, class_weight="balanced", dual=False)
+    model.fit(train_code[:, None], train_labels)
+    return model.score(test_code[:, None], test_labels)
+
+
+def sap(train_codes, train_factors, test_codes, test_factors, bins=20):
+    """SAP score (Kumar et al. 2018) for discrete factors, as disentanglement_lib.
+
+    S[d, k] = held-out accuracy of a scikit-learn LinearSVC(C=0.01, class_weight="balanced")
+    trained to predict factor k's class (see `_train_test_factor_labels`) from code dim d
+    alone; SAP = mean over factors of the gap between the two largest S[d, k] over d.
+    A code dim with (near) zero training variance scores 0 (disentanglement_lib's rule for its
+    continuous variant; its discrete one would let such a dim score the share of whichever
+    class the SVM falls back on). With a single code dim the runner-up counts as 0. A factor
+    with one value in training has no classifier to fit: nan column, left out of the mean.
+    Returns {"sap": float, "matrix": (D, K) lists}.
+    """
+    train_codes, train_factors, test_codes, test_factors = _train_and_test(
+        train_codes, train_factors, test_codes, test_factors)
+    matrix = np.full((train_codes.shape[1], train_factors.shape[1]), np.nan)
+    for k in range(train_factors.shape[1]):
+        train_labels, test_labels = _train_test_factor_labels(train_factors[:, k],
+                                                              test_factors[:, k], bins)
+        if len(np.unique(train_labels)) < 2:
+            continue
+        matrix[:, k] = [_single_dim_accuracy(train_codes[:, d], train_labels,
+                                             test_codes[:, d], test_labels)
+                        for d in range(train_codes.shape[1])]
+    gaps = [_gap_of_top_two(column) for column in matrix.T if not np.isnan(column).any()]
+    return {"sap": _mean_of_defined(gaps), "matrix": matrix.tolist()}
+
+
+# ---------------------------------------------------------------------------------------------
+# FactorVAE score
+# ---------------------------------------------------------------------------------------------
+def _sampled_factors(sample_factors, n, num_factors, rng):
+    factors = _as_matrix(sample_factors(n, rng), "sample_factors(n, rng)")
+    if factors.shape != (n, num_factors):
+        raise ValueError(f"sample_factors(n, rng) returned shape {factors.shape}, "
+                         f"expected {(n, num_factors)}")
+    return factors
+
+
+def _represented(represent, factors):
+    codes = _as_matrix(represent(factors), "represent(factors)")
+    if codes.shape[0] != factors.shape[0]:
+        raise ValueError(f"represent(factors) returned {codes.shape[0]} rows for "
+                         f"{factors.shape[0]} factor vectors")
+    return codes
+
+
+def _votes(represent, sample_factors, num_factors, rng, batch_size, num_votes, global_variance,
+           active):
+    """(K, D) counts of (fixed factor, code dim of least normalised variance) over num_votes
+    batches; each batch shares the value of one uniformly chosen factor."""
+    votes = np.zeros((num_factors, len(active)), dtype=np.int64)
+    active_dims = np.flatnonzero(active)
+    for _ in range(num_votes):
+        k = rng.integers(num_factors)
+        factors = _sampled_factors(sample_factors, batch_size, num_factors, rng)
+        factors[:, k] = factors[0, k]
+        local_variance = np.var(_represented(represent, factors), axis=0, ddof=1)
+        quietest = np.argmin(local_variance[active] / global_variance[active])
+        votes[k, active_dims[quietest]] += 1
+    return votes
+
+
+def _majority_vote_accuracy(votes, classifier):
+    """Share of votes whose factor is the one `classifier` assigns to their code dim."""
+    return float(votes[classifier, np.arange(votes.shape[1])].sum() / votes.sum())
+
+
+def factor_vae_score(represent, sample_factors, num_factors, rng, batch_size=64, num_train=10000,
+                     num_eval=5000, num_variance_estimate=10000, prune_threshold=0.05):
+    """FactorVAE score (Kim & Mnih 2018) as disentanglement_lib, with its published settings.
+
+    sample_factors(n, rng) draws (n, num_factors) factor vectors; represent(factors) encodes
+    the images with those factors into (n, D) codes. The global variance of each code dim is
+    estimated (ddof=1) from num_variance_estimate random samples; dims whose global standard
+    deviation is below prune_threshold are collapsed and pruned (constant ones always are).
+    Each vote: choose a factor k uniformly, draw batch_size factor vectors, give them all the
+    first one's value of k, encode, and vote for the active dim with the smallest variance
+    divided by its global variance. The classifier maps each code dim to the factor that voted
+    for it most in num_train training votes (ties to the lowest factor index); accuracy is the
+    share of votes it gets right (train, and on num_eval fresh votes). rng is a numpy
+    Generator, drawn from in that order. No active dim gives accuracies 0.
+    Returns {"train_accuracy", "eval_accuracy", "num_active_dims"} (the number of unpruned
+    dims; disentanglement_lib reports D there whatever was pruned).
+    """
+    if min(num_factors, num_train, num_eval) < 1 or min(batch_size, num_variance_estimate) < 2:
+        raise ValueError("need num_factors, num_train, num_eval >= 1 and batch_size, "
+                         "num_variance_estimate >= 2")
+    global_variance = np.var(_represented(represent, _sampled_factors(
+        sample_factors, num_variance_estimate, num_factors, rng)), axis=0, ddof=1)
+    # A dim constant everywhere is pruned whatever the threshold: nothing to normalise by.
+    active = (global_variance > 0) & (np.sqrt(global_variance) >= prune_threshold)
+    if not active.any():
+        return {"train_accuracy": 0.0, "eval_accuracy": 0.0, "num_active_dims": 0}
+    vote = functools.partial(_votes, represent, sample_factors, num_factors, rng, batch_size,
+                             global_variance=global_variance, active=active)
+    train_votes = vote(num_train)
+    classifier = np.argmax(train_votes, axis=0)
+    return {"train_accuracy": _majority_vote_accuracy(train_votes, classifier),
+            "eval_accuracy": _majority_vote_accuracy(vote(num_eval), classifier),
+            "num_active_dims": int(active.sum())}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -252,8 +461,3 @@ def specificity(effects, core_dim):
         "core_specificity": _mean_of_defined(share[:core_dim]),
         "detail_specificity": _mean_of_defined(1.0 - share[core_dim:]),
     }
-
-
-def _mean_of_defined(values):
-    defined = values[~np.isnan(values)]
-    return float(defined.mean()) if len(defined) else float("nan")

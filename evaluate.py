@@ -13,14 +13,17 @@ import math
 import sys
 from pathlib import Path
 
+import numpy as np
 import torch
 
+import benchmarks
 import configs
+import data
 import disentanglement
 import plots
 from checkpoint import read_checkpoint
 from configs import GROUPS, UserError
-from data import SyntheticShapes, build_datasets, make_loader
+from data import build_datasets, make_loader
 from losses import color_histogram, edges, mean_color, ssim_per_image
 from models import VAE
 
@@ -31,6 +34,8 @@ BEHAVIOUR_IMAGES = 64      # held-out images for the traversal and swap tests
 EFFECT_STEP = 2.0          # a dim is moved to mu - 2 and mu + 2 to measure what it controls
 GPU_FID_IMAGES, CPU_FID_IMAGES = 10000, 1000  # LPIPS/FID images when fid_images = 0 (auto)
 SWAP_SPAN_EPSILON = 1e-9   # below this the floor and ceiling of the swap test are the same
+# Below this the reconstructions of different images do not differ: traversals are undefined.
+RECONSTRUCTION_SPREAD_EPSILON = 1e-9
 
 
 # --------------------------------------------------------------------------- reconstruction
@@ -118,9 +123,9 @@ def _chance(x):
 
 
 @torch.no_grad()
-def traversal_effects(vae, x, chance):
+def traversal_effects(vae, x, spread):
     """(D, 2): for every latent dim, how much moving it from mu - 2 to mu + 2 changes the
-    decoded image's structure and appearance, relative to the chance difference."""
+    decoded image's structure and appearance, in units of `spread` (see behaviour_report)."""
     mu = vae.encode(x)[0].float()
     effects = []
     for d in range(mu.shape[1]):
@@ -128,9 +133,9 @@ def traversal_effects(vae, x, chance):
         low[:, d] -= EFFECT_STEP
         high[:, d] += EFFECT_STEP
         diff = image_differences(vae.decode(low).float(), vae.decode(high).float())
-        appearance = (diff["color"].mean().item() / chance["color"]
-                      + diff["histogram"].mean().item() / chance["histogram"]) / 2
-        effects.append([diff["structure"].mean().item() / chance["structure"], appearance])
+        appearance = (diff["color"].mean().item() / spread["color"]
+                      + diff["histogram"].mean().item() / spread["histogram"]) / 2
+        effects.append([diff["structure"].mean().item() / spread["structure"], appearance])
     return torch.tensor(effects)
 
 
@@ -170,37 +175,236 @@ def swap_test(vae, x, chance):
 
 
 def behaviour_report(vae, dataset, device):
+    """Traversal specificity and the swap test on the first held-out images.
+
+    A traversal's effect is measured against the reconstruction's own change: how much the
+    reconstructions of two different held-out images differ (in structure, in appearance).
+    Against the data's spread instead, a decoder that draws nearly one image for every input
+    could still show a "specific" share; here such a decoder's effects are undefined, and so
+    is its specificity (reported as n/a)."""
     x = _first_images(dataset, BEHAVIOUR_IMAGES).to(device)
     chance = _chance(x)
-    effects = traversal_effects(vae, x, chance)
-    report = disentanglement.specificity(effects.numpy(), vae.core_dim)
+    mu = vae.encode(x)[0].float()
+    spread = _chance(vae.decode(mu).float())
+    if min(spread.values()) > RECONSTRUCTION_SPREAD_EPSILON:
+        effects = traversal_effects(vae, x, spread)
+        report = disentanglement.specificity(effects.numpy(), vae.core_dim)
+    else:
+        effects = torch.full((mu.shape[1], 2), math.nan)
+        report = {"structure_share": [math.nan] * mu.shape[1],
+                  "core_specificity": math.nan, "detail_specificity": math.nan}
+    report["reconstruction_spread"] = spread
     report["effects"] = effects.tolist()
     report["swap"] = swap_test(vae, x, chance)
     return report
 
 
+ENCODE_BATCH = 256         # images per encoder call in the factor and face probes
+FACTOR_SEED_OFFSET, FACTOR_VAE_SEED_OFFSET, FACE_SEED_OFFSET = 7, 11, 13
+
+
+def _encode(vae, x, device, amp):
+    with amp():
+        return vae.encode(x.to(device))[0].float().cpu().numpy()
+
+
+def _encode_rows(vae, images, rows, device, amp):
+    """(n, D) float64 codes (mu) of images(rows), batch by batch."""
+    return np.concatenate([_encode(vae, images(rows[i:i + ENCODE_BATCH]), device, amp)
+                           for i in range(0, len(rows), ENCODE_BATCH)]).astype(np.float64)
+
+
+def _metric(function, *args, **kwargs):
+    """A metric's result, or why it could not be computed (a constant factor, say)."""
+    try:
+        return function(*args, **kwargs)
+    except ValueError as err:
+        return {"skipped": str(err)}
+
+
+def factor_vae_report(vae, cfg, factor_set, device, amp=contextlib.nullcontext):
+    """disentanglement_lib's FactorVAE score, with the (smaller) counts of cfg, or why not."""
+    if not factor_set.samplable:
+        return {"skipped": "its factors cannot be sampled (no full grid of them)"}
+    if not cfg.factor_vae_train or not cfg.factor_vae_eval:
+        return {"skipped": "factor_vae_train or factor_vae_eval is 0"}
+
+    def represent(factors):
+        images = factor_set.images_of(factors)
+        return np.concatenate([_encode(vae, images[i:i + ENCODE_BATCH], device, amp)
+                               for i in range(0, len(images), ENCODE_BATCH)])
+    rng = np.random.default_rng(cfg.seed + FACTOR_VAE_SEED_OFFSET)
+    result = _metric(disentanglement.factor_vae_score, represent, factor_set.sample_factors,
+                     len(factor_set.names), rng,
+                     batch_size=cfg.factor_vae_batch, num_train=cfg.factor_vae_train,
+                     num_eval=cfg.factor_vae_eval,
+                     num_variance_estimate=cfg.factor_vae_variance)
+    result["counts"] = {"train_votes": cfg.factor_vae_train, "eval_votes": cfg.factor_vae_eval,
+                        "variance_images": cfg.factor_vae_variance,
+                        "batch": cfg.factor_vae_batch}
+    return result
+
+
 @torch.no_grad()
-def factor_report(vae, cfg, device):
-    """Built-in dataset only (its generating factors are known): how well each structure and
-    appearance factor is predicted from core versus detail, plus MIG and DCI."""
-    fit_n = int(0.8 * cfg.probe_images)
-    data = SyntheticShapes(cfg.probe_images, cfg.image_size, seed=cfg.seed + 7,
-                           return_factors=True)
-    codes, factors = [], []
-    for start in range(0, len(data), 256):
-        items = [data[i] for i in range(start, min(start + 256, len(data)))]
-        x = torch.stack([image for image, _ in items]).to(device)
-        codes.append(vae.encode(x)[0].float().cpu())
-        factors.append(torch.stack([f for _, f in items]))
-    codes, factors = torch.cat(codes), torch.cat(factors)
+def factor_report(vae, cfg, device, amp=contextlib.nullcontext):
+    """For a dataset with known factors (the built-in shapes, 3D Shapes, MPI3D, dSprites, a
+    folder with --factors): how well each structure and appearance factor is predicted from
+    core versus detail, MIG, DCI, SAP and, where factors can be sampled, the FactorVAE score.
+    None for a dataset without factors."""
+    factor_set = benchmarks.factor_set(cfg)
+    if factor_set is None:
+        return None
+    rng = np.random.default_rng(cfg.seed + FACTOR_SEED_OFFSET)
+    n = min(cfg.probe_images, len(factor_set))
+    rows = np.arange(n) if factor_set.random_order else rng.permutation(len(factor_set))[:n]
+    codes = _encode_rows(vae, factor_set.images, rows, device, amp)
+    factors = factor_set.factors[rows]
+    fit_n = int(0.8 * n)
     split = (codes[:fit_n], factors[:fit_n], codes[fit_n:], factors[fit_n:])
-    names = list(SyntheticShapes.STRUCTURE_FACTORS + SyntheticShapes.APPEARANCE_FACTORS)
-    probes = disentanglement.part_probe_table(*split, vae.core_dim, names)
-    dci = disentanglement.dci(*split)
-    dci.pop("importance")
-    return {"probes": probes, "structure_factors": list(SyntheticShapes.STRUCTURE_FACTORS),
-            "appearance_factors": list(SyntheticShapes.APPEARANCE_FACTORS),
-            "mig": disentanglement.mutual_information_gap(codes, factors)["mig"], "dci": dci}
+    probes = disentanglement.part_probe_table(*split, vae.core_dim, factor_set.names)
+    dci = _metric(disentanglement.dci, *split, n_estimators=cfg.dci_trees)
+    dci.pop("importance", None)
+    dci["trees"] = cfg.dci_trees
+    mig = _metric(disentanglement.mutual_information_gap, codes, factors)
+    sap = _metric(disentanglement.sap, *split)
+    kinds = dict(zip(factor_set.names, factor_set.kinds))
+    return {"dataset": factor_set.title, "note": factor_set.note, "images": n,
+            "probes": probes, "kinds": kinds,
+            "structure_factors": [f for f in factor_set.names if kinds[f] == "structure"],
+            "appearance_factors": [f for f in factor_set.names if kinds[f] == "appearance"],
+            "mig": mig.get("mig", math.nan), "mig_per_factor": mig.get("per_factor"),
+            "dci": dci, "sap": sap.get("sap", math.nan) if "skipped" not in sap else math.nan,
+            "sap_skipped": sap.get("skipped"),
+            "factor_vae": factor_vae_report(vae, cfg, factor_set, device, amp)}
+
+
+def logistic_balanced_accuracy(train_x, train_y, test_x, test_y, l2=1e-3, max_iter=200):
+    """(A,) held-out balanced accuracy of a class-balanced, L2-regularised logistic probe per
+    binary target (columns of y, 0/1) from standardised codes; NaN where the training or the
+    test set has a single class. Fitted for all targets at once by L-BFGS in float64."""
+    train_x, test_x = (np.asarray(a, dtype=np.float64) for a in (train_x, test_x))
+    train_y, test_y = (np.asarray(a, dtype=np.float64) for a in (train_y, test_y))
+    mean, std = train_x.mean(0), train_x.std(0)
+    std = np.where(std > 0, std, 1.0)
+    x = torch.from_numpy((train_x - mean) / std)
+    y = torch.from_numpy(train_y)
+    positive = y.mean(0).clamp(1e-6, 1 - 1e-6)
+    weight = torch.where(y > 0.5, 0.5 / positive, 0.5 / (1 - positive))  # balanced classes
+    w = torch.zeros(x.shape[1], y.shape[1], dtype=torch.float64, requires_grad=True)
+    b = torch.zeros(y.shape[1], dtype=torch.float64, requires_grad=True)
+    optimizer = torch.optim.LBFGS([w, b], lr=1, max_iter=max_iter,
+                                  line_search_fn="strong_wolfe")
+
+    def closure():
+        optimizer.zero_grad()
+        loss = (torch.nn.functional.binary_cross_entropy_with_logits(
+            x @ w + b, y, weight=weight, reduction="sum") / len(x) + l2 * w.pow(2).sum())
+        loss.backward()
+        return loss
+    with torch.enable_grad():
+        optimizer.step(closure)
+    with torch.no_grad():
+        predicted = (torch.from_numpy((test_x - mean) / std) @ w + b > 0).numpy()
+    truth = test_y > 0.5
+    with np.errstate(divide="ignore", invalid="ignore"):
+        tpr = (predicted & truth).sum(0) / truth.sum(0)
+        tnr = (~predicted & ~truth).sum(0) / (~truth).sum(0)
+    accuracy = (tpr + tnr) / 2
+    single = (train_y.min(0) == train_y.max(0)) | (truth.all(0)) | (~truth).all(0)
+    return np.where(single, np.nan, accuracy)
+
+
+def _group_means(scores, kinds):
+    out = {}
+    for kind in ("structure", "appearance", "mixed"):
+        values = [row for name, row in scores.items() if kinds.get(name) == kind]
+        if values:
+            out[kind] = {part: float(np.nanmean([v[part] for v in values]))
+                         if any(np.isfinite(v[part]) for v in values) else math.nan
+                         for part in values[0]}
+    return out
+
+
+@torch.no_grad()
+def face_report(vae, cfg, device, amp=contextlib.nullcontext):
+    """CelebA's test partition: R² of the five aligned landmarks (structure) and the balanced
+    accuracy of a logistic probe for each of the 40 attributes, from core versus detail
+    (README "Benchmarks"). None when the data is not CelebA; a reason when the annotation
+    files are missing."""
+    if cfg.dataset not in ("celeba", "auto"):
+        return None
+    import celeba_setup
+    root = Path(cfg.data_dir)
+    annotations = celeba_setup.read_annotations(root)
+    if isinstance(annotations, str):
+        return {"skipped": annotations}
+    attr_names, attributes, landmark_names, landmarks = annotations
+    folder = root / data.CELEBA_FOLDER
+    all_names = data.list_images(folder, root)
+    names = [n for n in all_names if data.celeba_partition(data.celeba_number(n)) == 2
+             and Path(n).name in attributes and Path(n).name in landmarks]
+    rng = np.random.default_rng(cfg.seed + FACE_SEED_OFFSET)
+    names = [names[i] for i in sorted(rng.permutation(len(names))[:cfg.face_probe_images])]
+    if len(names) < 10:
+        return {"skipped": f"{len(names)} annotated test-partition images in {folder}; the "
+                           "probes need at least 10"}
+    dataset, kept = data.folder_images(root, all_names, names, cfg)
+    codes = np.concatenate([_encode(vae, x, device, amp)
+                            for x in data.make_loader(dataset, cfg, train=False)])
+    order = rng.permutation(len(kept))
+    codes = codes[order].astype(np.float64)
+    kept = [Path(kept[i]).name for i in order]
+    fit_n = int(0.8 * len(kept))
+    points = np.array([landmarks[n] for n in kept], dtype=np.float64)
+    labels = (np.array([attributes[n] for n in kept]) > 0).astype(np.float64)
+    coordinate = disentanglement.part_probe_table(
+        codes[:fit_n], points[:fit_n], codes[fit_n:], points[fit_n:], vae.core_dim,
+        landmark_names)
+    landmark_r2 = {}
+    for name in benchmarks.CELEBA_LANDMARKS:
+        rows = [coordinate[f"{name}_{axis}"] for axis in ("x", "y")]
+        landmark_r2[name] = {part: float(np.mean([r[f"{part}_r2"] for r in rows]))
+                             for part in ("core", "detail", "all")}
+    parts = {"core": slice(0, vae.core_dim), "detail": slice(vae.core_dim, None),
+             "all": slice(None)}
+    accuracy = {part: logistic_balanced_accuracy(codes[:fit_n, dims], labels[:fit_n],
+                                                 codes[fit_n:, dims], labels[fit_n:])
+                for part, dims in parts.items()}
+    attribute_scores = {name: {part: float(accuracy[part][k]) for part in parts}
+                        for k, name in enumerate(attr_names)}
+    kinds = {name: benchmarks.CELEBA_ATTRIBUTE_KINDS.get(name, "mixed") for name in attr_names}
+    return {"images": len(kept), "fit_images": fit_n, "landmarks_r2": landmark_r2,
+            "landmark_coordinates_r2": coordinate, "attributes": attribute_scores,
+            "attribute_kinds": kinds, "attribute_groups": _group_means(attribute_scores, kinds)}
+
+
+def factor_heatmap(out, factors):
+    rows = list(factors["probes"])
+    return plots.save_part_heatmap(
+        Path(out) / "factor_probes.png", f"{factors['dataset']}: what core and detail predict",
+        [{"title": f"held-out R² of a ridge probe ({factors['images']} images, 80 % fit)",
+          "rows": rows, "kinds": [factors["kinds"][r] for r in rows],
+          "columns": ["core", "detail", "all"],
+          "values": [[factors["probes"][r][f"{p}_r2"] for p in ("core", "detail", "all")]
+                     for r in rows], "vmin": 0.0, "vmax": 1.0, "label": "R²"}])
+
+
+def face_heatmap(out, faces):
+    parts = ("core", "detail", "all")
+    landmarks = list(faces["landmarks_r2"])
+    attributes = sorted(faces["attributes"], key=lambda a: (
+        ("structure", "appearance", "mixed").index(faces["attribute_kinds"][a]), a))
+    return plots.save_part_heatmap(
+        Path(out) / "face_probes.png", "CelebA test partition: what core and detail predict",
+        [{"title": "aligned landmarks: held-out R² of a ridge probe (mean of x and y)",
+          "rows": landmarks, "kinds": ["structure"] * len(landmarks), "columns": list(parts),
+          "values": [[faces["landmarks_r2"][n][p] for p in parts] for n in landmarks],
+          "vmin": 0.0, "vmax": 1.0, "label": "R²"},
+         {"title": "attributes: held-out balanced accuracy of a logistic probe (0.5 = chance)",
+          "rows": attributes, "kinds": [faces["attribute_kinds"][a] for a in attributes],
+          "columns": list(parts),
+          "values": [[faces["attributes"][a][p] for p in parts] for a in attributes],
+          "vmin": 0.5, "vmax": 1.0, "label": "balanced accuracy"}])
 
 
 # ------------------------------------------------------------------------------- pictures
@@ -267,6 +471,77 @@ def _number(value, digits=4):
         else f"{value:.{digits}g}"
 
 
+def _skipped_or(result, text):
+    return f"n/a ({result['skipped']})" if "skipped" in result else text
+
+
+def factor_vae_text(result):
+    if "skipped" in result:
+        return f"FactorVAE score n/a ({result['skipped']})"
+    counts = result.get("counts", {})
+    return (f"FactorVAE score {_number(result['eval_accuracy'], 3)} (train "
+            f"{_number(result['train_accuracy'], 3)}; {result['num_active_dims']} active dims; "
+            f"{counts.get('train_votes')} / {counts.get('eval_votes')} votes of "
+            f"{counts.get('batch')} images, variances from {counts.get('variance_images')} "
+            "images: disentanglement_lib uses 10000 / 5000 votes of 64, variances from 10000)")
+
+
+def factor_lines(factors):
+    """report.md's section on a dataset with known factors."""
+    if not factors:
+        return []
+    kinds = factors.get("kinds") or {n: ("structure" if n in factors["structure_factors"]
+                                         else "appearance") for n in factors["probes"]}
+    lines = [f"## Generating factors: {factors.get('dataset', 'built-in shapes')}", ""]
+    if factors.get("note"):
+        lines += [f"{factors['note']}.", ""]
+    lines += ["Held-out R² of a ridge probe from each part of the latent (a structure factor "
+              "should be predicted from core, an appearance factor from detail; "
+              f"{factors.get('images', '?')} images, 80 % fit):", "",
+              "| factor | kind | from core | from detail | from all |", "|---|---|---|---|---|"]
+    for name, row in factors["probes"].items():
+        lines.append(f"| {name} | {kinds[name]} | {_number(row['core_r2'], 3)} | "
+                     f"{_number(row['detail_r2'], 3)} | {_number(row['all_r2'], 3)} |")
+    dci = factors["dci"]
+    dci_text = _skipped_or(dci, f"disentanglement {_number(dci.get('disentanglement'), 3)}, "
+                                f"completeness {_number(dci.get('completeness'), 3)}, "
+                                f"informativeness {_number(dci.get('informativeness'), 3)} "
+                                f"({dci.get('trees')} trees a factor; disentanglement_lib: 100)")
+    sap = "n/a" if factors.get("sap_skipped") else _number(factors.get("sap"), 3)
+    lines += ["", f"MIG {_number(factors['mig'], 3)}; DCI {dci_text}; SAP {sap}; "
+              f"{factor_vae_text(factors.get('factor_vae') or {'skipped': 'not computed'})}.",
+              "", "![factor_probes](factor_probes.png)", ""]
+    return lines
+
+
+def face_lines(faces):
+    """report.md's section on CelebA's landmarks and attributes."""
+    if not faces:
+        return []
+    lines = ["## Faces: CelebA's landmarks and attributes (test partition)", ""]
+    if "skipped" in faces:
+        return lines + [f"Not measured: {faces['skipped']}.", ""]
+    parts = ("core", "detail", "all")
+    lines += [f"{faces['images']} test-partition images, probes fitted on "
+              f"{faces['fit_images']} and scored on the rest.", "",
+              "Landmarks (positions: structure, so core should predict them), held-out R² of a "
+              "ridge probe, mean of x and y:", "",
+              "| landmark | from core | from detail | from all |", "|---|---|---|---|"]
+    lines += [f"| {name} | " + " | ".join(_number(row[p], 3) for p in parts) + " |"
+              for name, row in faces["landmarks_r2"].items()]
+    lines += ["", "Attributes, held-out balanced accuracy of a logistic probe (0.5 = chance), "
+              "mean per group:", "", "| group | from core | from detail | from all |",
+              "|---|---|---|---|"]
+    lines += [f"| {group} | " + " | ".join(_number(row[p], 3) for p in parts) + " |"
+              for group, row in faces["attribute_groups"].items()]
+    lines += ["", "| attribute | kind | from core | from detail | from all |",
+              "|---|---|---|---|---|"]
+    lines += [f"| {name} | {faces['attribute_kinds'][name]} | "
+              + " | ".join(_number(row[p], 3) for p in parts) + " |"
+              for name, row in faces["attributes"].items()]
+    return lines + ["", "![face_probes](face_probes.png)", ""]
+
+
 def write_report(out, cfg, history, results, pictures):
     """report.md: configuration, final metrics, disentanglement numbers and the pictures."""
     rec, behaviour = results["reconstruction"], results["behaviour"]
@@ -289,7 +564,8 @@ def write_report(out, cfg, history, results, pictures):
     swap = behaviour["swap"]
     lines += ["## Does core carry structure and detail appearance?", "",
               "Traversal specificity (share of a dim's effect that is of its part's kind; "
-              "1 = pure, 0.5 = mixed):", "",
+              "1 = pure, 0.5 = mixed; each effect in units of how much the reconstructions "
+              "of two different images differ, n/a when they do not):", "",
               f"- core → structure: **{_number(behaviour['core_specificity'], 3)}**",
               f"- detail → appearance: **{_number(behaviour['detail_specificity'], 3)}**", "",
               "Swap test, decode(core of x1, detail of x2). Floor: the reconstruction of the "
@@ -307,20 +583,7 @@ def write_report(out, cfg, history, results, pictures):
                     ("structure vs x1 (edge MSE)", "structure", "structure_error_vs_x1"),
                     ("appearance vs x2 (mean-colour MSE)", "appearance",
                      "appearance_error_vs_x2"))), ""]
-    factors = results.get("factors")
-    if factors:
-        lines += ["## Generating factors of the built-in dataset", "",
-                  "Held-out R² of a ridge probe from each part of the latent:", "",
-                  "| factor | kind | from core | from detail | from all |", "|---|---|---|---|---|"]
-        for name, row in factors["probes"].items():
-            kind = "structure" if name in factors["structure_factors"] else "appearance"
-            lines.append(f"| {name} | {kind} | {_number(row['core_r2'], 3)} | "
-                         f"{_number(row['detail_r2'], 3)} | {_number(row['all_r2'], 3)} |")
-        dci = factors["dci"]
-        lines += ["", f"MIG {_number(factors['mig'], 3)}; DCI disentanglement "
-                  f"{_number(dci['disentanglement'], 3)}, completeness "
-                  f"{_number(dci['completeness'], 3)}, informativeness "
-                  f"{_number(dci['informativeness'], 3)}.", ""]
+    lines += factor_lines(results.get("factors")) + face_lines(results.get("faces"))
     lines += ["## Pictures", ""] + [f"![{p.stem}]({p.name})" for p in pictures]
     settings = {k: v for k, v in configs.to_dict(cfg).items() if k != "goals"}
     lines += ["", "## Configuration", "", "```json", json.dumps(settings, indent=1), "```"]
@@ -336,12 +599,21 @@ def evaluate_run(vae, cfg, heldout, history, out, device, amp=contextlib.nullcon
         results = {"reconstruction": reconstruction_metrics(vae, heldout, cfg, device, amp),
                    "perceptual": perceptual_metrics(vae, heldout, cfg, device, amp),
                    "behaviour": behaviour_report(vae, heldout, device)}
-        if cfg.dataset == "synthetic":
-            results["factors"] = factor_report(vae, cfg, device)
+        factors = factor_report(vae, cfg, device, amp)
+        if factors is not None:
+            results["factors"] = factors
+        faces = face_report(vae, cfg, device, amp)
+        if faces is not None:
+            results["faces"] = faces
         pictures = draw_pictures(vae, heldout, history, out, device, cfg.target_rollback_rate,
                                  results["behaviour"]["effects"])
     finally:
         vae.train()
+    # The heat maps are linked from their report sections, not listed among the pictures.
+    if factors is not None:
+        factor_heatmap(out, factors)
+    if faces is not None and "skipped" not in faces:
+        face_heatmap(out, faces)
     (Path(out) / "final_metrics.json").write_text(json.dumps(results, indent=2))
     results["report"] = write_report(out, cfg, history, results, pictures)
     results["pictures"] = pictures
@@ -362,6 +634,31 @@ def summary_lines(results):
              f"{_number(swap['appearance_transfer'], 3)})"]
     perceptual = results["perceptual"]
     lines.append(perceptual_line(perceptual))
+    factors = results.get("factors")
+    if factors:
+        probes = factors["probes"]
+
+        def mean_r2(part, names):
+            values = [probes[n][f"{part}_r2"] for n in names]
+            return float(np.mean(values)) if values else math.nan
+        mean = {"core": mean_r2("core", factors["structure_factors"]),
+                "detail": mean_r2("detail", factors["appearance_factors"])}
+        lines.append(f"factors ({factors['dataset']}): mean R² core -> structure "
+                     f"{_number(mean['core'], 3)}, detail -> appearance "
+                     f"{_number(mean['detail'], 3)}; MIG {_number(factors['mig'], 3)}; "
+                     f"{factor_vae_text(factors['factor_vae']).split(' (')[0]}")
+    faces = results.get("faces")
+    if faces:
+        if "skipped" in faces:
+            lines.append(f"faces: not measured ({faces['skipped']})")
+        else:
+            groups = faces["attribute_groups"]
+            lines.append("faces: landmark R² core " + _number(np.mean(
+                [r["core"] for r in faces["landmarks_r2"].values()]), 3) + " / detail "
+                + _number(np.mean([r["detail"] for r in faces["landmarks_r2"].values()]), 3)
+                + "; attribute balanced accuracy core / detail: "
+                + ", ".join(f"{g} {_number(r['core'], 3)} / {_number(r['detail'], 3)}"
+                            for g, r in groups.items()))
     lines.append(f"report: {results['report']}; pictures: "
                  + ", ".join(p.name for p in results["pictures"]))
     return lines
@@ -376,16 +673,32 @@ def load_checkpoint(path, device):
     return cfg, vae, state
 
 
+def with_run_settings(cfg, words):
+    """cfg with the run settings given as words (e.g. --probe_images 500 --dci_trees 20): what
+    is measured may change at evaluation, the experiment (the checkpoint's settings) may not."""
+    given = configs.parse_args(words)  # checks names and values
+    names = [w[2:].partition("=")[0].replace("-", "_") for w in words if w.startswith("--")]
+    fixed = [n for n in names if n not in configs.RUN_ONLY_FIELDS]
+    if fixed:
+        raise UserError(f"evaluate.py: --{fixed[0]} is a setting of the experiment, saved in the "
+                        f"checkpoint; only these may change here: "
+                        f"{', '.join(configs.RUN_ONLY_FIELDS)}")
+    for name in names:
+        setattr(cfg, name, getattr(given, name))
+    return cfg
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("checkpoint")
     parser.add_argument("--output_dir", help="where to write (default: the checkpoint's folder)")
     parser.add_argument("--device", default="auto")
-    args = parser.parse_args(argv)
+    args, settings = parser.parse_known_args(argv)
     try:
         device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available()
                               else ("cpu" if args.device == "auto" else args.device))
         cfg, vae, state = load_checkpoint(args.checkpoint, device)
+        cfg = with_run_settings(cfg, settings)
         _, heldout, description = build_datasets(cfg)
         out = Path(args.output_dir or Path(args.checkpoint).parent)
         out.mkdir(parents=True, exist_ok=True)

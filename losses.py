@@ -138,13 +138,45 @@ class RealStats:
     mean_color: torch.Tensor
     histogram: torch.Tensor
     features: torch.Tensor
+    disc_features: list = None  # the discriminator's stages, when realism = "features"
 
 
 @torch.no_grad()
-def real_stats(x, perceptual, amp_context):
+def real_stats(x, perceptual, amp_context, disc=None):
+    """disc: the discriminator, for realism = "features" (None for the SPEC's score)."""
     with amp_context():
         features = perceptual(x).float()
-    return RealStats(edges(x), mean_color(x), color_histogram(x), features)
+        disc_features = [f.float() for f in disc.features(x)] if disc is not None else None
+    return RealStats(edges(x), mean_color(x), color_histogram(x), features, disc_features)
+
+
+def _relative_mse(a, b):
+    """MSE(a, b) in units of b's mean square, so that every discriminator stage weighs alike."""
+    return _mse(a, b) / (b.pow(2).mean() + 1e-12)
+
+
+def realism_measures(disc, recon, swapped, real):
+    """realism_recon and realism_swap: how far the discriminator finds the reconstructions and
+    swaps from real images.
+
+    SPEC §5 ("score", real.disc_features None): 1 - mean sigmoid(D(image)). Inside a min
+    barrier that measure alone steers the decoder whenever realism is the bottleneck, and
+    what fools a discriminator need not resemble the input: in the study every seed's
+    decoder drew one adversarial texture for every input (bench/results/study_cpu.md).
+    "features" keeps the discriminator, but measures in its features: a reconstruction
+    against its own real image, stage by stage (a learned similarity: zero only when the
+    discriminator sees no difference), a swap, which has no real counterpart, by the batch
+    means of its features against the real batch's (feature matching)."""
+    if real.disc_features is None:
+        score = torch.sigmoid(disc(torch.cat([recon, swapped])).float()).flatten(1).mean(1)
+        realism_recon, realism_swap = score.chunk(2)
+        return 1 - realism_recon.mean(), 1 - realism_swap.mean()
+    stages = [f.float().chunk(2) for f in disc.features(torch.cat([recon, swapped]))]
+    count = len(stages)
+    realism_recon = sum(_relative_mse(r, t) for (r, _), t in zip(stages, real.disc_features))
+    realism_swap = sum(_relative_mse(s.mean(0), t.mean(0))
+                       for (_, s), t in zip(stages, real.disc_features))
+    return realism_recon / count, realism_swap / count
 
 
 # ---------------------------------------------------------------------------------------------
@@ -187,10 +219,9 @@ def forward_measures(nets, x, real, draws, amp_context, update_stats=True):
                                              draws.core_noise, draws.detail_noise)
         z_core, z_detail = z[:, :core_dim], z[:, core_dim:]
         recon, recon_core, swapped, core_moved, detail_moved = decoded.chunk(5)
-        realism = torch.sigmoid(disc(torch.cat([recon, swapped])).float()).flatten(1).mean(1)
+        realism_recon, realism_swap = realism_measures(disc, recon, swapped, real)
         recon_features = perceptual(recon).float()
 
-    realism_recon, realism_swap = realism.chunk(2)
     edges_recon, color_recon = edges(recon), mean_color(recon)
     edges_swapped = edges(swapped)
     kl = _kl_per_dim(mu, logvar)
@@ -214,8 +245,8 @@ def forward_measures(nets, x, real, draws, amp_context, update_stats=True):
         "swap_structure": _mse(edges_swapped, real.edges),
         "swap_appearance": _mse(mean_color(swapped), real.mean_color[draws.perm]),
         "swap_color_hist": _mse(color_histogram(swapped), real.histogram[draws.perm]),
-        "realism_recon": 1 - realism_recon.mean(),
-        "realism_swap": 1 - realism_swap.mean(),
+        "realism_recon": realism_recon,
+        "realism_swap": realism_swap,
         "core_color_leak": _mse(mean_color(core_moved), color_recon),
         "detail_edge_leak": _mse(edges(detail_moved), edges_recon),
         # Logged only: does a core nudge move structure, a detail nudge move appearance?

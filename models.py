@@ -167,6 +167,16 @@ class Discriminator(nn.Module):
     def forward(self, x):
         return self.net(x)
 
+    def features(self, x):
+        """The activations of its four downsampling stages (after each LeakyReLU): what the
+        discriminator sees of an image before it decides real or reconstructed."""
+        stages = []
+        for layer in self.net[:-1]:
+            x = layer(x)
+            if isinstance(layer, nn.LeakyReLU):
+                stages.append(x)
+        return stages
+
 
 # VGG16 `features` indices: relu3_3 is the output of layer 15 (inclusive).
 VGG16_RELU3_3 = 16

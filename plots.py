@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 # Figures are built without pyplot: nothing global changes (a notebook that imports this
 # module keeps its own backend) and no window is ever opened; savefig renders with Agg.
+from matplotlib import colormaps
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
@@ -406,4 +407,56 @@ def save_study(path, table, headline, interval, columns=3):
         ax.set_ylim(len(variants) - 0.5, -0.5)
         ax.grid(axis="x", alpha=0.3)
     fig.suptitle("Study: one point per seed; bar = mean and 95 % interval", fontsize=13)
+    return _save(fig, path)
+
+
+# ----------------------------------------------------------------------------- probes
+
+KIND_COLOURS = {"structure": CORE_COLOUR, "appearance": DETAIL_COLOUR, "mixed": "tab:gray"}
+
+
+def save_part_heatmap(path, title, panels):
+    """Heat map of probe scores, one row per factor (its kind marked in its label, coloured
+    as the part that should carry it) and one column per part of the latent (core, detail, ...).
+
+    panels: list of dicts with "title", "rows" (factor labels), "kinds" ("structure",
+    "appearance" or "mixed" per row), "columns" (part names), "values" ((rows, columns)
+    scores; NaN drawn grey and written n/a), "vmin", "vmax" (the colour scale; values beyond
+    are drawn at its ends but written as they are) and "label" (what the score is).
+    """
+    if not panels:
+        raise ValueError("panels: need at least one panel")
+    heights = []
+    for panel in panels:
+        values = np.asarray(panel["values"], dtype=np.float64)
+        if values.shape != (len(panel["rows"]), len(panel["columns"])) or \
+                len(panel["kinds"]) != len(panel["rows"]):
+            raise ValueError(f"panel {panel['title']!r}: values {values.shape} do not match "
+                             f"{len(panel['rows'])} rows ({len(panel['kinds'])} kinds) x "
+                             f"{len(panel['columns'])} columns")
+        heights.append(max(1.5, 0.28 * len(panel["rows"]) + 1.0))
+    fig = Figure(figsize=(6.4, sum(heights) + 0.6), layout="constrained")
+    axes = fig.subplots(len(panels), 1, squeeze=False, height_ratios=heights)[:, 0]
+    cmap = colormaps["viridis"].with_extremes(bad="lightgray")
+    for ax, panel in zip(axes, panels):
+        values = np.asarray(panel["values"], dtype=np.float64)
+        image = ax.imshow(np.ma.masked_invalid(values), aspect="auto", cmap=cmap,
+                          vmin=panel["vmin"], vmax=panel["vmax"], interpolation="nearest")
+        for (r, c), value in np.ndenumerate(values):
+            shade = (value - panel["vmin"]) / (panel["vmax"] - panel["vmin"]) \
+                if np.isfinite(value) else 1.0
+            ax.text(c, r, f"{value:.2f}" if np.isfinite(value) else "n/a", ha="center",
+                    va="center", fontsize=8, color="black" if shade > 0.55 else "white")
+        labels = [f"{name}  [{kind[0].upper()}]" for name, kind in
+                  zip(panel["rows"], panel["kinds"])]
+        ax.set_yticks(range(len(labels)), labels, fontsize=8)
+        for tick, kind in zip(ax.get_yticklabels(), panel["kinds"]):
+            tick.set_color(KIND_COLOURS.get(kind, UNKNOWN_GROUP_COLOUR))
+        ax.set_xticks(range(len(panel["columns"])), panel["columns"])
+        ax.xaxis.tick_top()
+        ax.set_title(panel["title"], fontsize=10, pad=4)
+        ax.set_xlabel("")
+        fig.colorbar(image, ax=ax, label=panel["label"], shrink=0.9)
+    fig.suptitle(f"{title}\n[S] structure (should be high from core), [A] appearance "
+                 "(should be high from detail), [M] mixed", fontsize=9)
     return _save(fig, path)

@@ -40,7 +40,13 @@ VARIANTS = {
     "lbo_next_batch": ["--guard_check", "next-batch"],
     "lbo_no_realism": ["--drop_groups", "realism"],
     "lbo_no_swap": ["--drop_groups", "swap"],
+    # Beyond the default grid (--variants names them):
+    "lbo_score_realism": ["--realism", "score"],  # the SPEC's realism measure
+    "lbo_no_core": ["--drop_groups", "core"],  # core-only decodes need not match the image
 }
+# The grid `python study.py` runs: LBO, its controls and one ablation of each part.
+DEFAULT_GRID = ["lbo", "elbo_beta1", "elbo_beta4", "lbo_no_tightening", "lbo_fast_schedule",
+                "lbo_next_batch", "lbo_no_realism", "lbo_no_swap"]
 # The metrics drawn in study.png (all are in study.md), with the direction that is better.
 HEADLINE = {"ssim": "higher", "core_specificity": "higher", "detail_specificity": "higher",
             "swap_structure_error": "lower", "swap_appearance_error": "lower", "mig": "higher",
@@ -136,7 +142,7 @@ def run_metrics(folder):
             m[f"swap_{part}_{control}"] = swap[f"{part}_{control}"]
     factors = results.get("factors")
     if factors:
-        m["mig"] = factors["mig"]
+        m["mig"], m["sap"] = factors["mig"], factors.get("sap", math.nan)
         for key in ("disentanglement", "completeness", "informativeness"):
             m[f"dci_{key}"] = factors["dci"][key]
         for name, row in factors["probes"].items():
@@ -170,6 +176,37 @@ def collect(args):
 
 
 # --- writing -------------------------------------------------------------------------------
+CONTROL = "elbo_beta1"  # what every variant is compared with in the verdict table
+
+
+def compare(values, control, better):
+    """A variant's metric against the control's: "better" or "worse" when the two 95 %
+    intervals do not overlap, "overlap" when they do, "–" when either has under two values."""
+    (mean, half, _), (c_mean, c_half, _) = interval(values), interval(control)
+    if not (math.isfinite(half) and math.isfinite(c_half)):
+        return "–"
+    if mean - half > c_mean + c_half or mean + half < c_mean - c_half:
+        return "better" if (mean > c_mean) == (better == "higher") else "worse"
+    return "overlap"
+
+
+def verdict_lines(table):
+    """The headline metrics of every variant against the control, interval against interval."""
+    if CONTROL not in table:
+        return []
+    variants = [v for v in table if v != CONTROL]
+    control = table[CONTROL]["metrics"]
+    lines = [f"Against the control (`{CONTROL}`): better / worse = the 95 % intervals do not "
+             "overlap; overlap = no difference shown.", "",
+             "| metric (better is) | " + " | ".join(variants) + " |",
+             "|---|" + "---|" * len(variants)]
+    for name, better in HEADLINE.items():
+        lines.append(f"| {name} ({better}) | " + " | ".join(
+            compare(table[v]["metrics"].get(name, []), control.get(name, []), better)
+            for v in variants) + " |")
+    return lines + [""]
+
+
 def cell(values):
     mean, half, n = interval(values)
     if not n:
@@ -191,7 +228,9 @@ def markdown(table, args, seconds):
              "- each cell: mean ± half-width of the 95 % interval over seeds (Student's t); "
              "held-out numbers; swap errors: lower is better, beside an arbitrary image's "
              "(chance) error", "",
-             "| metric | " + " | ".join(variants) + " |", "|---|" + "---|" * len(variants)]
+             *verdict_lines(table),
+             "| metric | " + " | ".join(variants) + " |", "|---|" + "---|" * len(variants),
+             "| seeds | " + " | ".join(str(len(table[v]["seeds"])) for v in variants) + " |"]
     for name in names:
         lines.append(f"| {name} | " + " | ".join(cell(table[v]["metrics"].get(name, []))
                                                  for v in variants) + " |")
@@ -218,8 +257,8 @@ def git_commit():
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--variants", default=",".join(VARIANTS),
-                        help="comma-separated names from VARIANTS (default: all)")
+    parser.add_argument("--variants", default=",".join(DEFAULT_GRID),
+                        help="comma-separated names from VARIANTS (default: DEFAULT_GRID)")
     parser.add_argument("--seeds", type=int, default=3, help="seeds 0 .. N-1")
     parser.add_argument("--preset", default="study")
     parser.add_argument("--out", default="runs/study")

@@ -132,9 +132,15 @@ class Trainer:
         return distributed.global_evaluation(
             self.context, evaluate_goals(self.goals, measures), self.device)
 
+    def real_stats(self, x):
+        """The real batch's statistics; the discriminator's features when realism measures
+        the distance in them."""
+        disc = self.disc if self.cfg.realism == "features" else None
+        return real_stats(x, self.perceptual, self.amp, disc)
+
     def _forward(self, x):
         draws = draw_step(x, self.cfg)
-        real = real_stats(x, self.perceptual, self.amp)
+        real = self.real_stats(x)
         return draws, real, forward_measures(self.nets, x, real, draws, self.amp)
 
     # --- calibration (epoch 1): plain MSE, every raw measure recorded -----------------------

@@ -54,7 +54,7 @@ import train  # noqa: E402
 from configs import GROUPS  # noqa: E402
 from data import build_datasets  # noqa: E402
 from data_throughput import cpu_machine  # noqa: E402  (bench/ is this script's folder)
-from losses import draw_step, evaluate_goals, forward_measures, real_stats  # noqa: E402
+from losses import draw_step, evaluate_goals, forward_measures  # noqa: E402
 from models import vgg16_trunk  # noqa: E402
 from summary import EpochStats  # noqa: E402
 
@@ -110,7 +110,7 @@ def naive_step(trainer, x, stats, step):
 
     with phase("forward"):
         draws = draw_step(x, cfg)
-        real = real_stats(x, trainer.perceptual, trainer.amp)
+        real = trainer.real_stats(x)
         fwd = forward_measures(trainer.nets, x, real, draws, trainer.amp)
         before = evaluate_goals(trainer.goals, fwd.measures)
     if not before.ok:
@@ -127,7 +127,7 @@ def naive_step(trainer, x, stats, step):
     with phase("optimizer"):
         opt.step()
     with phase("look-ahead"), torch.no_grad():
-        real = real_stats(x, trainer.perceptual, trainer.amp)
+        real = trainer.real_stats(x)
         after = evaluate_goals(trainer.goals, forward_measures(
             trainer.nets, x, real, draws, trainer.amp).measures)
     if not after.ok:

@@ -55,6 +55,13 @@ ZIP = tiny_celeba_zip()
 ZIP_MD5 = hashlib.md5(ZIP).hexdigest()
 
 
+@pytest.fixture(autouse=True)
+def no_annotation_downloads(monkeypatch):
+    """The annotation files have their own tests (test_celeba_annotations.py); here nothing
+    tries the internet for them."""
+    monkeypatch.setattr(celeba_setup, "ANNOTATION_SOURCES", {})
+
+
 class Server:
     """Serves ZIP at /celeba.zip with Range support, counting requests and bytes sent.
 

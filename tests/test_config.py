@@ -29,7 +29,7 @@ def test_overrides_in_both_forms_and_presets_apply_first():
     (["--batch_size", "big"], "--batch_size: cannot read 'big' as int"),
     (["--amp", "maybe"], "--amp: cannot read 'maybe' as bool"),
     (["--dataset", "celeb"], "dataset = 'celeb': allowed values are auto, celeba, folder, "
-                             "synthetic; did you mean 'celeba'?"),
+                             "synthetic, shapes3d, mpi3d, dsprites; did you mean 'celeba'?"),
     (["--image_size", "72"], "image_size = 72: must be a multiple of 16"),
     (["--preset", "dmeo"], "unknown preset 'dmeo'; did you mean 'demo'?"),
     (["--enc_channels", "8,16"], "enc_channels = (8, 16): must be four positive channel counts"),

@@ -1,14 +1,18 @@
-"""Disentanglement metrics on synthetic codes whose answer is known by construction."""
+"""Disentanglement metrics on synthetic codes whose answer is known by construction, their edge
+cases and their input checks. tests/test_metric_definitions.py compares MIG, DCI, SAP and the
+FactorVAE score with values computed independently from disentanglement_lib's definitions."""
 import math
 
 import numpy as np
 import pytest
 import torch
 
-from disentanglement import (dci, mutual_information_gap, part_probe_table, ridge_probe_r2,
-                             specificity)
+from disentanglement import (dci, factor_vae_score, mutual_information_gap, part_probe_table,
+                             ridge_probe_r2, sap, specificity)
 
 N, K = 5000, 4
+# Few samples for the metrics that fit classifiers (DCI, SAP), so each call takes about a second.
+N_FIT, N_TEST = 300, 150
 # An orthogonal matrix whose entries all have the same magnitude: every code is an equal mix of
 # every factor, so no code dim singles out a factor while all linear information is kept.
 EQUAL_MIX = np.array([[1, 1, 1, 1], [1, -1, 1, -1], [1, 1, -1, -1], [1, -1, -1, 1]]) / 2.0
@@ -21,34 +25,31 @@ def rng():
 
 @pytest.fixture
 def split(rng):
-    """Independent uniform train and test factors, (N, K) each."""
+    """Independent uniform (continuous) train and test factors, (N, K) each."""
     return rng.uniform(size=(N, K)), rng.uniform(size=(N, K))
+
+
+@pytest.fixture
+def discrete_split(rng):
+    """Independent 3-valued train and test factors k / 2, (N_FIT, K) and (N_TEST, K)."""
+    return rng.integers(0, 3, size=(N_FIT, K)) / 2.0, rng.integers(0, 3, size=(N_TEST, K)) / 2.0
 
 
 def noisy(rng, x, scale=1e-3):
     return x + scale * rng.standard_normal(x.shape)
 
 
-def test_codes_equal_to_factors_score_perfectly(rng, split):
-    train, test = split
-    train_codes, test_codes = noisy(rng, train), noisy(rng, test)
-    assert np.all(ridge_probe_r2(train_codes, train, test_codes, test) > 0.99)
-    assert mutual_information_gap(train_codes, train)["mig"] > 0.8
-    scores = dci(train_codes, train, test_codes, test)
-    assert scores["disentanglement"] > 0.98 and scores["completeness"] > 0.98
-    assert scores["informativeness"] > 0.99
-    assert np.argmax(scores["importance"], axis=1).tolist() == list(range(K))
+def aligned_codes(rng, train, test):
+    """Codes that are the factors, one dim each, plus a little noise."""
+    return noisy(rng, train, 0.05), noisy(rng, test, 0.05)
 
 
-def test_mixed_codes_keep_linear_information_but_lose_disentanglement(rng, split):
+# --------------------------------------------------------------------------- ridge probe
+def test_ridge_probe_keeps_linear_information_whether_codes_are_aligned_or_mixed(rng, split):
     train, test = split
-    train_codes, test_codes = noisy(rng, train @ EQUAL_MIX), noisy(rng, test @ EQUAL_MIX)
-    assert np.all(ridge_probe_r2(train_codes, train, test_codes, test) > 0.99)
-    assert mutual_information_gap(train_codes, train)["mig"] < 0.3
-    aligned = dci(noisy(rng, train), train, noisy(rng, test), test)
-    mixed = dci(train_codes, train, test_codes, test)
-    assert mixed["disentanglement"] < aligned["disentanglement"] - 0.5
-    assert mixed["completeness"] < aligned["completeness"] - 0.5
+    assert np.all(ridge_probe_r2(noisy(rng, train), train, noisy(rng, test), test) > 0.99)
+    assert np.all(ridge_probe_r2(noisy(rng, train @ EQUAL_MIX), train,
+                                 noisy(rng, test @ EQUAL_MIX), test) > 0.99)
 
 
 def test_codes_independent_of_factors_carry_nothing(rng, split):
@@ -56,25 +57,6 @@ def test_codes_independent_of_factors_carry_nothing(rng, split):
     train_codes, test_codes = rng.standard_normal((N, K)), rng.standard_normal((N, K))
     assert np.all(np.abs(ridge_probe_r2(train_codes, train, test_codes, test)) < 0.05)
     assert mutual_information_gap(train_codes, train)["mig"] < 0.05
-
-
-def test_a_factor_spread_over_two_dims_lowers_completeness_only(rng, split):
-    train, test = split
-    one_to_one = dci(noisy(rng, train), train, noisy(rng, test), test)
-    duplicated = dci(noisy(rng, np.c_[train, train[:, :1]]), train,
-                     noisy(rng, np.c_[test, test[:, :1]]), test)
-    assert duplicated["completeness"] < one_to_one["completeness"] - 0.1
-    assert duplicated["disentanglement"] > 0.9
-    assert np.array(duplicated["importance"]).shape == (K + 1, K)
-
-
-def test_an_unused_code_dim_does_not_lower_disentanglement(rng, split):
-    # Dims are weighted by their share of the importance, so a dim that predicts nothing counts
-    # for almost nothing even though its own p(k|d) is close to uniform.
-    train, test = split
-    with_unused = dci(np.c_[noisy(rng, train), rng.standard_normal(N)], train,
-                      np.c_[noisy(rng, test), rng.standard_normal(N)], test)
-    assert with_unused["disentanglement"] > 0.98
 
 
 def test_r2_ignores_the_scale_and_offset_of_code_dims(rng, split):
@@ -87,9 +69,6 @@ def test_r2_ignores_the_scale_and_offset_of_code_dims(rng, split):
     rescaled = ridge_probe_r2(train_codes * scale + offset, train,
                               test_codes * scale + offset, test)
     np.testing.assert_allclose(rescaled, reference, atol=1e-6)
-    scaled_importance = dci(train_codes * scale, train, test_codes * scale, test)["importance"]
-    np.testing.assert_allclose(scaled_importance,
-                               dci(train_codes, train, test_codes, test)["importance"], atol=1e-6)
 
 
 def test_r2_is_negative_when_the_probe_is_worse_than_the_test_mean(rng):
@@ -98,6 +77,23 @@ def test_r2_is_negative_when_the_probe_is_worse_than_the_test_mean(rng):
     codes = rng.standard_normal((200, 2))
     r2 = ridge_probe_r2(codes, rng.uniform(size=(200, 1)), codes, rng.uniform(size=(200, 1)) + 5)
     assert r2[0] < -100
+
+
+# --------------------------------------------------------------------------- MIG
+def test_mig_of_noisy_continuous_factors_is_high_and_of_mixed_ones_low(rng, split):
+    train = split[0]
+    assert mutual_information_gap(noisy(rng, train), train)["mig"] > 0.8
+    assert mutual_information_gap(noisy(rng, train @ EQUAL_MIX), train)["mig"] < 0.3
+
+
+@pytest.mark.parametrize("factor", [np.arange(N) % 3 / 2.0, np.linspace(0.0, 1.0, N)],
+                         ids=["discrete", "continuous"])
+def test_a_code_that_copies_a_factor_next_to_a_constant_code_has_mig_one(factor):
+    # The copy is discretised exactly as the factor, so I(copy; factor) = H(factor); the
+    # constant code sits in one bin and shares nothing.
+    codes = np.c_[factor, np.full(N, 3.0)]
+    assert mutual_information_gap(codes, factor[:, None])["per_factor"] == \
+        [pytest.approx(1.0, abs=1e-12)]
 
 
 def test_mig_is_the_margin_between_the_best_dim_and_the_runner_up(rng):
@@ -109,47 +105,207 @@ def test_mig_is_the_margin_between_the_best_dim_and_the_runner_up(rng):
     assert tied == pytest.approx(0.0, abs=1e-9)
 
 
-def test_mig_handles_discrete_and_constant_factors(rng):
+def test_mig_leaves_out_a_factor_with_one_value(rng):
     shape = rng.integers(0, 3, N) / 2.0  # a 3-valued shape index k / (n - 1)
     codes = np.c_[noisy(rng, shape), rng.standard_normal(N)]
     result = mutual_information_gap(codes, np.c_[shape, np.full(N, 0.5)])
     assert result["per_factor"][0] == pytest.approx(1.0, abs=0.01)  # normalised by H(shape)
     assert math.isnan(result["per_factor"][1])
     assert result["mig"] == result["per_factor"][0]
+    assert math.isnan(mutual_information_gap(codes, np.full((N, 1), 0.5))["mig"])
 
 
 def test_mig_of_a_discrete_factor_ignores_the_spacing_of_its_values(rng):
-    # Equal-width bins would put 0 and 0.05 in one bin; MIG must see three values either way.
-    uneven = rng.choice([0.0, 0.05, 1.0], N)
-    even = np.searchsorted([0.0, 0.05, 1.0], uneven) / 2.0
-    codes = np.c_[noisy(rng, (uneven == 0.05).astype(float)), rng.standard_normal(N)]
+    # 20 equal-width bins would put 0 and 0.02 in one bin; MIG must see three values either way.
+    uneven = rng.choice([0.0, 0.02, 1.0], N)
+    even = np.searchsorted([0.0, 0.02, 1.0], uneven) / 2.0
+    codes = np.c_[noisy(rng, (uneven == 0.02).astype(float)), rng.standard_normal(N)]
     np.testing.assert_allclose(mutual_information_gap(codes, uneven[:, None])["per_factor"],
                                mutual_information_gap(codes, even[:, None])["per_factor"])
 
 
-def test_single_code_dim_and_single_factor_give_finite_scores(rng):
-    factor = rng.uniform(size=(N, 1))
-    codes = noisy(rng, factor)
-    scores = dci(codes, factor, codes, factor)
+def test_mig_with_fewer_samples_than_bins_sees_information_everywhere():
+    # 5 samples, 20 bins: a code whose values land in 5 different bins determines any factor,
+    # so a shuffled code ties with the exact copy (gap 0), while a constant code still
+    # shares nothing (gap 1). MIG needs many more samples than bins.
+    factor = np.arange(5.0)[:, None]
+    shuffled = np.array([0.0, 3.0, 1.0, 4.0, 2.0])
+    assert mutual_information_gap(np.c_[factor, shuffled], factor)["mig"] == \
+        pytest.approx(0.0, abs=1e-12)
+    assert mutual_information_gap(np.c_[factor, np.zeros(5)], factor)["mig"] == \
+        pytest.approx(1.0, abs=1e-12)
+
+
+# --------------------------------------------------------------------------- DCI
+def test_dci_of_aligned_codes_is_perfect_and_of_mixed_codes_entangled(rng, discrete_split):
+    train, test = discrete_split
+    train_codes, test_codes = aligned_codes(rng, train, test)
+    aligned = dci(train_codes, train, test_codes, test)
+    assert aligned["disentanglement"] > 0.98 and aligned["completeness"] > 0.98
+    assert aligned["informativeness"] > 0.98 and aligned["informativeness_train"] > 0.98
+    assert np.argmax(aligned["importance"], axis=1).tolist() == list(range(K))
+    mixed = dci(noisy(rng, train @ EQUAL_MIX, 0.05), train, noisy(rng, test @ EQUAL_MIX, 0.05),
+                test)
+    assert mixed["disentanglement"] < 0.2 and mixed["completeness"] < 0.2
+    assert mixed["informativeness"] > 0.7  # the trees still read every factor off the mix
+
+
+def test_a_factor_spread_over_two_dims_lowers_completeness_only(rng, discrete_split):
+    train, test = discrete_split
+    duplicated = dci(noisy(rng, np.c_[train, train[:, :1]], 0.05), train,
+                     noisy(rng, np.c_[test, test[:, :1]], 0.05), test)
+    assert duplicated["completeness"] < 0.95
+    assert duplicated["disentanglement"] > 0.95
+    assert np.array(duplicated["importance"]).shape == (K + 1, K)
+
+
+def test_an_unused_or_constant_code_dim_does_not_lower_disentanglement(rng, discrete_split):
+    # Dims are weighted by their share of the importance, so a dim that predicts nothing counts
+    # for almost nothing even though its own p(k|d) is close to uniform.
+    train, test = discrete_split
+    train_codes, test_codes = aligned_codes(rng, train, test)
+    with_unused = dci(np.c_[train_codes, rng.standard_normal(N_FIT)], train,
+                      np.c_[test_codes, rng.standard_normal(N_TEST)], test)
+    assert with_unused["disentanglement"] > 0.98
+    with_constant = dci(np.c_[train_codes, np.ones(N_FIT)], train,
+                        np.c_[test_codes, np.ones(N_TEST)], test)
+    assert with_constant["importance"][K] == [0.0] * K  # no tree can split on it
+    assert with_constant["disentanglement"] > 0.98
+
+
+def test_dci_of_constant_codes_is_zero(discrete_split):
+    # No importance anywhere: every p is uniform, so nothing is disentangled or complete.
+    train, test = discrete_split
+    scores = dci(np.ones((N_FIT, 3)), train, np.ones((N_TEST, 3)), test)
+    assert np.all(np.array(scores["importance"]) == 0.0)
+    assert scores["disentanglement"] == pytest.approx(0.0, abs=1e-9)
+    assert scores["completeness"] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_dci_leaves_out_a_factor_with_one_value(rng, discrete_split):
+    train, test = discrete_split
+    train_codes, test_codes = aligned_codes(rng, train, test)
+    without = dci(train_codes, train, test_codes, test)
+    scores = dci(train_codes, np.c_[train, np.full(N_FIT, 0.5)],
+                 test_codes, np.c_[test, np.full(N_TEST, 0.5)])
+    assert [row[K] for row in scores["importance"]] == [0.0] * K
+    for key in ("disentanglement", "completeness", "informativeness"):
+        assert scores[key] == pytest.approx(without[key], abs=1e-12)
+    assert math.isnan(dci(train_codes, np.zeros((N_FIT, 1)), test_codes,
+                          np.zeros((N_TEST, 1)))["disentanglement"])
+
+
+def test_dci_importance_ignores_the_scale_of_code_dims(rng, discrete_split):
+    # Trees only compare values within a dim, so rescaling a dim changes no split.
+    train, test = discrete_split
+    train_codes, test_codes = aligned_codes(rng, train, test)
+    scale = np.array([1e-3, 1e-1, 1.0, 1e3])
+    np.testing.assert_allclose(dci(train_codes * scale, train, test_codes * scale, test)
+                               ["importance"],
+                               dci(train_codes, train, test_codes, test)["importance"], atol=1e-9)
+
+
+def test_single_code_dim_and_single_factor_give_finite_scores(rng, discrete_split):
+    train, test = discrete_split
+    train_codes, test_codes = aligned_codes(rng, train, test)
+    scores = dci(train_codes[:, :1], train[:, :1], test_codes[:, :1], test[:, :1])
     assert scores["disentanglement"] == 1.0 and scores["completeness"] == 1.0
-    assert mutual_information_gap(codes, factor)["mig"] > 0.9
-    two_factors = np.c_[factor, rng.uniform(size=(N, 1))]
-    scores = dci(codes, two_factors, codes, two_factors)
+    assert mutual_information_gap(train_codes[:, :1], train[:, :1])["mig"] > 0.9
+    scores = dci(train_codes[:, :1], train[:, :2], test_codes[:, :1], test[:, :2])
     assert all(math.isfinite(scores[k])
                for k in ("disentanglement", "completeness", "informativeness"))
     assert scores["completeness"] == 1.0  # one dim: nothing to spread over
 
 
-def test_torch_inputs_match_numpy(rng, split):
-    train, test = split
-    train_codes, test_codes = noisy(rng, train @ EQUAL_MIX), noisy(rng, test)
-    as_torch = [torch.from_numpy(x).float() for x in (train_codes, train, test_codes, test)]
-    np.testing.assert_allclose(ridge_probe_r2(*as_torch),
-                               ridge_probe_r2(train_codes, train, test_codes, test), atol=1e-4)
-    assert dci(*as_torch)["informativeness"] == pytest.approx(
-        np.mean(ridge_probe_r2(train_codes, train, test_codes, test)), abs=1e-4)
+def test_dci_and_sap_with_fewer_samples_than_bins(rng):
+    # 12 training samples of a continuous factor: at most 20 distinct values make it discrete,
+    # one class per value, so every training class has one sample and no test value was seen;
+    # the scores are defined (held-out accuracy 0), nothing fails.
+    train, test = rng.uniform(size=(12, 2)), rng.uniform(size=(6, 2))
+    scores = dci(noisy(rng, train), train, noisy(rng, test), test, n_estimators=5)
+    assert scores["informativeness"] == 0.0 and scores["informativeness_train"] == 1.0
+    assert all(math.isfinite(scores[k]) for k in ("disentanglement", "completeness"))
+    assert sap(noisy(rng, train), train, noisy(rng, test), test)["sap"] == 0.0
 
 
+# --------------------------------------------------------------------------- SAP
+def test_sap_is_the_accuracy_margin_of_the_best_single_dim(rng):
+    # A binary factor read exactly off dim 0 (accuracy 1) while dim 1 is noise (about 0.5, as
+    # balanced classes give) and dim 2 constant (0 by definition).
+    train, test = rng.integers(0, 2, (400, 1)) * 1.0, rng.integers(0, 2, (200, 1)) * 1.0
+
+    def codes(factor):
+        return np.c_[noisy(rng, factor, 0.1), rng.standard_normal(len(factor)),
+                     np.full(len(factor), 2.0)]
+
+    result = sap(codes(train), train, codes(test), test)
+    matrix = np.array(result["matrix"])[:, 0]
+    assert matrix[0] == 1.0 and abs(matrix[1] - 0.5) < 0.1 and matrix[2] == 0.0
+    assert result["sap"] == pytest.approx(1.0 - matrix[1], abs=1e-12)
+    copies = np.c_[train, train]
+    assert sap(copies, train, np.c_[test, test], test)["sap"] == 0.0  # a tie is no margin
+    assert sap(train, train, test, test)["sap"] == 1.0  # one dim: the runner-up counts as 0
+
+
+def test_sap_leaves_out_a_factor_with_one_value(rng, discrete_split):
+    train, test = discrete_split
+    train_codes, test_codes = aligned_codes(rng, train, test)
+    scores = sap(train_codes, np.c_[train, np.zeros(N_FIT)], test_codes,
+                 np.c_[test, np.zeros(N_TEST)])
+    assert all(math.isnan(row[K]) for row in scores["matrix"])
+    assert scores["sap"] == sap(train_codes, train, test_codes, test)["sap"]
+
+
+# --------------------------------------------------------------------------- FactorVAE score
+def uniform_factors(n, rng):
+    return rng.uniform(size=(n, K))
+
+
+FAST_VOTES = dict(batch_size=32, num_train=400, num_eval=400, num_variance_estimate=1000)
+
+
+def test_factor_vae_score_of_the_factors_themselves_is_one(rng):
+    # Fixing factor k makes code dim k constant in the batch: every vote is right.
+    result = factor_vae_score(lambda f: f, uniform_factors, K, rng, **FAST_VOTES)
+    assert result == {"train_accuracy": 1.0, "eval_accuracy": 1.0, "num_active_dims": K}
+
+
+def test_factor_vae_score_of_noise_is_chance(rng):
+    noise = np.random.default_rng(1)
+    result = factor_vae_score(lambda f: noise.standard_normal((len(f), 6)), uniform_factors, K,
+                              rng, **FAST_VOTES)
+    assert abs(result["eval_accuracy"] - 1 / K) < 0.1
+    assert result["num_active_dims"] == 6
+
+
+def test_factor_vae_score_prunes_collapsed_dims(rng):
+    # A dim whose standard deviation is below the threshold (or zero) cannot vote; one with std
+    # about 0.12 (variance 0.013, below the threshold) is kept, since the threshold is on the
+    # std. With every dim collapsed there is no classifier and the score is 0.
+    def with_small_dims(f):
+        return np.c_[f, 0.4 * f[:, :1], 0.01 * f[:, :1], np.full(len(f), 7.0)]
+
+    result = factor_vae_score(with_small_dims, uniform_factors, K, rng, **FAST_VOTES)
+    assert result == {"train_accuracy": 1.0, "eval_accuracy": 1.0, "num_active_dims": K + 1}
+    unpruned = factor_vae_score(with_small_dims, uniform_factors, K, rng, prune_threshold=0.0,
+                                **FAST_VOTES)  # the constant dim still goes: 0 / 0 is no vote
+    assert unpruned == {"train_accuracy": 1.0, "eval_accuracy": 1.0, "num_active_dims": K + 2}
+    collapsed = factor_vae_score(lambda f: 0.01 * f, uniform_factors, K, rng, **FAST_VOTES)
+    assert collapsed == {"train_accuracy": 0.0, "eval_accuracy": 0.0, "num_active_dims": 0}
+
+
+def test_factor_vae_score_checks_what_its_callbacks_return(rng):
+    with pytest.raises(ValueError, match=r"sample_factors.*\(1000, 3\).*\(1000, 4\)"):
+        factor_vae_score(lambda f: f, lambda n, r: r.uniform(size=(n, 3)), K, rng, **FAST_VOTES)
+    with pytest.raises(ValueError, match=r"represent\(factors\) returned 999 rows"):
+        factor_vae_score(lambda f: f[1:], uniform_factors, K, rng, **FAST_VOTES)
+    with pytest.raises(ValueError, match=r"represent\(factors\) contains NaN"):
+        factor_vae_score(lambda f: f * np.nan, uniform_factors, K, rng, **FAST_VOTES)
+    with pytest.raises(ValueError, match="num_train"):
+        factor_vae_score(lambda f: f, uniform_factors, K, rng, **dict(FAST_VOTES, num_train=0))
+
+
+# --------------------------------------------------------------------------- core / detail split
 def test_part_probe_table_attributes_factors_to_their_part(rng):
     names = ["pose", "shape", "hue", "texture"]  # two structure, then two appearance factors
     train, test = rng.uniform(size=(N, 4)), rng.uniform(size=(N, 4))
@@ -186,6 +342,18 @@ def test_specificity_leaves_out_dims_without_effect():
     assert math.isnan(specificity([[1, 0], [0, 0]], core_dim=1)["detail_specificity"])
 
 
+# --------------------------------------------------------------------------- inputs
+def test_torch_inputs_match_numpy(rng, discrete_split):
+    train, test = discrete_split
+    train_codes, test_codes = (x.astype(np.float32) for x in aligned_codes(rng, train, test))
+    as_numpy = (train_codes, train, test_codes, test)
+    as_torch = [torch.from_numpy(np.asarray(x, dtype=np.float32)) for x in as_numpy]
+    np.testing.assert_allclose(ridge_probe_r2(*as_torch), ridge_probe_r2(*as_numpy), atol=1e-4)
+    assert mutual_information_gap(*as_torch[:2]) == mutual_information_gap(*as_numpy[:2])
+    assert dci(*as_torch) == dci(*as_numpy)
+    assert sap(*as_torch) == sap(*as_numpy)
+
+
 def test_mismatched_sample_counts_name_both_shapes(rng):
     codes, factors = rng.standard_normal((10, 3)), rng.uniform(size=(9, 2))
     with pytest.raises(ValueError, match=r"\(10, 3\).*\(9, 2\)"):
@@ -194,6 +362,27 @@ def test_mismatched_sample_counts_name_both_shapes(rng):
         ridge_probe_r2(codes, factors, codes, factors)
     with pytest.raises(ValueError, match=r"\(10, 3\).*\(9, 2\)"):
         dci(codes, rng.uniform(size=(10, 2)), codes, factors)
+    with pytest.raises(ValueError, match=r"\(10, 3\).*\(9, 2\)"):
+        sap(codes, rng.uniform(size=(10, 2)), codes, factors)
+
+
+def with_nan(x):
+    x = x.copy()
+    x[3, 1] = np.nan
+    return x
+
+
+@pytest.mark.parametrize("call, name", [
+    (lambda c, f: mutual_information_gap(with_nan(c), f), "codes"),
+    (lambda c, f: mutual_information_gap(c, np.where(f > 0.5, np.inf, f)), "factors"),
+    (lambda c, f: dci(c, f, with_nan(c), f), "test_codes"),
+    (lambda c, f: dci(c, with_nan(f), c, f), "train_factors"),
+    (lambda c, f: sap(with_nan(c), f, c, f), "train_codes"),
+    (lambda c, f: sap(c, f, c, with_nan(f)), "test_factors"),
+])
+def test_non_finite_inputs_are_rejected_by_name(rng, call, name):
+    with pytest.raises(ValueError, match=f"^{name} contains NaN or infinite values"):
+        call(rng.standard_normal((20, 3)), rng.uniform(size=(20, 2)))
 
 
 @pytest.mark.parametrize("call", [
@@ -201,6 +390,9 @@ def test_mismatched_sample_counts_name_both_shapes(rng):
     lambda c, f: part_probe_table(c, f, c, f, core_dim=4, factor_names=["a", "b"]),
     lambda c, f: ridge_probe_r2(c, f, c[:, :2], f),
     lambda c, f: mutual_information_gap(c[:, 0], f),
+    lambda c, f: dci(c, f, c[:, :2], f),
+    lambda c, f: sap(c, f[:, :1], c, f),
+    lambda c, f: mutual_information_gap(c[:1], f[:1]),
     lambda c, f: specificity([[1.0, -1.0]], core_dim=1),
     lambda c, f: specificity([[1.0, 0.0, 0.0]], core_dim=1),
 ])

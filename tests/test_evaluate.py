@@ -114,6 +114,34 @@ def test_the_swap_test_has_controls_that_a_constant_decoder_cannot_beat():
         evaluate.image_differences(mean_image, x[8:16])["color"].mean().item())
 
 
+class FaintBarVAE(BarVAE):
+    """The perfect model's decoder at a tenth of the contrast: its outputs vary ten times less."""
+
+    def decode(self, z):
+        return 0.1 * super().decode(z)
+
+
+def test_traversals_are_measured_against_the_reconstructions_own_change():
+    """A traversal's effect is in units of how much two reconstructions differ, so a decoder
+    that varies ten times less (a hundred times less in squared error) has the same effects,
+    and a decoder that ignores its input has none to measure: specificity n/a, not a number
+    that a constant image could earn."""
+    images = list(some_bars(32))
+    full = evaluate.behaviour_report(BarVAE(), images, "cpu")
+    faint = evaluate.behaviour_report(FaintBarVAE(), images, "cpu")
+    # Edge maps scale with contrast, so structure effects are identical (colour histograms
+    # do not scale linearly: appearance effects only keep their kind).
+    structure = [[row[0] for row in report["effects"]] for report in (faint, full)]
+    assert structure[0] == pytest.approx(structure[1], rel=1e-4, abs=1e-9)
+    assert faint["detail_specificity"] == pytest.approx(1.0, abs=1e-9)
+    assert full["core_specificity"] == pytest.approx(1.0, abs=1e-9)
+    assert faint["reconstruction_spread"]["structure"] == pytest.approx(
+        0.01 * full["reconstruction_spread"]["structure"], rel=1e-4)
+    constant = evaluate.behaviour_report(ConstantVAE(), images, "cpu")
+    assert math.isnan(constant["core_specificity"]) and math.isnan(constant["detail_specificity"])
+    assert all(math.isnan(v) for row in constant["effects"] for v in row)
+
+
 def test_a_model_with_the_roles_swapped_scores_zero_specificity():
     x = some_bars(32)
     chance = evaluate._chance(x)
@@ -186,3 +214,11 @@ def test_a_run_writes_the_report_with_metrics_factors_and_pictures(tiny_cfg):
         assert text in report, text
     for name in ("prior_samples.png", "dim_effects.png", "rollback_rate.png"):
         assert (out / name).exists()
+
+
+def test_evaluation_may_change_what_is_measured_not_the_experiment():
+    cfg = evaluate.configs.parse_args(["--preset", "tiny"])
+    changed = evaluate.with_run_settings(cfg, ["--dci_trees", "7", "--probe_images=40"])
+    assert (changed.dci_trees, changed.probe_images, changed.latent_dim) == (7, 40, 12)
+    with pytest.raises(evaluate.UserError, match="--latent_dim is a setting of the experiment"):
+        evaluate.with_run_settings(cfg, ["--latent_dim", "256"])

@@ -9,6 +9,7 @@ from skimage.metrics import structural_similarity
 from skimage.transform import resize
 
 import configs
+import losses
 from losses import (augment, color_histogram, draw_step, edges, forward_measures, mean_color,
                     real_stats, ssim_per_image)
 from models import build_models
@@ -161,3 +162,60 @@ def test_swap_targets_follow_the_batch_permutation(tiny_nets, monkeypatch):
         expected["swap_appearance"], rel=0.01)
     assert mse(edges(swapped), edges(x[perm])) != pytest.approx(
         expected["swap_structure"], rel=0.01)
+
+
+def _feature_realism(disc, recon, swapped, x):
+    real = real_stats(x, lambda images: images, contextlib.nullcontext, disc)
+    return [v.item() for v in losses.realism_measures(disc, recon, swapped, real)]
+
+
+def test_feature_realism_is_zero_exactly_where_the_discriminator_sees_no_difference(tiny_nets):
+    """realism = "features": a reconstruction is compared with its own image in the
+    discriminator's stages, a swap by the batch means of its stages. A faithful reconstruction
+    scores 0, a constant image (the mean image, for every input) does not; a swap batch that is
+    the real batch in another order has the real batch's means and scores 0."""
+    _, (_, disc, _) = tiny_nets
+    torch.manual_seed(2)
+    x = torch.rand(8, 3, 32, 32)
+    mean_image = x.mean(0, keepdim=True).expand_as(x)
+    shuffled = x[torch.tensor([3, 0, 6, 1, 7, 2, 5, 4])]
+    faithful_recon, shuffled_swap = _feature_realism(disc, x, shuffled, x)
+    assert faithful_recon == pytest.approx(0, abs=1e-6)
+    assert shuffled_swap == pytest.approx(0, abs=1e-6)
+    constant_recon, constant_swap = _feature_realism(disc, mean_image, mean_image, x)
+    assert constant_recon > 0.01 and constant_swap > 0
+    # A shuffled reconstruction has the right batch statistics but the wrong pairs: penalised.
+    assert _feature_realism(disc, shuffled, x, x)[0] > 0.01
+    # The SPEC's score does not tell these apart at all: it never looks at x.
+    score = [v.item() for v in losses.realism_measures(disc, mean_image, mean_image,
+                                               real_stats(x, lambda i: i,
+                                                          contextlib.nullcontext))]
+    assert score[0] == pytest.approx(score[1], abs=1e-6)
+
+
+def test_feature_realism_is_what_the_step_measures(tiny_nets):
+    """forward_measures takes realism from the discriminator's features when the real batch's
+    stats carry them (train.py passes the discriminator when realism = "features")."""
+    cfg, nets = tiny_nets
+    x = torch.rand(8, 3, 32, 32)
+    torch.manual_seed(1)
+    draws = draw_step(x, cfg)
+    real = real_stats(x, nets[2], contextlib.nullcontext, nets[1])
+    fwd = forward_measures(nets, x, real, draws, contextlib.nullcontext)
+    expected = _feature_realism(nets[1], fwd.recon, fwd.recon, x)[0]
+    assert fwd.measures["realism_recon"].item() == pytest.approx(expected, rel=1e-5)
+    spec = measures_for(cfg, nets, x)["realism_recon"].item()
+    assert spec != pytest.approx(expected, rel=0.01)
+
+
+@pytest.mark.parametrize("realism", ["features", "score"])
+def test_the_trainer_measures_realism_as_configured(realism):
+    import train
+    cfg = configs.parse_args(["--preset", "tiny", "--realism", realism])
+    trainer = train.Trainer(cfg, torch.device("cpu"))
+    _, real, fwd = trainer._forward(torch.rand(8, 3, 32, 32))
+    assert (real.disc_features is not None) == (realism == "features")
+    if realism == "features":
+        assert len(real.disc_features) == 4  # the discriminator's four stages
+    else:  # the SPEC's 1 - mean sigmoid: inside (0, 1)
+        assert 0 < fwd.measures["realism_recon"].item() < 1

@@ -52,3 +52,18 @@ def test_a_tiny_grid_runs_and_resumes_without_redoing_finished_runs(tmp_path):
             assert (run / "final_metrics.json").stat().st_mtime_ns == finished[run]
             assert "resuming from" not in (run / "train.log").read_text()
     assert (interrupted / "final_metrics.json").exists()
+
+
+def test_a_variant_beats_the_control_only_when_the_intervals_are_apart():
+    control = [0.50, 0.52, 0.48]                      # 0.5 ± 0.05
+    assert study.compare([0.70, 0.72, 0.68], control, "higher") == "better"
+    assert study.compare([0.70, 0.72, 0.68], control, "lower") == "worse"
+    assert study.compare([0.30, 0.32, 0.28], control, "higher") == "worse"
+    assert study.compare([0.53, 0.56, 0.50], control, "higher") == "overlap"  # 0.53 ± 0.075
+    assert study.compare([0.9], control, "higher") == "–"  # one seed: no interval
+    table = {"lbo": {"metrics": {"ssim": [0.70, 0.72, 0.68]}},
+             study.CONTROL: {"metrics": {"ssim": control}}}
+    lines = study.verdict_lines(table)
+    assert "| metric (better is) | lbo |" in lines
+    assert "| ssim (higher) | better |" in lines
+    assert "| core_specificity (higher) | – |" in lines
