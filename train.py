@@ -724,8 +724,7 @@ def main(argv=None):
     cfg = None
     try:
         cfg = configs.parse_args(sys.argv[1:] if argv is None else argv)
-        trainer = train(cfg)
-        distributed.shutdown(trainer.context)
+        train(cfg)
     except Interrupted as err:
         print(str(err), file=sys.stderr)
         return err.exit_code
@@ -743,6 +742,8 @@ def main(argv=None):
         return 4
     except KeyboardInterrupt:
         return 130
+    finally:
+        distributed.shutdown()
     return 0
 
 

@@ -1,7 +1,6 @@
 """DistributedDataParallel on 2 CPU processes (gloo): global decisions keep ranks identical."""
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -75,7 +74,7 @@ def worker(rank, world, port, out_dir, mode):
                 "steps": record["steps"], "after_epoch": flat_parameters(trainer.vae),
                 "local": local, "record": {k: record[k] for k in ("mse", "ssim")}},
                Path(out_dir) / f"rank{rank}.pt")
-    distributed.shutdown(context)
+    distributed.shutdown()
 
 
 def local_bottleneck_worker(rank, world, port, out_dir):
@@ -119,7 +118,7 @@ def local_bottleneck_worker(rank, world, port, out_dir):
         torch.rand(8, 3, 32, 32))[2].measures).bottleneck]
     trainer.lbo_step(torch.rand(8, 3, 32, 32), stats, "step", lambda line: None)
     torch.save(chosen, Path(out_dir) / f"rank{rank}.pt")
-    distributed.shutdown(context)
+    distributed.shutdown()
 
 
 def spawn(world, *args, timeout=240, target=worker):
@@ -212,7 +211,8 @@ def test_when_rank_0_cannot_write_the_other_ranks_stop_with_the_reason(tmp_path)
             p.kill()
     (_, err0), (_, err1) = results
     assert processes[0].returncode == 2 and "No space left on device" in err0
-    # Rank 1 stops with the reason. Its exit status is 2, or SIGABRT when tearing down the
-    # process group at exit finds rank 0 already gone (seen once in ~10 runs).
+    # Rank 1 stops with the reason and the error's status: the process group is destroyed
+    # on the error path too (left to the interpreter's exit, gloo's teardown once in a few
+    # runs aborted a rank with SIGABRT).
     assert "rank 0 could not write the run's outputs" in err1
-    assert processes[1].returncode in (2, -signal.SIGABRT)
+    assert processes[1].returncode == 2
