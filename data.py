@@ -422,14 +422,22 @@ def _folder_split(root, cfg):
         f"last {cfg.heldout_size} files held out"
 
 
+def _matching_cache(root, all_names, image_size):
+    """(cache path, row of each file, files left out as unreadable) when the folder's cache
+    lists exactly its files; None when there is no cache or it is out of date."""
+    manifest = read_cache(root, image_size)
+    if manifest is None or sorted(manifest["files"]) != sorted(all_names):
+        return None
+    return (cache_path(root, image_size),
+            {name: i for i, name in enumerate(manifest["files"])}, manifest["skipped"])
+
+
 def _image_datasets(root, all_names, train_names, heldout_names, cfg, rebuild):
     """From the cache when it matches the folder's files, else decoding; and a note on which.
     rebuild: the command that builds the cache."""
-    manifest = read_cache(root, cfg.image_size)
-    path = cache_path(root, cfg.image_size)
-    if manifest is not None and sorted(manifest["files"]) == all_names:
-        row = {name: i for i, name in enumerate(manifest["files"])}
-        skipped = manifest["skipped"]
+    cache = _matching_cache(root, all_names, cfg.image_size)
+    if cache is not None:
+        path, row, skipped = cache
 
         def cached(names):
             return CachedImages(path, [row[n] for n in names if n not in skipped])
@@ -440,7 +448,7 @@ def _image_datasets(root, all_names, train_names, heldout_names, cfg, rebuild):
             log.warning(f"{len(skipped)} unreadable images left out of {path}: "
                         + ", ".join(list(skipped)[:5]) + (", ..." if len(skipped) > 5 else ""))
         return cached(train_names), cached(heldout_names), note
-    why = "out of date" if manifest is not None else "none yet"
+    why = "out of date" if read_cache(root, cfg.image_size) is not None else "none yet"
     note = f"decoding images on the fly (preprocessed cache: {why}; `{rebuild}` builds it once)"
     return (ImageFiles(root, train_names, cfg.image_size),
             ImageFiles(root, heldout_names, cfg.image_size), note)
@@ -449,13 +457,12 @@ def _image_datasets(root, all_names, train_names, heldout_names, cfg, rebuild):
 def folder_images(root, all_names, names, cfg):
     """(dataset, kept names) of the named images of a folder, in order: from the cache when it
     matches the folder (files it could not read are left out), else decoded on access."""
-    root = Path(root)
-    manifest = read_cache(root, cfg.image_size)
-    if manifest is not None and sorted(manifest["files"]) == sorted(all_names):
-        row = {name: i for i, name in enumerate(manifest["files"])}
-        kept = [n for n in names if n not in manifest["skipped"]]
-        return CachedImages(cache_path(root, cfg.image_size), [row[n] for n in kept]), kept
-    return ImageFiles(root, names, cfg.image_size), list(names)
+    cache = _matching_cache(Path(root), all_names, cfg.image_size)
+    if cache is None:
+        return ImageFiles(root, names, cfg.image_size), list(names)
+    path, row, skipped = cache
+    kept = [n for n in names if n not in skipped]
+    return CachedImages(path, [row[n] for n in kept]), kept
 
 
 BENCHMARK_DATASETS = ("shapes3d", "mpi3d", "dsprites")  # benchmarks.py sets them up

@@ -229,10 +229,8 @@ def factor_vae_report(vae, cfg, factor_set, device, amp=contextlib.nullcontext):
     if not cfg.factor_vae_train or not cfg.factor_vae_eval:
         return {"skipped": "factor_vae_train or factor_vae_eval is 0"}
 
-    def represent(factors):
-        images = factor_set.images_of(factors)
-        return np.concatenate([_encode(vae, images[i:i + ENCODE_BATCH], device, amp)
-                               for i in range(0, len(images), ENCODE_BATCH)])
+    def represent(factors):  # each batch's images drawn when it is encoded
+        return _encode_rows(vae, factor_set.images_of, factors, device, amp)
     rng = np.random.default_rng(cfg.seed + FACTOR_VAE_SEED_OFFSET)
     result = _metric(disentanglement.factor_vae_score, represent, factor_set.sample_factors,
                      len(factor_set.names), rng,
@@ -273,7 +271,7 @@ def factor_report(vae, cfg, device, amp=contextlib.nullcontext):
             "structure_factors": [f for f in factor_set.names if kinds[f] == "structure"],
             "appearance_factors": [f for f in factor_set.names if kinds[f] == "appearance"],
             "mig": mig.get("mig", math.nan), "mig_per_factor": mig.get("per_factor"),
-            "dci": dci, "sap": sap.get("sap", math.nan) if "skipped" not in sap else math.nan,
+            "dci": dci, "sap": sap.get("sap", math.nan),
             "sap_skipped": sap.get("skipped"),
             "factor_vae": factor_vae_report(vae, cfg, factor_set, device, amp)}
 
