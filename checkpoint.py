@@ -10,9 +10,18 @@ from configs import UserError
 FORMAT = "bom_vae_v15/1"
 
 
+def previous_path(path):
+    """Where the checkpoint before `path`'s current one is kept: checkpoint.prev.pt."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}.prev{path.suffix}")
+
+
 def save_checkpoint(payload, path):
     """Write to a temporary file, flush it to disk, then rename over the old one: a crash or a
-    full disk mid-write never replaces the previous good checkpoint with a broken one."""
+    full disk mid-write never replaces the previous good checkpoint with a broken one. The old
+    one is first renamed to checkpoint.prev.pt, so that a checkpoint damaged after it was
+    written (a disk, a copy to Drive, a full quota) still leaves one to resume from; a crash
+    between the two renames leaves only the previous one, which --resume also finds."""
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
     try:
@@ -20,6 +29,8 @@ def save_checkpoint(payload, path):
             torch.save(payload, f)
             f.flush()
             os.fsync(f.fileno())
+        if path.exists():
+            os.replace(path, previous_path(path))
         os.replace(tmp, path)
     except OSError as err:
         tmp.unlink(missing_ok=True)

@@ -30,7 +30,7 @@ from torchvision.utils import make_grid
 from tqdm import tqdm
 
 import configs
-from checkpoint import FORMAT, read_checkpoint, save_checkpoint
+from checkpoint import FORMAT, previous_path, read_checkpoint, save_checkpoint
 from configs import GROUPS, UserError
 import distributed
 from control import RollbackGuard, Tightener
@@ -548,12 +548,26 @@ class Interrupted(Exception):
         self.exit_code = 128 + signum
 
 
-def read_resume_checkpoint(cfg, out, device):
+def read_or_fall_back(path, device, say):
+    """The checkpoint at `path`, or, when it is missing or cannot be read, the one saved before
+    it (checkpoint.prev.pt), with one line saying so."""
+    previous = previous_path(path)
+    try:
+        if not path.exists():
+            raise UserError(f"--resume: no checkpoint at {path}; run without --resume to "
+                            "start afresh, or pass --resume PATH")
+        return path, read_checkpoint(path, device)
+    except UserError as err:
+        if not previous.exists():
+            raise
+        state = read_checkpoint(previous, device)
+        say(f"{err}; using the checkpoint saved before it, {previous}")
+        return previous, state
+
+
+def read_resume_checkpoint(cfg, out, device, say):
     path = out / "checkpoint.pt" if cfg.resume == "latest" else Path(cfg.resume)
-    if not path.exists():
-        raise UserError(f"--resume: no checkpoint at {path}; run without --resume to start "
-                        "afresh, or pass --resume PATH")
-    state = read_checkpoint(path, device)
+    path, state = read_or_fall_back(path, device, say)
     saved = configs.from_dict(state["config"])
     # epochs may change: the run is extended (or cut short), its schedule re-planned.
     changed = [k for k in configs.differing_fields(cfg, saved) if k != "epochs"]
@@ -652,7 +666,7 @@ def train(cfg):
     checkpoint_path, metrics_path = out / "checkpoint.pt", out / "metrics.jsonl"
     next_epoch, next_batch, stats_state = 1, 0, None
     if cfg.resume:
-        path, state = read_resume_checkpoint(cfg, out, device)
+        path, state = read_resume_checkpoint(cfg, out, device, say)
         trainer.load_state_dict(state)
         next_epoch, next_batch, stats_state = (state["next_epoch"], state["next_batch"],
                                                state["epoch_stats"])
