@@ -88,18 +88,22 @@ def sum_over_ranks(context, stats, device):
     accepted and refused steps are the same on every rank."""
     if not context.active:
         return
-    names = sorted(stats.measure_sums)
-    goals = sorted(stats.goal_sums)
+    names, warmup, goals = sorted(stats.measure_sums), sorted(stats.warmup_sums), \
+        sorted(stats.goal_sums)
     t = torch.tensor([*(stats.measure_sums[n] for n in names),
+                      *(stats.warmup_sums[n] for n in warmup),
                       *(stats.goal_sums[n] for n in goals), stats.measured],
                      dtype=torch.float64, device=device)
     dist.all_reduce(t)
     values = t.tolist()
     stats.measure_sums = Counter(dict(zip(names, values)))
     stats.measured = round(values[-1])  # the means divide by it: means over every rank
-    # Goal-score means divide by the accepted count, which is the same on every rank.
+    # The warm-up's and the goal scores' means divide by counts that are the same on every
+    # rank (calibration batches, accepted steps): divide the sums by the world instead.
+    stats.warmup_sums = Counter({k: v / context.world
+                                 for k, v in zip(warmup, values[len(names):])})
     stats.goal_sums = Counter({k: v / context.world
-                               for k, v in zip(goals, values[len(names):])})
+                               for k, v in zip(goals, values[len(names) + len(warmup):])})
     if stats.mu_variance_sum is not None:
         variance = stats.mu_variance_sum.clone()
         dist.all_reduce(variance)

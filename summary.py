@@ -10,6 +10,7 @@ from losses import describe_bounds
 # Groups whose starvation means the reconstruction gets no gradient at all.
 RECONSTRUCTION_GROUPS = ("recon", "core", "swap")
 KL_PER_DIM_GOALS = ("kl_core_dim", "kl_detail_dim")
+WARMUP_MEASURES = ("mse", "ssim", "kl_core_dim", "kl_detail_dim")
 
 
 class EpochStats:
@@ -17,6 +18,9 @@ class EpochStats:
 
     def __init__(self):
         self.measure_sums, self.measured = Counter(), 0
+        # The plain-MSE warm-up (calibration) of epoch 1 is another objective: its measures
+        # are kept apart, so that the epoch's means describe the LBO steps alone.
+        self.warmup_sums = Counter()
         self.group_sums, self.min_group_sum, self.loss_sum = Counter(), 0.0, 0.0
         self.goal_sums = Counter()
         # Bottlenecks of accepted steps (the groups that got gradient) and of refused ones
@@ -33,6 +37,11 @@ class EpochStats:
         self.measured += 1
         self.mu_variance_sum = mu_variance if self.mu_variance_sum is None \
             else self.mu_variance_sum + mu_variance
+
+    def add_warmup(self, measures):
+        """A calibration batch: plain MSE, no goals, no guard."""
+        self.warmup_sums.update(measures)
+        self.calibration_batches += 1
 
     def add_accepted(self, evaluation, mu_variance):
         """An LBO step whose update was kept: its forward's numbers make the epoch's means."""
@@ -65,7 +74,8 @@ class EpochStats:
             else self.disc_loss_sum + loss.detach()
         self.disc_steps += 1
 
-    _COUNTERS = ("measure_sums", "group_sums", "goal_sums", "bottlenecks", "refused_bottlenecks")
+    _COUNTERS = ("measure_sums", "warmup_sums", "group_sums", "goal_sums", "bottlenecks",
+                 "refused_bottlenecks")
 
     def state_dict(self):
         """Plain data, for a checkpoint taken in the middle of an epoch."""
@@ -122,6 +132,9 @@ class EpochStats:
             record[f"{part}_dims"] = len(dims)
             record[f"{part}_effective"] = effective_dims(dims)
         record["measures"] = mean
+        if self.calibration_batches:
+            record["warmup"] = {name: self.warmup_sums[name] / self.calibration_batches
+                                for name in WARMUP_MEASURES}
         return record
 
 
@@ -176,7 +189,11 @@ def format_summary(r, total_epochs):
     """The console summary of one epoch: fits a narrow (80-column) Colab cell."""
     lines = [f"=== epoch {r['epoch']}/{total_epochs}  ({r['seconds']:.0f}s, lr {r['lr']:.2e}) ==="]
     if r["calibration_batches"]:
-        lines.append(f"calibration: {r['calibration_batches']} plain-MSE batches this epoch")
+        w = r["warmup"]
+        lines.append(f"warm-up (calibration): {r['calibration_batches']} plain-MSE batches: "
+                     f"SSIM {w['ssim']:.4f}   MSE {w['mse']:.5f}   KL/dim core "
+                     f"{w['kl_core_dim']:.3f} detail {w['kl_detail_dim']:.3f}")
+        lines.append("the rest of this summary counts the LBO steps after it")
     elbo = r.get("objective") == "elbo"  # the control has no goals and no guard
     loss = f"-ELBO {r['loss']:.4f}" if elbo else \
         f"loss {r['loss']:.4f}   min group {r['min_group']:.4g}"

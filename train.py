@@ -148,8 +148,7 @@ class Trainer:
         _, _, fwd = self._forward(x)
         host = measures_to_host(fwd.measures)
         self.calibrator.record(host)
-        stats.add_measures(host, fwd.mu_variance)
-        stats.calibration_batches += 1
+        stats.add_warmup(host)
         self.opt.zero_grad(set_to_none=True)
         fwd.measures["mse"].backward()
         torch.nn.utils.clip_grad_norm_(self.vae.parameters(), self.cfg.calibration_grad_clip)

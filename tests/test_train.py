@@ -123,6 +123,39 @@ def test_a_short_run_writes_every_output_and_a_safe_checkpoint(tiny_cfg, capsys)
     assert "BOM VAE v15 | device cpu (channels-last)\n" in printed  # no autocast on a CPU
 
 
+def test_epoch_1_keeps_the_plain_mse_warm_up_apart_from_the_lbo_steps(tiny_cfg, monkeypatch,
+                                                                       capsys):
+    """Epoch 1 = 4 calibration batches (plain MSE) + 4 LBO steps: SSIM, MSE and KL of the
+    epoch are the LBO steps' means; the warm-up has its own line and record."""
+    import summary
+    seen = {"warmup": [], "lbo": []}
+    add_warmup, add_accepted = summary.EpochStats.add_warmup, summary.EpochStats.add_accepted
+
+    def warmup(self, measures):
+        seen["warmup"].append(measures)
+        add_warmup(self, measures)
+
+    def accepted(self, evaluation, mu_variance):
+        seen["lbo"].append(evaluation.measures)
+        add_accepted(self, evaluation, mu_variance)
+    monkeypatch.setattr(summary.EpochStats, "add_warmup", warmup)
+    monkeypatch.setattr(summary.EpochStats, "add_accepted", accepted)
+    assert train.main(["--preset", "tiny", "--epochs", "1", "--target_rollback_rate", "0.99",
+                       "--output_dir", tiny_cfg.output_dir]) == 0
+    record = json.loads((Path(tiny_cfg.output_dir) / "metrics.jsonl").read_text())
+    assert len(seen["warmup"]) == 4 and record["accepted"] == len(seen["lbo"]) > 0
+
+    def mean(part, name):
+        return sum(m[name] for m in seen[part]) / len(seen[part])
+    for name in ("mse", "ssim", "kl_core_dim", "kl_detail_dim"):
+        assert record[name] == pytest.approx(mean("lbo", name), rel=1e-9)
+        assert record["warmup"][name] == pytest.approx(mean("warmup", name), rel=1e-9)
+    assert record["mse"] != pytest.approx(mean("warmup", "mse"), rel=1e-3)  # they differ
+    printed = capsys.readouterr().out
+    assert f"warm-up (calibration): 4 plain-MSE batches: SSIM {record['warmup']['ssim']:.4f}" \
+        in printed
+
+
 def test_tensorboard_gets_step_and_epoch_scalars_and_images(tiny_cfg):
     pytest.importorskip("tensorboard")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
