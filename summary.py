@@ -27,6 +27,9 @@ class EpochStats:
         # (whose gradient was never applied), counted apart.
         self.bottlenecks, self.refused_bottlenecks = Counter(), Counter()
         self.evaluated = self.accepted = self.rollbacks = self.rejected = 0
+        # Refusals for realism alone by the first evaluation after a discriminator update:
+        # the discriminator's own training may have caused them (they count as refusals).
+        self.refused_after_disc_update = 0
         self.calibration_batches = self.bad_batches = 0
         self.mu_variance_sum = None
         self.disc_loss_sum, self.disc_steps = None, 0
@@ -54,10 +57,11 @@ class EpochStats:
         self.min_group_sum += min(evaluation.group_scores)
         self.bottlenecks[GROUPS[evaluation.bottleneck]] += 1
 
-    def add_refused(self, evaluation, rolled_back):
+    def add_refused(self, evaluation, rolled_back, after_disc_update=False):
         """A batch rejected before the step, or a step rolled back: it counts toward the
         refusal rate only; its measures (possibly NaN) stay out of the epoch's means."""
         self.evaluated += 1
+        self.refused_after_disc_update += after_disc_update
         if rolled_back:
             self.rollbacks += 1
         else:
@@ -113,6 +117,7 @@ class EpochStats:
             else {},
             "steps": self.evaluated, "accepted": self.accepted, "rollbacks": self.rollbacks,
             "rejected": self.rejected, "rollback_rate": self.rollback_rate,
+            "refused_after_disc_update": self.refused_after_disc_update,
             "calibration_batches": self.calibration_batches, "bad_batches": self.bad_batches,
             "disc_loss": (self.disc_loss_sum / self.disc_steps).item() if self.disc_steps else nan,
         }
@@ -170,6 +175,9 @@ def _goal_lines(r):
     lines.append(f"rollbacks {r['rollbacks'] + r['rejected']}/{r['steps']} "
                  f"({r['rollback_rate']:.1%}: {r['rollbacks']} rolled back, "
                  f"{r['rejected']} rejected before the step)")
+    if r.get("refused_after_disc_update"):
+        lines.append(f"  of them {r['refused_after_disc_update']} for realism alone, right "
+                     "after a discriminator update (counted in the rate)")
     return lines
 
 

@@ -70,6 +70,7 @@ class PendingUpdate:
     guard: RollbackGuard
     x: torch.Tensor
     real: RealStats
+    real_disc_version: int  # the discriminator that took real's features (Trainer.disc_version)
     draws: StepDraws
     evaluation: GoalEvaluation
     mu_variance: torch.Tensor
@@ -103,6 +104,10 @@ class Trainer:
         # The discriminator scores for the VAE frozen and in eval mode (spectral-norm state
         # untouched); only discriminator_step switches it to training.
         self.disc.requires_grad_(False).eval()
+        # Counts the discriminator's updates, so that features taken before one are not
+        # compared with features taken after it, and a refusal right after one is told apart.
+        self.disc_version = self._evaluated_disc_version = 0
+        self.first_evaluation_since_disc_update = False
         self.log = tqdm.write if context.main else (lambda line: None)
         self.writer = None  # a TensorBoard SummaryWriter, set by train() when available
         self.opt = torch.optim.AdamW(self.vae.parameters(), cfg.lr, weight_decay=cfg.weight_decay)
@@ -129,8 +134,17 @@ class Trainer:
         return self.vae_parallel, self.disc, self.perceptual
 
     def _evaluate(self, measures):
+        self.first_evaluation_since_disc_update = \
+            self.disc_version != self._evaluated_disc_version
+        self._evaluated_disc_version = self.disc_version
         return distributed.global_evaluation(
             self.context, evaluate_goals(self.goals, measures), self.device)
+
+    def _refused_for_the_discriminator(self, evaluation):
+        """Refused for realism alone, by the first evaluation after a discriminator update:
+        the discriminator moved, perhaps more than the VAE did."""
+        return self.first_evaluation_since_disc_update and evaluation.violated == ["realism"] \
+            and not evaluation.nonfinite
 
     def real_stats(self, x):
         """The real batch's statistics; the discriminator's features when realism measures
@@ -192,6 +206,7 @@ class Trainer:
         with self.phase("snapshot"):
             guard.snapshot()
         with self.phase("forward"):
+            real_disc_version = self.disc_version
             draws, real, fwd = self._forward(x)
             before = self._evaluate(fwd.measures)
         if self.pending:  # next-batch: this forward ran on the pending update's weights
@@ -207,7 +222,8 @@ class Trainer:
         if not before.ok:  # rejected before any log is taken: no step to undo
             with self.phase("restore"):
                 guard.restore()
-            stats.add_refused(before, rolled_back=False)
+            stats.add_refused(before, rolled_back=False,
+                              after_disc_update=self._refused_for_the_discriminator(before))
             self._count_failure(before, f"[REJECTED] {where}", log)
             return before
         with self.phase("backward"):
@@ -218,7 +234,7 @@ class Trainer:
         with self.phase("optimizer"):
             self.opt.step()
         self.pending = PendingUpdate(
-            guard, x, real, draws, before, fwd.mu_variance, fwd.recon.detach(),
+            guard, x, real, real_disc_version, draws, before, fwd.mu_variance, fwd.recon.detach(),
             self.lbo_batches % self.cfg.disc_every == 0, where)
         if self.cfg.guard_check == "look-ahead":
             self.settle_pending(stats, log)
@@ -240,8 +256,14 @@ class Trainer:
         if self.pending:
             update = self.pending
             with self.phase("look-ahead"), torch.no_grad():
+                real = update.real
+                if real.disc_features is not None and update.real_disc_version != \
+                        self.disc_version:
+                    # Next-batch mode: the discriminator learnt after this batch's forward
+                    # (on the previous step's acceptance); measure both sides with it.
+                    real = self.real_stats(update.x)
                 after = self._evaluate(forward_measures(
-                    self.nets, update.x, update.real, update.draws, self.amp,
+                    self.nets, update.x, real, update.draws, self.amp,
                     update_stats=False).measures)
             self._settle(after, stats, log)
 
@@ -259,7 +281,8 @@ class Trainer:
             return True
         with self.phase("restore"):
             update.guard.restore()
-        stats.add_refused(update.evaluation, rolled_back=True)
+        stats.add_refused(update.evaluation, rolled_back=True,
+                          after_disc_update=self._refused_for_the_discriminator(after))
         self._count_failure(after, f"[ROLLBACK] {update.where}{checked_on}", log)
         return False
 
@@ -289,6 +312,7 @@ class Trainer:
         torch.nn.utils.clip_grad_norm_(self.disc.parameters(), self.cfg.disc_grad_clip)
         self.opt_disc.step()
         self.disc.eval().requires_grad_(False)
+        self.disc_version += 1
         stats.add_disc_loss(loss)
 
     # --- one epoch -------------------------------------------------------------------------
@@ -380,6 +404,7 @@ class Trainer:
             "calibration_rows": copy.deepcopy(self.calibrator.rows),
             "tightener": self.tightener.state_dict(), "history": copy.deepcopy(self.history),
             "lbo_batches": self.lbo_batches, "failed_in_a_row": self.failed_in_a_row,
+            "disc_updated_since_evaluation": self.disc_version != self._evaluated_disc_version,
             "rng": {"torch": torch.get_rng_state(),
                     "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
         }
@@ -398,6 +423,9 @@ class Trainer:
         self.tightener.load_state_dict(state["tightener"])
         self.history = copy.deepcopy(state["history"])
         self.lbo_batches, self.failed_in_a_row = state["lbo_batches"], state["failed_in_a_row"]
+        # (absent from checkpoints of earlier versions: they resume as if it were not)
+        self.disc_version = int(state.get("disc_updated_since_evaluation", False))
+        self._evaluated_disc_version = 0
         torch.set_rng_state(state["rng"]["torch"])
         if state["rng"]["cuda"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["rng"]["cuda"])

@@ -18,10 +18,10 @@ def tiny_cfg(tmp_path):
     return configs.parse_args(["--preset", "tiny", "--output_dir", str(tmp_path / "out")])
 
 
-def violate_evaluations(set_attribute, numbers, others_pass=False):
+def violate_evaluations(set_attribute, numbers, others_pass=False, group="recon"):
     """Count train's goal evaluations from now on: those numbered in `numbers` (1-based)
-    report the recon group violated; with others_pass, every other one passes whatever its
-    scores. set_attribute: monkeypatch.setattr in a test, setattr in a spawned worker."""
+    report `group` violated; with others_pass, every other one passes whatever its scores.
+    set_attribute: monkeypatch.setattr in a test, setattr in a spawned worker."""
     real, calls = train.evaluate_goals, [0]
 
     def patched(goals, measures):
@@ -29,7 +29,7 @@ def violate_evaluations(set_attribute, numbers, others_pass=False):
         evaluation = real(goals, measures)
         if others_pass:
             evaluation = dataclasses.replace(evaluation, violated=[], nonfinite=[])
-        return dataclasses.replace(evaluation, violated=["recon"]) if calls[0] in numbers \
+        return dataclasses.replace(evaluation, violated=[group]) if calls[0] in numbers \
             else evaluation
     set_attribute(train, "evaluate_goals", patched)
 

@@ -148,3 +148,49 @@ def test_every_step_is_decided_before_an_epoch_ends_or_a_checkpoint_is_written(
     for r in records:
         decided = r["accepted"] + r["rollbacks"] + r["rejected"]
         assert decided == r.get("steps", r.get("evaluated")) > 0
+
+
+def recorded_realism(monkeypatch):
+    """The realism measures of every goal evaluation, in order."""
+    real, seen = train.evaluate_goals, []
+
+    def recording(goals, measures):
+        seen.append((measures["realism_recon"].item(), measures["realism_swap"].item()))
+        return real(goals, measures)
+    monkeypatch.setattr(train, "evaluate_goals", recording)
+    return seen
+
+
+def test_the_end_of_epoch_check_measures_realism_through_one_discriminator(calibrated,
+                                                                           monkeypatch):
+    """The discriminator learns on step 2's acceptance (disc_every 2). In next-batch mode that
+    happens after step 3's forward took the real batch's features, and step 3 is checked at
+    the epoch's end: that check must take them anew, and then measures exactly what the
+    look-ahead's check of step 3 measures (same weights, same discriminator, same draws)."""
+    assert calibrated.cfg.disc_every == 2
+    violate_evaluations(monkeypatch.setattr, (), others_pass=True)
+    seen = recorded_realism(monkeypatch)
+    fast = twin(calibrated, "next-batch")
+    take_steps(calibrated, BATCHES[:3])
+    lookahead_check = seen[-1]
+    stats = take_steps(fast, BATCHES[:3])
+    fast.settle_pending(stats, lambda line: None)
+    assert differing(snapshot(calibrated), snapshot(fast)) == []
+    assert seen[-1] == pytest.approx(lookahead_check, rel=1e-5)
+
+
+@pytest.mark.parametrize("group, counted", [("realism", 1), ("recon", 0)])
+def test_realism_refusals_right_after_a_discriminator_update_are_counted_apart(
+        calibrated, monkeypatch, group, counted):
+    """Evaluations: step 1 (1, 2), step 2 (3, 4: accepted, the discriminator learns), step 3
+    (5: the first since that update), step 4 (6). `group` is made to fail at 5 and 6: both
+    are refusals; only 5, and only for realism, is counted apart."""
+    violate_evaluations(monkeypatch.setattr, {5, 6}, others_pass=True, group=group)
+    stats = take_steps(calibrated, BATCHES)
+    assert (stats.accepted, stats.rejected) == (2, 2)
+    assert stats.refused_after_disc_update == counted
+    record = dict(stats.record(1, calibrated.cfg.core_dim), seconds=0, lr=1e-3,
+                  decision="hold", objective="lbo")
+    assert record["refused_after_disc_update"] == counted
+    line = "of them 1 for realism alone, right after a discriminator update"
+    assert (line in train.format_summary(record, 1)) == bool(counted)
