@@ -10,9 +10,9 @@ every report knows what core and detail should carry.
 
 The set-up checks the file (format, shapes, the factor grid; size and MD5 where they are
 known) and converts it once into DIR/images.npy (uint8 (N, 64, 64, C), memory-mapped in
-training like data.py's cache), DIR/factors.npy (float32 (N, K): each image's factor class
-indices) and DIR/benchmark.json (names, kinds, grid, values), written last, so a conversion cut
-short never leaves a cache that would be used. A second run only verifies.
+training like an image folder's cache), DIR/factors.npy (float32 (N, K): each image's factor
+class indices) and DIR/benchmark.json (names, kinds, grid, values), written last, so a
+conversion cut short never leaves a cache that would be used. A second run only verifies.
 
 The images stay 64x64 on disk; a run with another image_size resizes batches as they are read
 (antialiased bilinear).
@@ -20,7 +20,6 @@ The images stay 64x64 on disk; a run with another image_size resizes batches as 
 import argparse
 import csv
 import dataclasses
-import hashlib
 import json
 import math
 import os
@@ -33,9 +32,10 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-import data
+import imagesets
 from configs import Config, UserError
-from data import DataError
+from download import SourceFailed, download, md5_of
+from imagesets import DataError, SyntheticShapes
 
 STRUCTURE, APPEARANCE = "structure", "appearance"
 KINDS = (STRUCTURE, APPEARANCE)
@@ -55,8 +55,8 @@ FACTOR_KINDS = {
     # appearance.
     "dsprites": (("shape", STRUCTURE), ("scale", STRUCTURE), ("orientation", STRUCTURE),
                  ("x", STRUCTURE), ("y", STRUCTURE)),
-    "synthetic": tuple((name, STRUCTURE) for name in data.SyntheticShapes.STRUCTURE_FACTORS)
-    + tuple((name, APPEARANCE) for name in data.SyntheticShapes.APPEARANCE_FACTORS),
+    "synthetic": tuple((name, STRUCTURE) for name in SyntheticShapes.STRUCTURE_FACTORS)
+    + tuple((name, APPEARANCE) for name in SyntheticShapes.APPEARANCE_FACTORS),
 }
 
 # CelebA's 40 attributes, grouped the same way (README "Benchmarks"). Colour, skin tone and
@@ -332,16 +332,6 @@ def factor_values(spec, source):
     return [values[c] for c in spec.columns]
 
 
-def md5_of(path):
-    digest = hashlib.md5()
-    with open(path, "rb") as f, tqdm(total=path.stat().st_size, unit="B", unit_scale=True,
-                                     unit_divisor=1024, desc=f"MD5 {path.name}") as bar:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-            bar.update(len(chunk))
-    return digest.hexdigest()
-
-
 def known_file_note(spec, path):
     """One line: the file's size and MD5 against those recorded for it, where known."""
     size = path.stat().st_size
@@ -417,7 +407,7 @@ def convert(spec, source, root, values, note):
                     "images": IMAGES, "factors": FACTORS, "factor_names": list(names),
                     "factor_kinds": list(kinds), "factor_sizes": list(spec.sizes),
                     "factor_values": values, "check": note}
-        data._write_atomically(root / MANIFEST, json.dumps(manifest))
+        imagesets.write_atomically(root / MANIFEST, json.dumps(manifest))
     finally:
         images_tmp.unlink(missing_ok=True)
         factors_tmp.unlink(missing_ok=True)
@@ -449,16 +439,15 @@ def where_to_download(spec, root):
     return "\n".join(lines)
 
 
-def download(spec, root, name):
-    """The file fetched from the authors' link (resumed across attempts and runs, like
-    celeba_setup.py's downloads), or None with the reason printed."""
-    import celeba_setup
+def fetch(spec, root, name):
+    """The file fetched from the authors' link (resumed across attempts and runs, as CelebA's
+    archive is: download.py), or None with the reason printed."""
     url = spec.urls[name]
     print(f"downloading {url}")
     root.mkdir(parents=True, exist_ok=True)
     try:
-        celeba_setup.download(url, root / name, None, spec.known.get(name, (None,))[0])
-    except celeba_setup.SourceFailed as err:
+        download(url, root / name, None, spec.known.get(name, (None,))[0])
+    except SourceFailed as err:
         print(f"  failed: {err}", file=sys.stderr)
         return None
     return root / name
@@ -475,7 +464,7 @@ def set_up(spec, args):
               f"{manifest['source']}, verified, nothing changed")
         return EXIT_OK
     if path is None and args.download:
-        path = download(spec, root, args.variant if spec.name == "mpi3d" else spec.files[0])
+        path = fetch(spec, root, args.variant if spec.name == "mpi3d" else spec.files[0])
     if path is None:
         print(where_to_download(spec, root), file=sys.stderr)
         return EXIT_NO_FILE
@@ -529,7 +518,7 @@ def main(argv=None):
 
 # --- the images in training -----------------------------------------------------------------
 
-class FactorImages(data.CachedImages):
+class FactorImages(imagesets.CachedImages):
     """Rows of a benchmark cache as float32 (3, S, S) in [0, 1]: grey images repeated to three
     channels, resized (antialiased bilinear) when image_size is not the stored 64."""
 
@@ -538,7 +527,7 @@ class FactorImages(data.CachedImages):
         self.image_size = image_size
 
     def _convert(self, pixels):
-        x = data.to_tensor(pixels)
+        x = imagesets.to_tensor(pixels)
         if x.shape[-3] == 1:
             x = x.repeat_interleave(3, dim=-3)
         if x.shape[-1] != self.image_size:
@@ -637,7 +626,7 @@ def _benchmark_factor_set(cfg):
 
 def _synthetic_factor_set(cfg):
     """The built-in shapes: fresh images (seed + 7, as before), factors in [0, 1]."""
-    shapes = data.SyntheticShapes(cfg.probe_images, cfg.image_size, seed=cfg.seed + 7)
+    shapes = SyntheticShapes(cfg.probe_images, cfg.image_size, seed=cfg.seed + 7)
     factors = np.stack([shapes.factors(i) for i in range(len(shapes))])
     names, kinds = zip(*FACTOR_KINDS["synthetic"])
 
@@ -734,25 +723,25 @@ def check_factors_file(cfg):
         raise DataError(f"--factors labels an image folder: use it with --dataset folder, not "
                         f"--dataset {cfg.dataset}")
     root = Path(cfg.data_dir)
-    return read_factor_csv(cfg.factors, data.list_images(root, root))
+    return read_factor_csv(cfg.factors, imagesets.list_images(root, root))
 
 
 def csv_factor_set(cfg):
     root = Path(cfg.data_dir)
-    names = data.list_images(root, root)
+    names = imagesets.list_images(root, root)
     files, factor_names, kinds, values = read_factor_csv(cfg.factors, names)
-    dataset, kept = data.folder_images(root, names, files, cfg)
+    dataset, kept = imagesets.folder_images(root, names, files, cfg)
     keep = [files.index(name) for name in kept] if len(kept) != len(files) else slice(None)
 
     def image(name, i):
-        if isinstance(dataset, data.CachedImages):
+        if isinstance(dataset, imagesets.CachedImages):
             return dataset[i]
         # Decoding: a file that cannot be read must not lend another image its factors.
-        pixels, reason = data.try_load_image(root / name, cfg.image_size)
+        pixels, reason = imagesets.try_load_image(root / name, cfg.image_size)
         if pixels is None:
             raise DataError(f"{root / name} cannot be decoded ({reason}); `python data.py "
                             f"{root}` builds the cache, which leaves unreadable images out")
-        return data.to_tensor(pixels)
+        return imagesets.to_tensor(pixels)
 
     def images(rows):
         return torch.stack([image(kept[int(i)], int(i)) for i in rows])

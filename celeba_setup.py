@@ -20,33 +20,32 @@ printed); 2 a bad archive or folder is in the way, or a bad argument; 3 the disk
 or not writable); 130 interrupted (run the same command again to continue).
 """
 import argparse
-import hashlib
-import http.client
-import http.cookiejar
 import io
 import os
 import re
 import shutil
 import sys
-import urllib.error
-import urllib.parse
-import urllib.request
 import zipfile
-from html import unescape
 from pathlib import Path
 
 from tqdm import tqdm
 
-import data
+import imagesets
+from celeba import (ATTRIBUTES, CELEBA_FOLDER, CELEBA_TEST, LANDMARKS, BadInput, celeba_number,
+                    celeba_partition, parse_annotation)
 from configs import Config, UserError
+from download import CHUNK, SourceFailed, download, fetch_file, md5_of, verify_file
 
 ZIP_NAME = "img_align_celeba.zip"
 ZIP_MD5 = "00d2c5bc6d35e252742224ab0c1e8fcb"   # the authors' archive
 ZIP_BYTES = 1_443_490_838
 EXPECTED_IMAGES = 202_599          # 000001.jpg ... 202599.jpg (tests patch it for small zips)
-CELEBA_LAST = data.CELEBA_TEST.stop - 1   # the highest file number: 202599
+CELEBA_LAST = CELEBA_TEST.stop - 1   # the highest file number: 202599
 CELEBA_NAME = re.compile(r"\d{6}\.jpg")
 SAMPLE_DECODES = 100   # images decoded to check an archive or folder that is not the authors'
+# Of that sample, the share that may fail to decode when no matching checksum vouches for the
+# copy: a few damaged files are skipped and named, more mean these are not CelebA's images.
+MAX_UNDECODABLE_SHARE = 0.05
 PARTITION_FORMS = ("list_eval_partition.txt", "list_eval_partition.csv")  # authors', Kaggle's
 GDRIVE_ID = "0B7EVK8r0v71pZjFTYXZWM3FlRnM"
 GDRIVE_RESOURCE_KEY = "0-dYn9z10tMJOBAkviAcfdyQ"
@@ -65,153 +64,10 @@ SOURCES = [
 ]
 CELEBA_PAGE = "https://mmlab.ie.cuhk.edu.hk/projects/CelebA.html"
 PARTITION_FILE = "list_eval_partition.txt"
-CHUNK = 1 << 20
-TIMEOUT_S = 60
-MAX_ATTEMPTS = 20        # per source, while each attempt makes progress
 EXIT_OK, EXIT_NO_SOURCE, EXIT_BAD_INPUT, EXIT_DISK, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 
-class SourceFailed(Exception):
-    """This source cannot give the archive; the next one is tried."""
-
-
-class BadInput(UserError):
-    """An archive or folder that must not be used; the message says what to do."""
-
-
-# --- download -----------------------------------------------------------------------------
-
-def _opener():
-    # Google Drive's older confirmation flow keeps its token in a cookie.
-    return urllib.request.build_opener(
-        urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
-
-
-def _confirmed_url(page, url):
-    """The real download URL behind Google Drive's large-file warning page, or None."""
-    form = re.search(r'<form[^>]*id="download-form"[^>]*action="([^"]+)"(.*?)</form>', page,
-                     re.DOTALL)
-    if form:
-        fields = dict(re.findall(r'<input[^>]*type="hidden"[^>]*name="([^"]+)"[^>]*value="([^"]*)"',
-                                 form.group(2)))
-        return unescape(form.group(1)) + "?" + urllib.parse.urlencode(fields)
-    token = re.search(r"confirm=([0-9A-Za-z_-]+)", page)
-    if token:
-        return url + "&confirm=" + token.group(1)
-    return None
-
-
-def _open(opener, url, start):
-    """The response for the archive from byte `start`, past any confirmation page."""
-    headers = {"User-Agent": "celeba_setup.py"}
-    if start:
-        headers["Range"] = f"bytes={start}-"
-    for _ in range(3):  # the page, then the file
-        response = opener.open(urllib.request.Request(url, headers=headers), timeout=TIMEOUT_S)
-        if not response.headers.get("Content-Type", "").startswith("text/html"):
-            return response
-        page = response.read(2 * CHUNK).decode("utf-8", "replace")
-        response.close()
-        url = _confirmed_url(page, url)
-        if url is None:
-            title = re.search(r"<title>(.*?)</title>", page, re.DOTALL)
-            raise SourceFailed("answered with a web page, not the archive"
-                               + (f" ({unescape(title.group(1)).strip()})" if title else "")
-                               + "; often Google Drive's daily quota: try later")
-    raise SourceFailed("kept answering with web pages")
-
-
-def _transfer(opener, url, part, expected_bytes):
-    """One request appending to `part`; raises ConnectionError on a short transfer."""
-    start = part.stat().st_size if part.exists() else 0
-    if start and start == expected_bytes:
-        return  # a previous run got every byte; only the check is left
-    try:
-        response = _open(opener, url, start)
-    except urllib.error.HTTPError as err:
-        if err.code == 416:
-            part.unlink()  # a partial file longer than the server's: useless
-            raise SourceFailed(f"refused to resume at byte {start}; partial file discarded"
-                               ) from None
-        raise SourceFailed(f"HTTP {err.code} {err.reason}") from None
-    with response:
-        length = int(response.headers.get("Content-Length", -1))
-        if response.status != 206:  # the server ignored the Range: the whole file again
-            start = 0
-        total = start + length if length >= 0 else None
-        if expected_bytes and total and total != expected_bytes:
-            raise SourceFailed(f"offers {total} bytes; the archive has {expected_bytes}")
-        received = 0
-        with open(part, "r+b" if start else "wb") as f, \
-                tqdm(total=total, initial=start, unit="B", unit_scale=True, unit_divisor=1024,
-                     desc=f"download {urllib.parse.urlsplit(url).hostname}") as bar:
-            f.seek(start)
-            f.truncate()
-            while chunk := response.read(CHUNK):
-                f.write(chunk)
-                received += len(chunk)
-                bar.update(len(chunk))
-    if length >= 0 and received < length:
-        raise ConnectionError(f"connection closed after {start + received} of {total} bytes")
-
-
-def md5_of(path):
-    digest = hashlib.md5()
-    with open(path, "rb") as f, tqdm(total=path.stat().st_size, unit="B", unit_scale=True,
-                                     unit_divisor=1024, desc=f"MD5 {path.name}") as bar:
-        while chunk := f.read(CHUNK):
-            digest.update(chunk)
-            bar.update(len(chunk))
-    return digest.hexdigest()
-
-
-def verify_archive(path, md5, expected_bytes):
-    """None when the file has the expected size and MD5 (md5 None: any), else what is wrong."""
-    size = path.stat().st_size
-    if expected_bytes and size != expected_bytes:
-        return f"{size} bytes, expected {expected_bytes}"
-    if md5 is None:
-        return None
-    actual = md5_of(path)
-    return None if actual == md5 else f"MD5 {actual}, expected {md5}"
-
-
-def download(url, dest, md5, expected_bytes):
-    """Fetch url to dest through dest.part (resumed across attempts and runs), verified."""
-    part = dest.with_name(dest.name + ".part")
-    opener = _opener()
-    for _ in range(MAX_ATTEMPTS):
-        before = part.stat().st_size if part.exists() else 0
-        try:
-            _transfer(opener, url, part, expected_bytes)
-            break
-        except (OSError, http.client.HTTPException) as err:
-            now = part.stat().st_size if part.exists() else 0
-            if now <= before:  # another try is worth it only while bytes keep coming
-                raise SourceFailed(f"{type(err).__name__}: {err}") from None
-            tqdm.write(f"  transfer broken at byte {now} ({err}); resuming")
-    else:
-        raise SourceFailed(f"still incomplete after {MAX_ATTEMPTS} attempts")
-    problem = verify_archive(part, md5, expected_bytes)
-    if problem:
-        part.unlink()  # never resume from, or use, bytes of the wrong file
-        raise SourceFailed(f"the file is not the CelebA archive ({problem})")
-    os.replace(part, dest)
-
-
-def fetch_archive(dest, urls, md5, expected_bytes):
-    """Download from the first url that gives the verified archive; the failures if none does."""
-    failures = []
-    for url in urls:
-        print(f"trying {url}")
-        try:
-            download(url, dest, md5, expected_bytes)
-            return []
-        except SourceFailed as err:
-            print(f"  failed: {err}")
-            failures.append((url, str(err)))
-    return failures
-
+# --- when no source gives the archive -------------------------------------------------------
 
 def manual_instructions(root, failures):
     tried = "\n".join(f"  {i}. {url}\n     {why}" for i, (url, why) in enumerate(failures, 1))
@@ -270,7 +126,7 @@ class FolderSource:
 
     def names(self):
         if self._names is None:  # listed once: 202,599 files take a while
-            self._names = data.list_images(self.path, self.path) + [
+            self._names = imagesets.list_images(self.path, self.path) + [
                 p.relative_to(self.path).as_posix()
                 for p in self.path.rglob("list_eval_partition.*")]
         return self._names
@@ -300,12 +156,14 @@ def _hidden(name):
     return any(part.startswith(".") or part == "__MACOSX" for part in name.split("/"))
 
 
-def check_content(source, label, expected_images):
+def check_content(source, label, expected_images, vouched):
     """The image names of a source whose contents are CelebA, after a check of the names,
-    the count and a decoded sample; BadInput otherwise. Returns (names, what was checked)."""
+    the count and a decoded sample; BadInput otherwise. vouched: a matching checksum vouches
+    for the copy, so any damaged files in the sample are only named. Returns (names, what was
+    checked)."""
     folder, names = _celeba_images(source.names())
     where = f"{folder}/" if folder else "its top level"
-    outside = [n for n in names if not 1 <= data.celeba_number(n) <= CELEBA_LAST]
+    outside = [n for n in names if not 1 <= celeba_number(n) <= CELEBA_LAST]
     if len(names) != expected_images or outside:
         found = f"{len(names)} images named like CelebA's (NNNNNN.jpg) in {where}" \
             + (f", {outside[0]} among them beyond {CELEBA_LAST:06d}.jpg" if outside else "")
@@ -313,13 +171,23 @@ def check_content(source, label, expected_images):
                        f"{CELEBA_LAST:06d}.jpg. {not_celeba_advice(label, source.given)}")
     step = max(1, len(names) // SAMPLE_DECODES)
     sample = sorted(set(names[::step][:SAMPLE_DECODES] + [names[-1]]))
+    undecodable = {}
     for name in sample:
-        pixels, reason = data.try_load_image(io.BytesIO(source.read(name)), 16)
+        pixels, reason = imagesets.try_load_image(io.BytesIO(source.read(name)), 16)
         if pixels is None:
-            raise BadInput(f"{label}: {name} cannot be decoded ({reason}); the images are "
-                           f"damaged. {not_celeba_advice(label, source.given)}")
-    return names, (f"{len(names):,} images named {names[0].rpartition('/')[2]} to "
-                   f"{names[-1].rpartition('/')[2]} in {where}, {len(sample)} of them decoded")
+            undecodable[name] = reason
+    if not vouched and len(undecodable) > MAX_UNDECODABLE_SHARE * len(sample):
+        first, reason = next(iter(undecodable.items()))
+        raise BadInput(f"{label}: {len(undecodable)} of the {len(sample)} sampled images cannot "
+                       f"be decoded, more than the {MAX_UNDECODABLE_SHARE:.0%} a copy without a "
+                       f"matching checksum may have ({first} cannot be decoded: {reason}); the "
+                       f"images are damaged. {not_celeba_advice(label, source.given)}")
+    what = (f"{len(names):,} images named {names[0].rpartition('/')[2]} to "
+            f"{names[-1].rpartition('/')[2]} in {where}, {len(sample)} of them decoded")
+    if undecodable:
+        what += (f", {len(undecodable)} cannot be: " + ", ".join(list(undecodable)[:5])
+                 + (", ..." if len(undecodable) > 5 else ""))
+    return names, what
 
 
 def not_celeba_advice(label, given):
@@ -360,7 +228,7 @@ def parse_partition(text, label):
 
 def check_partition(source, label, names):
     """A partition file shipped with the images must agree with CelebA's official split. The
-    split is by file number (data.celeba_partition), so a file that disagrees means images
+    split is by file number (celeba_partition), so a file that disagrees means images
     not numbered as CelebA's, and a train/test split that would be wrong. Returns a note."""
     files = sorted(n for n in source.names()
                    if n.rpartition("/")[2] in PARTITION_FORMS and not _hidden(n))
@@ -370,7 +238,7 @@ def check_partition(source, label, names):
     listed = parse_partition(text, f"{label}: {files[0]}")
     for name in names:
         base = name.rpartition("/")[2]
-        official = data.celeba_partition(data.celeba_number(base))
+        official = celeba_partition(celeba_number(base))
         if listed.get(base) != official:
             raise BadInput(f"{label}: {files[0]} puts {base} in partition {listed.get(base)}, "
                            f"CelebA's official split in {official}; these images are not "
@@ -431,14 +299,14 @@ def _link_or_copy(src, target):
 
 
 def count_images(folder):
-    return len(data.list_images(folder, folder)) if folder.is_dir() else 0
+    return len(imagesets.list_images(folder, folder)) if folder.is_dir() else 0
 
 
 def partition_text(folder):
     """list_eval_partition.txt for the images present: '000001.jpg 0' (0 train, 1 val, 2 test)."""
     lines = []
-    for name in data.list_images(folder, folder):
-        part = data.celeba_partition(data.celeba_number(name))
+    for name in imagesets.list_images(folder, folder):
+        part = celeba_partition(celeba_number(name))
         if part is not None:
             lines.append(f"{name} {part}\n")
     return "".join(lines)
@@ -448,21 +316,18 @@ def write_if_changed(path, text):
     """Write only when the content differs, so a complete setup is left untouched."""
     if path.exists() and path.read_text() == text:
         return False
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    imagesets.write_atomically(path, text)
     return True
 
 
 def cache_is_current(root, image_size):
-    manifest = data.read_cache(root, image_size)
-    listing = data.list_images(root / data.CELEBA_FOLDER, root)
+    manifest = imagesets.read_cache(root, image_size)
+    listing = imagesets.list_images(root / CELEBA_FOLDER, root)
     return manifest is not None and sorted(manifest["files"]) == listing
 
 
 # --- the annotations: attributes and aligned landmarks --------------------------------------
 
-ATTRIBUTES, LANDMARKS = "list_attr_celeba.txt", "list_landmarks_align_celeba.txt"
 # name -> (the authors' MD5 as torchvision records it, Google Drive file id, Kaggle's CSV name)
 ANNOTATIONS = {
     ATTRIBUTES: ("75e246fa4810816ffd6ee81facbd244c", "0B7EVK8r0v71pblRyaVFSWGxPY0U",
@@ -470,50 +335,11 @@ ANNOTATIONS = {
     LANDMARKS: ("cc24ecafdb5b50baae59b03474781f8c", "0B7EVK8r0v71pd0FJY3Blby1HUTQ",
                 "list_landmarks_align_celeba.csv"),
 }
-ATTRIBUTE_COUNT = 40
-LANDMARK_COLUMNS = tuple(f"{p}_{a}" for p in ("lefteye", "righteye", "nose", "leftmouth",
-                                              "rightmouth") for a in ("x", "y"))
 # Tried in order for each file (the authors' Google Drive files, as for the images).
 ANNOTATION_SOURCES = {
     name: [f"https://drive.google.com/uc?export=download&id={gid}",
            f"https://drive.usercontent.google.com/download?id={gid}&export=download&confirm=t"]
     for name, (_, gid, _) in ANNOTATIONS.items()}
-
-
-def parse_annotation(text, label, name):
-    """(column names, {image name: values}) of an attribute or landmark table in the authors'
-    form (a count line, a header line, 'NNNNNN.jpg v1 v2 ...') or Kaggle's CSV (image_id,...);
-    BadInput naming the row otherwise. Attributes are -1/1, landmarks pixel coordinates."""
-    lines = [line.strip() for line in text.lstrip("\ufeff").splitlines() if line.strip()]
-    if len(lines) < 2:
-        raise BadInput(f"{label}: {len(lines)} lines; not CelebA's {name}")
-    if "," in lines[0]:
-        header, rows, first = lines[0].split(",")[1:], [r.split(",") for r in lines[1:]], 2
-    else:
-        header, rows, first = lines[1].split(), [r.split() for r in lines[2:]], 3
-        if not lines[0].isdigit() or int(lines[0]) != len(rows):
-            raise BadInput(f"{label} row 1: {lines[0]!r} should be the count of its "
-                           f"{len(rows)} rows; not CelebA's {name}")
-    header = [h.strip() for h in header]
-    expected = LANDMARK_COLUMNS if name == LANDMARKS else None
-    if (expected and tuple(header) != expected) or \
-            (not expected and len(header) != ATTRIBUTE_COUNT):
-        raise BadInput(f"{label}: header {' '.join(header)[:80]!r} is not that of CelebA's "
-                       f"{name} ({', '.join(expected) if expected else '40 attributes'})")
-    table = {}
-    for number, row in enumerate(rows, first):
-        if len(row) != len(header) + 1:
-            raise BadInput(f"{label} row {number}: {len(row)} cells, expected "
-                           f"{len(header) + 1}")
-        try:
-            values = [int(v) for v in row[1:]]
-        except ValueError:
-            raise BadInput(f"{label} row {number}: {' '.join(row[1:])[:60]!r} are not "
-                           "integers") from None
-        if not expected and any(v not in (-1, 1) for v in values):
-            raise BadInput(f"{label} row {number}: attributes must be -1 or 1")
-        table[row[0].strip()] = values
-    return header, table
 
 
 def annotation_text(header, table):
@@ -529,23 +355,6 @@ def check_annotation(text, label, name, images):
     if missing:
         raise BadInput(f"{label}: no row for {missing[0]} ({len(missing)} images without one)")
     return header, table
-
-
-def read_annotations(root):
-    """(attribute names, {image: 40 values}, landmark columns, {image: 10 values}) from the
-    files celeba_setup.py writes, or a one-line reason they cannot be used."""
-    root = Path(root)
-    tables = []
-    for name in (ATTRIBUTES, LANDMARKS):
-        path = root / name
-        if not path.is_file():
-            return (f"{path} is missing; `python celeba_setup.py --data_dir {root}` fetches "
-                    "CelebA's annotations")
-        try:
-            tables += parse_annotation(path.read_text(), str(path), name)
-        except BadInput as err:
-            return f"{err}; delete it and run `python celeba_setup.py --data_dir {root}`"
-    return tuple(tables)
 
 
 def _write_annotation(root, name, text, header, table):
@@ -665,7 +474,7 @@ def obtain_source(args, root):
             raise BadInput(f"--folder {args.folder}: no such folder; give the folder that holds "
                            "CelebA's images (at any depth)")
         return checked(FolderSource(args.folder), "a folder, so checked by content",
-                       args.expected_images)
+                       args.expected_images, vouched=False)
     # The size is known for the authors' archive only; another --md5 means another file.
     expected_bytes = ZIP_BYTES if args.md5 == ZIP_MD5 else None
     given = args.zip or root / ZIP_NAME
@@ -673,25 +482,27 @@ def obtain_source(args, root):
         raise BadInput(f"--zip {args.zip}: no such file; give the path of {ZIP_NAME} or of "
                        "another zip of CelebA's images (an extracted folder: --folder PATH)")
     if not given.is_file():
-        failures = fetch_archive(given, args.urls or SOURCES, args.md5, expected_bytes)
+        failures = fetch_file(given, args.urls or SOURCES, args.md5, expected_bytes)
         if failures:
             print(manual_instructions(root, failures), file=sys.stderr)
             return None
-        return checked(ZipSource(given, False), "size and MD5 verified", args.expected_images)
+        return checked(ZipSource(given, False), "size and MD5 verified", args.expected_images,
+                       vouched=True)
     print(f"verifying {given}")
-    problem = verify_archive(given, args.md5, expected_bytes)
+    problem = verify_file(given, args.md5, expected_bytes)
     # Any zip whose contents are CelebA will do (Kaggle's, a repack): when it is not the
     # authors' archive byte for byte, its contents are checked instead.
     how = f"not the authors' archive ({problem}), so checked by content" if problem \
         else "size and MD5 verified"
-    return checked(ZipSource(given, bool(args.zip)), how, args.expected_images)
+    return checked(ZipSource(given, bool(args.zip)), how, args.expected_images,
+                   vouched=not problem)
 
 
-def checked(source, how, expected_images):
+def checked(source, how, expected_images, vouched):
     """Check the source's contents (always: the listing is cheap, and the count guards a
     custom --md5) and say in one line which check vouches for it."""
     try:
-        names, what = check_content(source, str(source.path), expected_images)
+        names, what = check_content(source, str(source.path), expected_images, vouched)
         later = "extraction checks every file's CRC; preprocessing" \
             if isinstance(source, ZipSource) else "preprocessing"
         print(f"{source.path}: {how}: {what} ({later} skips and names any image that cannot "
@@ -705,7 +516,7 @@ def checked(source, how, expected_images):
 
 def set_up(args):
     root = Path(args.data_dir)
-    folder = root / data.CELEBA_FOLDER
+    folder = root / CELEBA_FOLDER
     root.mkdir(parents=True, exist_ok=True)
     done, annotation_notes = [], []
     if count_images(folder) >= args.expected_images:
@@ -718,7 +529,7 @@ def set_up(args):
             import_images(*found, folder)
             if args.annotations:
                 annotation_notes += annotations_from_source(
-                    found[0], root, data.list_images(folder, folder))
+                    found[0], root, imagesets.list_images(folder, folder))
         finally:
             found[0].close()
     images = count_images(folder)
@@ -728,19 +539,22 @@ def set_up(args):
     changed = write_if_changed(root / PARTITION_FILE, partition_text(folder))
     done.append(f"{PARTITION_FILE} {'written' if changed else 'already correct'}")
     if args.preprocess:
-        cache = data.cache_path(root, args.image_size)
+        cache = imagesets.cache_path(root, args.image_size)
         if cache_is_current(root, args.image_size):
             done.append(f"cache {cache.name} already current")
         else:
-            data.preprocess_folder(folder, cache, args.image_size, workers=args.workers)
-            done.append(f"cache {cache.name} built")
+            skipped = imagesets.preprocess_folder(folder, cache, args.image_size,
+                                                  workers=args.workers)["skipped"]
+            done.append(f"cache {cache.name} built" + (
+                f" ({len(skipped)} unreadable images left out, named in "
+                f"{cache.with_suffix('.json').name})" if skipped else ""))
     if all("already" in step for step in done):
         print(f"CelebA already set up at {root}; verified, nothing changed: {images} images, "
               + ", ".join(done) + ".")
     else:
         print(f"CelebA ready at {root}: {images} images; " + "; ".join(done) + ".")
     if args.annotations:
-        notes, complete = fetch_annotations(args, root, data.list_images(folder, folder))
+        notes, complete = fetch_annotations(args, root, imagesets.list_images(folder, folder))
         for note in annotation_notes + notes:
             print(f"annotations: {note}", file=sys.stdout if complete else sys.stderr)
     where = "" if root == Path(Config().data_dir) else f" --data_dir {root}"
@@ -755,7 +569,7 @@ def main(argv=None):
     except BadInput as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except UserError as err:  # the cache could not be written (data.DataError)
+    except UserError as err:  # the cache could not be written (imagesets.DataError)
         print(f"error: {err}", file=sys.stderr)
         return EXIT_DISK
     except OSError as err:

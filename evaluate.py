@@ -17,9 +17,10 @@ import numpy as np
 import torch
 
 import benchmarks
+import celeba
 import configs
-import data
 import disentanglement
+import imagesets
 import plots
 from checkpoint import read_checkpoint
 from configs import GROUPS, UserError
@@ -331,24 +332,23 @@ def face_report(vae, cfg, device, amp=contextlib.nullcontext):
     files are missing."""
     if cfg.dataset not in ("celeba", "auto"):
         return None
-    import celeba_setup
     root = Path(cfg.data_dir)
-    annotations = celeba_setup.read_annotations(root)
+    annotations = celeba.read_annotations(root)
     if isinstance(annotations, str):
         return {"skipped": annotations}
     attr_names, attributes, landmark_names, landmarks = annotations
-    folder = root / data.CELEBA_FOLDER
-    all_names = data.list_images(folder, root)
-    names = [n for n in all_names if data.celeba_partition(data.celeba_number(n)) == 2
+    folder = root / celeba.CELEBA_FOLDER
+    all_names = imagesets.list_images(folder, root)
+    names = [n for n in all_names if celeba.celeba_partition(celeba.celeba_number(n)) == 2
              and Path(n).name in attributes and Path(n).name in landmarks]
     rng = np.random.default_rng(cfg.seed + FACE_SEED_OFFSET)
     names = [names[i] for i in sorted(rng.permutation(len(names))[:cfg.face_probe_images])]
     if len(names) < 10:
         return {"skipped": f"{len(names)} annotated test-partition images in {folder}; the "
                            "probes need at least 10"}
-    dataset, kept = data.folder_images(root, all_names, names, cfg)
+    dataset, kept = imagesets.folder_images(root, all_names, names, cfg)
     codes = np.concatenate([_encode(vae, x, device, amp)
-                            for x in data.make_loader(dataset, cfg, train=False)])
+                            for x in make_loader(dataset, cfg, train=False)])
     order = rng.permutation(len(kept))
     codes = codes[order].astype(np.float64)
     kept = [Path(kept[i]).name for i in order]

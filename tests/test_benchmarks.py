@@ -12,6 +12,7 @@ import torch
 import benchmarks
 import configs
 import data
+import imagesets
 import train
 
 SMALL = {"shapes3d": (2, 2, 2, 2, 2, 3), "mpi3d": (2, 2, 2, 1, 2, 2, 3),
@@ -223,7 +224,7 @@ def test_training_needs_the_set_up_and_says_so(tmp_path):
     cfg = configs.parse_args(["--preset", "tiny", "--dataset", "shapes3d"])
     assert benchmarks.benchmark_root(cfg).as_posix() == "data/shapes3d"
     cfg.data_dir = str(tmp_path / "nothing")
-    with pytest.raises(data.DataError, match=r"run `python benchmarks.py shapes3d --data_dir"):
+    with pytest.raises(imagesets.DataError, match=r"run `python benchmarks.py shapes3d --data_dir"):
         data.build_datasets(cfg)
 
 

@@ -8,8 +8,8 @@ import pytest
 from PIL import Image
 
 import benchmarks
+import celeba
 import celeba_setup
-import data
 import evaluate
 import train
 from test_celeba_setup import NUMBERS, ZIP_MD5, Server, tiny_celeba_zip
@@ -30,7 +30,7 @@ def attribute_text(numbers, csv=False, seed=0):
 def landmark_text(numbers, csv=False, seed=1):
     rng = np.random.default_rng(seed)
     rows = {f"{n:06d}.jpg": rng.integers(60, 160, 10) for n in numbers}
-    header = celeba_setup.LANDMARK_COLUMNS
+    header = celeba.LANDMARK_COLUMNS
     if csv:
         return "image_id," + ",".join(header) + "\n" + "".join(
             f"{name}," + ",".join(map(str, v)) + "\n" for name, v in rows.items())
@@ -38,8 +38,8 @@ def landmark_text(numbers, csv=False, seed=1):
         f"{name} " + " ".join(map(str, v)) + "\n" for name, v in rows.items())
 
 
-FILES = {celeba_setup.ATTRIBUTES: attribute_text(NUMBERS),
-         celeba_setup.LANDMARKS: landmark_text(NUMBERS)}
+FILES = {celeba.ATTRIBUTES: attribute_text(NUMBERS),
+         celeba.LANDMARKS: landmark_text(NUMBERS)}
 
 
 @pytest.fixture
@@ -82,15 +82,15 @@ def test_the_annotations_are_fetched_checked_and_then_only_verified(tmp_path, se
         assert (tmp_path / name).read_text() == text
         assert f"annotations: {name} downloaded from {anno}/{name} (checked by content)" in out
     assert not list(tmp_path.glob("*.download*"))
-    names, attributes, columns, landmarks = celeba_setup.read_annotations(tmp_path)
-    assert names == ATTRIBUTE_NAMES and columns == list(celeba_setup.LANDMARK_COLUMNS)
+    names, attributes, columns, landmarks = celeba.read_annotations(tmp_path)
+    assert names == ATTRIBUTE_NAMES and columns == list(celeba.LANDMARK_COLUMNS)
     assert set(attributes) == set(landmarks) == {f"{n:06d}.jpg" for n in NUMBERS}
     server.requests.clear()
     before = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*")}
     assert run(tmp_path, "--annotations_from", anno, urls=[server.url + "/celeba.zip"]) == 0
     assert server.requests == []
     assert {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*")} == before
-    assert f"{celeba_setup.LANDMARKS} already present, checked" in capsys.readouterr().out
+    assert f"{celeba.LANDMARKS} already present, checked" in capsys.readouterr().out
 
 
 def test_kaggles_csv_annotations_are_taken_from_its_zip(tmp_path, monkeypatch, capsys):
@@ -105,21 +105,21 @@ def test_kaggles_csv_annotations_are_taken_from_its_zip(tmp_path, monkeypatch, c
     assert celeba_setup.main(["--data_dir", str(root), "--image_size", "16", "--workers", "1",
                               "--zip", str(given)]) == 0
     for name, text in FILES.items():  # converted to the authors' form
-        assert celeba_setup.parse_annotation((root / name).read_text(), name, name) == \
-            celeba_setup.parse_annotation(text, name, name)
+        assert celeba.parse_annotation((root / name).read_text(), name, name) == \
+            celeba.parse_annotation(text, name, name)
         assert (root / name).read_text().split("\n")[1] == text.split("\n")[1]
     assert "list_attr_celeba.txt taken from" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("text, message", [
-    (FILES[celeba_setup.ATTRIBUTES].replace(" 1", " 2", 1), "row 3: attributes must be -1 or 1"),
+    (FILES[celeba.ATTRIBUTES].replace(" 1", " 2", 1), "row 3: attributes must be -1 or 1"),
     (attribute_text(NUMBERS[:-1]), "no row for 202599.jpg"),
     ("0\nlefteye_x\n", "is not that of CelebA's list_attr_celeba.txt"),
 ], ids=["a value", "a missing image", "another file"])
 def test_a_wrong_annotation_download_is_refused_and_named(tmp_path, server, capsys,
                                                           text, message):
     FILES_BEFORE = dict(FILES)
-    FILES[celeba_setup.ATTRIBUTES] = text
+    FILES[celeba.ATTRIBUTES] = text
     try:
         code = run(tmp_path, "--annotations_from", server.url + "/anno",
                    urls=[server.url + "/celeba.zip"])
@@ -130,8 +130,8 @@ def test_a_wrong_annotation_download_is_refused_and_named(tmp_path, server, caps
     assert message in captured.out
     assert "list_attr_celeba.txt could not be fetched" in captured.err
     assert celeba_setup.CELEBA_PAGE in captured.err
-    assert not (tmp_path / celeba_setup.ATTRIBUTES).exists()
-    assert "is missing" in celeba_setup.read_annotations(tmp_path)
+    assert not (tmp_path / celeba.ATTRIBUTES).exists()
+    assert "is missing" in celeba.read_annotations(tmp_path)
 
 
 def jpeg(path, seed):
@@ -141,13 +141,13 @@ def jpeg(path, seed):
 
 def test_evaluation_reports_landmarks_and_attributes_from_core_and_detail(tmp_path):
     root = tmp_path / "celeba"
-    folder = root / data.CELEBA_FOLDER
+    folder = root / celeba.CELEBA_FOLDER
     folder.mkdir(parents=True)
     numbers = list(range(1, 17)) + list(range(182638, 182668))  # 16 train, 30 test
     for n in numbers:
         jpeg(folder / f"{n:06d}.jpg", n)
-    (root / celeba_setup.ATTRIBUTES).write_text(attribute_text(numbers))
-    (root / celeba_setup.LANDMARKS).write_text(landmark_text(numbers))
+    (root / celeba.ATTRIBUTES).write_text(attribute_text(numbers))
+    (root / celeba.LANDMARKS).write_text(landmark_text(numbers))
     out = tmp_path / "out"
     assert train.main(["--preset", "tiny", "--dataset", "celeba", "--data_dir", str(root),
                        "--epochs", "1", "--output_dir", str(out), "--tensorboard", "false",

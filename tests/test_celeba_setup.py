@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import celeba
 import celeba_setup
-import data
+import imagesets
 
 NUMBERS = (1, 2, 162771, 182638, 202599)  # train, train, validation, test, test
 PARTITION_TXT = "000001.jpg 0\n000002.jpg 0\n162771.jpg 1\n182638.jpg 2\n202599.jpg 2\n"
@@ -143,11 +144,12 @@ def run(root, *extra, md5=ZIP_MD5, urls=None):
 
 
 def assert_set_up(root):
-    folder = root / data.CELEBA_FOLDER
+    folder = root / celeba.CELEBA_FOLDER
     assert sorted(p.name for p in folder.iterdir()) == [f"{n:06d}.jpg" for n in NUMBERS]
     assert (root / celeba_setup.PARTITION_FILE).read_text() == \
         "000001.jpg 0\n000002.jpg 0\n162771.jpg 1\n182638.jpg 2\n202599.jpg 2\n"
-    assert data.read_cache(root, 16)["files"] == [f"img_align_celeba/{n:06d}.jpg" for n in NUMBERS]
+    assert imagesets.read_cache(root, 16)["files"] == \
+        [f"img_align_celeba/{n:06d}.jpg" for n in NUMBERS]
     assert not list(root.glob("*.part")) and not list(root.rglob("*.tmp*"))
 
 
@@ -194,7 +196,7 @@ def test_a_download_with_the_wrong_checksum_is_refused_and_never_extracted(tmp_p
     code = run(tmp_path, md5="0" * 32, urls=[server.url + "/celeba.zip"])
     assert code == celeba_setup.EXIT_NO_SOURCE
     assert f"MD5 {ZIP_MD5}, expected {'0' * 32}" in capsys.readouterr().out
-    assert not (tmp_path / data.CELEBA_FOLDER).exists()
+    assert not (tmp_path / celeba.CELEBA_FOLDER).exists()
     assert not (tmp_path / celeba_setup.ZIP_NAME).exists()
     assert not (tmp_path / (celeba_setup.ZIP_NAME + ".part")).exists()  # not resumed from
 
@@ -293,7 +295,78 @@ def test_a_given_zip_whose_contents_are_not_celeba_is_refused_in_one_line(
     assert err.count("\n") == 0 and err.startswith(f"error: {given}") and why in err
     assert "delete" not in err and "Kaggle's celeba-dataset zip" in err  # it is the user's file
     assert given.read_bytes() == archive
-    assert not (tmp_path / "celeba" / data.CELEBA_FOLDER).exists()
+    assert not (tmp_path / "celeba" / celeba.CELEBA_FOLDER).exists()
+
+
+FORTY_TWO = tuple(range(1, 43))
+
+
+def damaged_celeba_zip(zero_byte=(), truncated=()):
+    """42 images in the authors' layout; zero_byte and truncated: numbers of the damaged ones
+    (the zip itself is sound: every member's CRC is right)."""
+    damaged = set(zero_byte) | set(truncated)
+    extra = [(f"img_align_celeba/{n:06d}.jpg", b"") for n in zero_byte] + \
+        [(f"img_align_celeba/{n:06d}.jpg", jpeg(n)[:len(jpeg(n)) // 2]) for n in truncated]
+    return tiny_celeba_zip(numbers=[n for n in FORTY_TWO if n not in damaged], extra=extra)
+
+
+def set_up_forty_two(root, given, *extra):
+    return celeba_setup.main(["--data_dir", str(root), "--zip", str(given), "--expected_images",
+                              "42", "--image_size", "16", "--workers", "1", *extra])
+
+
+def test_a_zip_whose_checksum_matches_is_set_up_with_its_damaged_images_skipped_and_named(
+        tmp_path, capsys):
+    archive = damaged_celeba_zip(zero_byte=[41], truncated=[7])
+    given = tmp_path / "mine.zip"
+    given.write_bytes(archive)
+    root = tmp_path / "celeba"
+    assert set_up_forty_two(root, given, "--md5", hashlib.md5(archive).hexdigest()) == 0
+    out = capsys.readouterr().out
+    line = one_line(out, "size and MD5 verified")
+    assert "42 images named 000001.jpg to 000042.jpg in img_align_celeba/, 42 of them " \
+        "decoded, 2 cannot be: img_align_celeba/000007.jpg, img_align_celeba/000041.jpg " \
+        "(extraction checks every file's CRC; preprocessing skips and names" in line
+    assert len(list((root / celeba.CELEBA_FOLDER).iterdir())) == 42
+    manifest = imagesets.read_cache(root, 16)
+    assert sorted(manifest["skipped"]) == ["img_align_celeba/000007.jpg",
+                                           "img_align_celeba/000041.jpg"]
+    assert len(manifest["files"]) == 42
+    assert "cache preprocessed_16.npy built (2 unreadable images left out, named in " \
+        "preprocessed_16.json)" in one_line(out, "CelebA ready")
+
+
+def test_without_a_checksum_a_few_undecodable_images_are_tolerated_and_named(tmp_path, capsys):
+    given = tmp_path / "mine.zip"
+    given.write_bytes(damaged_celeba_zip(truncated=[3, 30]))
+    assert set_up_forty_two(tmp_path / "celeba", given) == 0
+    assert 2 / 42 <= celeba_setup.MAX_UNDECODABLE_SHARE < 3 / 42  # 2 of 42: within the share
+    line = one_line(capsys.readouterr().out, "checked by content")
+    assert "2 cannot be: img_align_celeba/000003.jpg, img_align_celeba/000030.jpg" in line
+    assert sorted(imagesets.read_cache(tmp_path / "celeba", 16)["skipped"]) == \
+        ["img_align_celeba/000003.jpg", "img_align_celeba/000030.jpg"]
+
+
+def test_without_a_checksum_mostly_undecodable_images_are_refused_in_one_line(tmp_path, capsys):
+    given = tmp_path / "mine.zip"
+    given.write_bytes(damaged_celeba_zip(zero_byte=range(1, 31)))
+    assert set_up_forty_two(tmp_path / "celeba", given) == celeba_setup.EXIT_BAD_INPUT
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and err.startswith(f"error: {given}: 30 of the 42 sampled images "
+                                                   "cannot be decoded, more than the 5%")
+    assert "img_align_celeba/000001.jpg cannot be decoded" in err
+    assert not (tmp_path / "celeba" / celeba.CELEBA_FOLDER).exists()
+
+
+def test_a_matching_checksum_vouches_for_a_copy_beyond_the_share(tmp_path, capsys):
+    archive = damaged_celeba_zip(zero_byte=range(1, 31))  # refused without its checksum
+    given = tmp_path / "mine.zip"
+    given.write_bytes(archive)
+    root = tmp_path / "celeba"
+    assert set_up_forty_two(root, given, "--md5", hashlib.md5(archive).hexdigest()) == 0
+    assert "42 of them decoded, 30 cannot be: img_align_celeba/000001.jpg, " \
+        "img_align_celeba/000002.jpg" in one_line(capsys.readouterr().out, "MD5 verified")
+    assert len(imagesets.read_cache(root, 16)["skipped"]) == 30
 
 
 def test_a_wrong_zip_in_the_data_folder_is_refused_with_what_to_do(tmp_path, small_celeba,
@@ -306,10 +379,10 @@ def test_a_wrong_zip_in_the_data_folder_is_refused_with_what_to_do(tmp_path, sma
 
 def test_both_partition_forms_read_alike():
     txt = celeba_setup.parse_partition(PARTITION_TXT, "txt")
-    assert txt == {f"{n:06d}.jpg": data.celeba_partition(n) for n in NUMBERS}
+    assert txt == {f"{n:06d}.jpg": celeba.celeba_partition(n) for n in NUMBERS}
     assert celeba_setup.parse_partition("\ufeff" + PARTITION_CSV.replace("\n", "\r\n"),
                                         "csv") == txt
-    with pytest.raises(celeba_setup.BadInput, match="expected the header image_id,partition"):
+    with pytest.raises(celeba.BadInput, match="expected the header image_id,partition"):
         celeba_setup.parse_partition("a,b\n000001.jpg,0\n", "x.csv")
 
 
@@ -335,7 +408,7 @@ def test_a_damaged_archive_fails_its_crc_check_and_is_reported(tmp_path, capsys,
     assert code == celeba_setup.EXIT_BAD_INPUT
     err = capsys.readouterr().err
     assert f"{given} is damaged" in err and "delete" not in err
-    assert sorted(p.name for p in (tmp_path / "celeba" / data.CELEBA_FOLDER).iterdir()) == \
+    assert sorted(p.name for p in (tmp_path / "celeba" / celeba.CELEBA_FOLDER).iterdir()) == \
         ["000001.jpg"]  # extracted before the damaged member; nothing of 000002.jpg
 
 
@@ -352,8 +425,8 @@ def test_a_complete_setup_is_only_verified_and_left_untouched(tmp_path, server, 
 
 def test_an_interrupted_extraction_is_completed(tmp_path, server):
     assert run(tmp_path, "--no-preprocess", urls=[server.url + "/celeba.zip"]) == 0
-    assert data.read_cache(tmp_path, 16) is None
-    (tmp_path / data.CELEBA_FOLDER / "182638.jpg").unlink()
+    assert imagesets.read_cache(tmp_path, 16) is None
+    (tmp_path / celeba.CELEBA_FOLDER / "182638.jpg").unlink()
     server.requests.clear()
     assert run(tmp_path, urls=[server.url + "/celeba.zip"]) == 0
     assert_set_up(tmp_path)
@@ -376,7 +449,7 @@ def test_when_every_source_fails_the_manual_steps_are_printed(tmp_path, server, 
     assert celeba_setup.CELEBA_PAGE in err and celeba_setup.ZIP_MD5 in err
     assert str(tmp_path / celeba_setup.ZIP_NAME) in err
     assert f"python celeba_setup.py --data_dir {tmp_path}" in err and "--zip" in err
-    assert not (tmp_path / data.CELEBA_FOLDER).exists()
+    assert not (tmp_path / celeba.CELEBA_FOLDER).exists()
 
 
 def test_the_source_list_and_checksum_are_plain_constants():

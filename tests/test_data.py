@@ -9,9 +9,11 @@ import pytest
 import torch
 from PIL import Image
 
+import celeba
 import configs
 import data
-from data import SyntheticShapes
+import imagesets
+from imagesets import SyntheticShapes
 
 
 def photo(width=178, height=218, seed=0):
@@ -31,7 +33,7 @@ def save_jpeg(path, width=178, height=218, seed=0):
 
 def make_celeba(root, numbers):
     for n in numbers:
-        save_jpeg(root / data.CELEBA_FOLDER / f"{n:06d}.jpg", seed=n)
+        save_jpeg(root / celeba.CELEBA_FOLDER / f"{n:06d}.jpg", seed=n)
 
 
 def config(**fields):
@@ -176,12 +178,12 @@ def test_auto_uses_celeba_when_it_is_set_up(tmp_path):
 @pytest.mark.parametrize("present", ["nothing", "empty folder"])
 def test_auto_without_celeba_says_how_to_fetch_it_or_run_the_demo(tmp_path, present):
     if present == "empty folder":
-        (tmp_path / data.CELEBA_FOLDER).mkdir()
+        (tmp_path / celeba.CELEBA_FOLDER).mkdir()
     with pytest.raises(configs.UserError) as err:
         data.build_datasets(config(data_dir=str(tmp_path)))
     message = str(err.value)
     assert "\n" not in message
-    assert str(tmp_path / data.CELEBA_FOLDER) in message
+    assert str(tmp_path / celeba.CELEBA_FOLDER) in message
     assert "python celeba_setup.py" in message and "python train.py --preset demo" in message
 
 
@@ -223,7 +225,7 @@ def test_a_batch_larger_than_the_training_set_is_refused_naming_both_numbers():
 
 def test_the_centre_crop_never_pads_a_small_image(tmp_path):
     Image.new("RGB", (100, 150), (200, 180, 40)).save(tmp_path / "small.png")
-    x = data.load_image(tmp_path / "small.png", 64)
+    x = imagesets.load_image(tmp_path / "small.png", 64)
     assert x.shape == (64, 64, 3)
     assert (np.abs(x.astype(int) - [200, 180, 40]) <= 1).all()  # no black border anywhere
 
@@ -233,7 +235,7 @@ def test_the_centre_crop_takes_the_middle_178_square_of_a_celeba_image(tmp_path)
     pixels[:, :] = (0, 0, 255)
     pixels[:20], pixels[198:] = (255, 0, 0), (0, 255, 0)  # the 20 rows above and below the crop
     Image.fromarray(pixels).save(tmp_path / "face.png")
-    x = data.load_image(tmp_path / "face.png", 64)
+    x = imagesets.load_image(tmp_path / "face.png", 64)
     assert (x == (0, 0, 255)).all()
 
 
@@ -291,7 +293,7 @@ def write_odd_files(folder):
 def test_every_awkward_file_is_converted_to_the_right_colour_or_skipped(tmp_path):
     expected = write_odd_files(tmp_path)
     for name, colour in expected.items():
-        pixels, reason = data.try_load_image(tmp_path / name, 16)
+        pixels, reason = imagesets.try_load_image(tmp_path / name, 16)
         if colour is None:
             assert pixels is None and reason, name
         else:
@@ -364,7 +366,7 @@ def test_loading_leaves_torchs_global_random_state_alone():
 # --- the preprocessed cache ---------------------------------------------------------------
 
 def build_cache(folder, root, image_size=32, workers=1):
-    return data.preprocess_folder(folder, data.cache_path(root, image_size), image_size,
+    return imagesets.preprocess_folder(folder, imagesets.cache_path(root, image_size), image_size,
                                   workers=workers)
 
 
@@ -376,16 +378,16 @@ def test_the_cache_is_used_and_gives_exactly_the_decoded_images(tmp_path, monkey
     make_celeba(tmp_path, (1, 2, 3, 4, 182638, 182639))
     cfg = config(dataset="celeba", data_dir=str(tmp_path))
     decoded, decoded_heldout, note = data.build_datasets(cfg)
-    assert isinstance(decoded, data.ImageFiles) and "decoding" in note
+    assert isinstance(decoded, imagesets.ImageFiles) and "decoding" in note
     expected = all_items(decoded), all_items(decoded_heldout)
-    manifest = build_cache(tmp_path / data.CELEBA_FOLDER, tmp_path)
+    manifest = build_cache(tmp_path / celeba.CELEBA_FOLDER, tmp_path)
     assert manifest["files"][0] == "img_align_celeba/000001.jpg" and not manifest["skipped"]
 
     def no_decoding(*args, **kwargs):
         raise AssertionError("an image was decoded although the cache is there")
-    monkeypatch.setattr(data.Image, "open", no_decoding)
+    monkeypatch.setattr(imagesets.Image, "open", no_decoding)
     train, heldout, description = data.build_datasets(cfg)
-    assert isinstance(train, data.CachedImages) and "preprocessed cache" in description
+    assert isinstance(train, imagesets.CachedImages) and "preprocessed cache" in description
     assert torch.equal(all_items(train), expected[0])  # the same uint8, so exactly equal
     assert torch.equal(all_items(heldout), expected[1])
     batch = next(iter(data.make_loader(train, cfg, train=False)))
@@ -394,46 +396,46 @@ def test_the_cache_is_used_and_gives_exactly_the_decoded_images(tmp_path, monkey
 
 def test_a_cache_of_another_size_or_an_out_of_date_cache_is_not_used(tmp_path):
     make_celeba(tmp_path, (1, 2, 182638))
-    build_cache(tmp_path / data.CELEBA_FOLDER, tmp_path, image_size=16)
+    build_cache(tmp_path / celeba.CELEBA_FOLDER, tmp_path, image_size=16)
     cfg = config(dataset="celeba", data_dir=str(tmp_path))
-    assert isinstance(data.build_datasets(cfg)[0], data.ImageFiles)  # 16, not 32
-    build_cache(tmp_path / data.CELEBA_FOLDER, tmp_path)
-    assert isinstance(data.build_datasets(cfg)[0], data.CachedImages)
-    manifest = data.cache_path(tmp_path, 32).with_suffix(".json")
+    assert isinstance(data.build_datasets(cfg)[0], imagesets.ImageFiles)  # 16, not 32
+    build_cache(tmp_path / celeba.CELEBA_FOLDER, tmp_path)
+    assert isinstance(data.build_datasets(cfg)[0], imagesets.CachedImages)
+    manifest = imagesets.cache_path(tmp_path, 32).with_suffix(".json")
     text = manifest.read_text()
     manifest.write_text(text[: len(text) // 2])  # a damaged manifest
-    assert isinstance(data.build_datasets(cfg)[0], data.ImageFiles)
+    assert isinstance(data.build_datasets(cfg)[0], imagesets.ImageFiles)
     manifest.write_text(text)
     make_celeba(tmp_path, (3,))  # a file the cache does not know
     train, _, description = data.build_datasets(cfg)
-    assert isinstance(train, data.ImageFiles) and len(train) == 3
+    assert isinstance(train, imagesets.ImageFiles) and len(train) == 3
     assert "out of date" in description
     assert f"python celeba_setup.py --data_dir {tmp_path}" in description
 
 
 def test_an_interrupted_cache_is_never_used_and_is_cleaned_up_next_time(tmp_path, monkeypatch):
     make_celeba(tmp_path, (1, 2, 3, 182638))
-    build_cache(tmp_path / data.CELEBA_FOLDER, tmp_path)  # a complete cache, then a rebuild
-    real, calls = data.try_load_image, []
+    build_cache(tmp_path / celeba.CELEBA_FOLDER, tmp_path)  # a complete cache, then a rebuild
+    real, calls = imagesets.try_load_image, []
 
     def interrupted(*args, **kwargs):
         calls.append(1)
         if len(calls) == 3:
             raise KeyboardInterrupt
         return real(*args, **kwargs)
-    monkeypatch.setattr(data, "try_load_image", interrupted)
+    monkeypatch.setattr(imagesets, "try_load_image", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        build_cache(tmp_path / data.CELEBA_FOLDER, tmp_path)
+        build_cache(tmp_path / celeba.CELEBA_FOLDER, tmp_path)
     monkeypatch.undo()
-    assert not data.cache_path(tmp_path, 32).with_suffix(".json").exists()
+    assert not imagesets.cache_path(tmp_path, 32).with_suffix(".json").exists()
     assert not list(tmp_path.glob("*.tmp-*"))
     cfg = config(dataset="celeba", data_dir=str(tmp_path))
-    assert isinstance(data.build_datasets(cfg)[0], data.ImageFiles)
+    assert isinstance(data.build_datasets(cfg)[0], imagesets.ImageFiles)
     # A killed run (no cleanup) leaves a temporary file: the next build removes it.
     (tmp_path / "preprocessed_32.npy.tmp-99999").write_bytes(b"half")
-    build_cache(tmp_path / data.CELEBA_FOLDER, tmp_path)
+    build_cache(tmp_path / celeba.CELEBA_FOLDER, tmp_path)
     assert not list(tmp_path.glob("*.tmp-*"))
-    assert isinstance(data.build_datasets(cfg)[0], data.CachedImages)
+    assert isinstance(data.build_datasets(cfg)[0], imagesets.CachedImages)
 
 
 def test_the_cache_leaves_out_unreadable_files_and_names_them(tmp_path, caplog):
@@ -447,7 +449,7 @@ def test_the_cache_leaves_out_unreadable_files_and_names_them(tmp_path, caplog):
     cfg = config(dataset="folder", data_dir=str(tmp_path), heldout_size=1)
     with caplog.at_level(logging.WARNING, logger="data"):
         train, heldout, description = data.build_datasets(cfg)
-    assert isinstance(train, data.CachedImages)
+    assert isinstance(train, imagesets.CachedImages)
     assert len(train) + len(heldout) == len(expected) - len(bad)
     assert f"{len(bad)} unreadable files left out" in description
     assert "unreadable images left out" in caplog.text
@@ -456,11 +458,11 @@ def test_the_cache_leaves_out_unreadable_files_and_names_them(tmp_path, caplog):
 def test_preprocessing_on_several_processes_writes_the_same_cache(tmp_path):
     make_celeba(tmp_path / "a", (1, 2, 3, 4, 5))
     make_celeba(tmp_path / "b", (1, 2, 3, 4, 5))
-    build_cache(tmp_path / "a" / data.CELEBA_FOLDER, tmp_path / "a", workers=1)
-    build_cache(tmp_path / "b" / data.CELEBA_FOLDER, tmp_path / "b", workers=2)
-    one, two = (np.load(data.cache_path(tmp_path / d, 32)) for d in "ab")
+    build_cache(tmp_path / "a" / celeba.CELEBA_FOLDER, tmp_path / "a", workers=1)
+    build_cache(tmp_path / "b" / celeba.CELEBA_FOLDER, tmp_path / "b", workers=2)
+    one, two = (np.load(imagesets.cache_path(tmp_path / d, 32)) for d in "ab")
     assert one.shape == (5, 32, 32, 3) and np.array_equal(one, two)
-    manifests = [json.loads(data.cache_path(tmp_path / d, 32).with_suffix(".json").read_text())
+    manifests = [json.loads(imagesets.cache_path(tmp_path / d, 32).with_suffix(".json").read_text())
                  for d in "ab"]
     assert manifests[0] == manifests[1]
 
@@ -476,7 +478,7 @@ def test_loader_workers_deliver_the_same_batches_as_the_main_process(tmp_path):
         batches[workers] = list(loader)
     assert len(batches[0]) == 3
     assert all(torch.equal(a, b) for a, b in zip(batches[0], batches[2]))
-    build_cache(tmp_path / data.CELEBA_FOLDER, tmp_path)
+    build_cache(tmp_path / celeba.CELEBA_FOLDER, tmp_path)
     cached, _, _ = data.build_datasets(cfg)
     loader = data.make_loader(cached, cfg, train=True, epoch=4)
     assert loader.num_workers == 0  # rows from the memory map: cheaper than a worker's batch
@@ -487,7 +489,7 @@ def test_the_command_line_preprocesses_a_folder(tmp_path, capsys):
     for i in range(3):
         save_jpeg(tmp_path / f"{i}.jpg", seed=i)
     assert data.main([str(tmp_path), "--image_size", "16", "--workers", "1"]) == 0
-    assert np.load(data.cache_path(tmp_path, 16)).shape == (3, 16, 16, 3)
+    assert np.load(imagesets.cache_path(tmp_path, 16)).shape == (3, 16, 16, 3)
     assert "3 images" in capsys.readouterr().out
     assert data.main([str(tmp_path / "nothing"), "--workers", "1"]) == 2
     assert "no images" in capsys.readouterr().err

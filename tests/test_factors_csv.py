@@ -9,6 +9,7 @@ from PIL import Image
 import benchmarks
 import configs
 import data
+import imagesets
 import train
 
 
@@ -60,7 +61,7 @@ def test_a_labelled_folder_trains_and_gets_the_factor_table(tmp_path, folder):
 def test_the_values_and_marks_are_read_as_written(tmp_path, folder):
     root, rows = folder
     files, names, kinds, values = benchmarks.read_factor_csv(
-        write(tmp_path, rows), data.list_images(root, root))
+        write(tmp_path, rows), imagesets.list_images(root, root))
     assert names == ["size", "redness"] and kinds == ["structure", "appearance"]
     assert files[3] == "img003.png" and values.shape == (40, 2)
     assert values[3, 1] == float(rows[4].split(",")[2])
@@ -96,6 +97,6 @@ def test_a_malformed_file_stops_the_run_with_one_line(tmp_path, folder, capsys, 
 def test_factors_belong_to_a_folder_dataset(tmp_path, folder):
     root, rows = folder
     cfg = configs.parse_args(["--preset", "tiny", "--factors", str(write(tmp_path, rows))])
-    with pytest.raises(data.DataError, match="use it with --dataset folder, not --dataset "
+    with pytest.raises(imagesets.DataError, match="use it with --dataset folder, not --dataset "
                        "synthetic"):
         data.build_datasets(cfg)
