@@ -98,18 +98,18 @@ class Config:
     # --- data ---
     dataset: str = "auto"            # auto (CelebA if set up) | celeba | folder | synthetic
     data_dir: str = "data/celeba"    # CelebA root (celeba_setup.py), or any image folder
-    image_size: int = 64
+    image_size: int = 64             # side of the square images, in pixels (a multiple of 16)
     synthetic_size: int = 20000      # images per epoch of the built-in procedural dataset
     heldout_size: int = 1000         # held-out images for evaluation when there is no test split
     factors: str = ""                # --dataset folder: a CSV of each image's factors, marked
-                                     # structure or appearance (README "Benchmarks")
-    num_workers: int = 2
+                                     # structure or appearance (docs/benchmarks.md)
+    num_workers: int = 2             # data-loader worker processes
     # --- model ---
-    latent_dim: int = 128
+    latent_dim: int = 128            # latent dims in all, core and detail together
     core_dim: int = 16               # the rest (latent_dim - core_dim) is detail
-    enc_channels: tuple = (64, 128, 256, 512)
-    dec_channels: tuple = (256, 128, 64, 32)
-    disc_channels: tuple = (64, 128, 256, 512)
+    enc_channels: tuple = (64, 128, 256, 512)  # the encoder's four stride-2 stages
+    dec_channels: tuple = (256, 128, 64, 32)   # the decoder's four upsampling stages
+    disc_channels: tuple = (64, 128, 256, 512)  # the PatchGAN's four stride-2 stages
     perceptual: str = "vgg16"        # vgg16 (ImageNet weights) | random (untrained, no download)
     vgg_weights: str = ""            # local VGG16 state-dict file; empty = torchvision's download
     # --- objective ---
@@ -117,42 +117,42 @@ class Config:
     beta: float = 1.0                # KL weight of the elbo objective
     # What the realism goals measure with the discriminator. features: the distance from
     # real images in the discriminator's features. score: SPEC §5, 1 - mean sigmoid(D(image)),
-    # which starved reconstruction on every seed of the study (README "Design notes")
+    # which starved reconstruction on every seed of the study (docs/design.md, Design notes)
     realism: str = "features"
     drop_groups: str = ""            # ablations: comma-separated goal groups left out of the
                                      # barrier (their goals are not scored), e.g. "realism"
     # --- optimisation ---
     epochs: int = 35                 # maximum; the tightener may stop earlier
     batch_size: int = 256            # L4 24 GB; 128 if out of memory; 512 on an A100
-    lr: float = 1e-3
-    weight_decay: float = 1e-5
-    disc_lr: float = 1e-4
+    lr: float = 1e-3                 # the VAE's AdamW, annealed along a cosine to min_lr
+    weight_decay: float = 1e-5       # the VAE's AdamW weight decay
+    disc_lr: float = 1e-4            # the discriminator's AdamW, annealed likewise
     min_lr: float = 1e-5             # cosine annealing floor, both optimizers
     calibration_batches: int = 200   # epoch 1: plain-MSE warm-up whose measures set "auto" scales
-    calibration_grad_clip: float = 1.0
-    disc_grad_clip: float = 1.0
+    calibration_grad_clip: float = 1.0  # the VAE's gradient-norm clip in the warm-up
+    disc_grad_clip: float = 1.0      # the discriminator's gradient-norm clip
     disc_every: int = 2              # discriminator update every N batches after calibration
     noise_std: float = 0.5           # perturbation of the leak goals
     max_consecutive_rejections: int = 200  # stop with a diagnosis instead of looping
     # How the rollback guard checks an update. look-ahead (SPEC 7.3): a second forward of the
     # same batch with the new weights. next-batch: the next batch's forward, which the step
     # needs anyway, is the check (about 1.3x the images/s; judges an update on other images:
-    # see README "A faster guard")
+    # see docs/speed.md, "A faster guard")
     guard_check: str = "look-ahead"
     # --- adaptive tightening (Directive #6) ---
-    tighten_start_epoch: int = 5
-    tighten_rate: float = 0.05
-    target_rollback_rate: float = 0.05
-    backoff_rollback_rate: float = 0.50
+    tighten_start_epoch: int = 5     # the first epoch whose end may tighten the goals
+    tighten_rate: float = 0.05       # scales x(1 - rate), BOX half-widths x(1 - rate/2)
+    target_rollback_rate: float = 0.05  # refusal rate at which the goals hold; stop 1 epoch on
+    backoff_rollback_rate: float = 0.50  # a tightening that pushes the rate above it is undone
     backoff_factor: float = 0.5      # the gentler rate after a back-off is rate * factor
     # --- run ---
-    output_dir: str = "outputs_bom_v15"
+    output_dir: str = "outputs_bom_v15"  # checkpoint, logs, metrics and pictures go here
     device: str = "auto"             # auto | cpu | cuda | cuda:N
     amp: bool = True                 # bf16 autocast for the networks on CUDA; goals stay float32
     channels_last: bool = True       # NHWC memory format for the networks and batches
     compile: bool = False            # torch.compile the networks (the first steps compile)
-    seed: int = 0
-    eval_images: int = 10000
+    seed: int = 0                    # seed of every random draw
+    eval_images: int = 10000         # held-out images for MSE, PSNR and SSIM
     fid_images: int = 0              # LPIPS/FID images; 0 = 10,000 on a GPU, 1,000 on a CPU
     probe_images: int = 2500         # datasets with factors: images for the factor probes,
                                      # MIG, DCI and SAP (80 % fit)
@@ -173,7 +173,7 @@ class Config:
     log_every: int = 50              # per-step TensorBoard scalars every N LBO steps
     resume: str = ""                 # "" = fresh run; "latest" (or bare --resume) = the
                                      # output folder's checkpoint.pt; or a checkpoint path
-    goals: list = field(default_factory=default_goals)
+    goals: list = field(default_factory=default_goals)  # the goal table: default_goals() above
 
     @property
     def detail_dim(self):

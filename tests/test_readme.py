@@ -1,11 +1,23 @@
-"""README.md quotes measured numbers only: its demo table is the one bench/demo_numbers.py
-wrote into bench/results/demo_cpu.md."""
+"""README.md quotes measured numbers only, and says what a newcomer needs on its first screen:
+its demo table is the one bench/demo_numbers.py wrote into bench/results/demo_cpu.md, its study
+line is what bench/results/study_cpu.md says, its test command is the one CI runs, and every
+link in it (and in docs/) leads somewhere."""
+import re
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 import demo_numbers  # noqa: E402
+
+README = ROOT / "README.md"
+DOCS = ROOT / "docs"
+FIRST_SCREEN = 50  # lines
+MAX_LINES = 150
+# The demo picture the README shows; it must come from a real demo run, never be drawn.
+DEMO_PICTURE = "docs/demo_reconstructions.png"
 
 
 def block(text):
@@ -13,7 +25,7 @@ def block(text):
 
 
 def test_the_readme_demo_table_is_the_measured_one():
-    readme = (ROOT / "README.md").read_text()
+    readme = README.read_text()
     assert readme.count(demo_numbers.START) == readme.count(demo_numbers.END) == 1
     table = block(readme)
     assert "Measured by `python bench/demo_numbers.py` on " in table and "commit " in table
@@ -24,3 +36,155 @@ def test_replacing_the_block_keeps_the_rest_of_the_file():
     text = f"intro\n{demo_numbers.START}\nold\n{demo_numbers.END}\nrest\n"
     assert demo_numbers.replace_block(text, "new") == \
         f"intro\n{demo_numbers.START}\nnew\n{demo_numbers.END}\nrest\n"
+
+
+# --- short, with set-up, run and test on the first screen ------------------------------------
+
+def ci_test_command():
+    """The command .ci/run runs after its '# The README's test command:' line."""
+    lines = (ROOT / ".ci" / "run").read_text().splitlines()
+    after = lines[lines.index("# The README's test command:") + 1:]
+    return next(line.strip() for line in after if line.strip() and not line.startswith("#"))
+
+
+def section(text, title):
+    return text.split(f"\n## {title}\n", 1)[1].split("\n## ", 1)[0]
+
+
+def code_lines(text):
+    """Lines inside ``` fences, comments after '#' dropped."""
+    return [line.split("  #")[0].strip()
+            for chunk in text.split("```")[1::2] for line in chunk.splitlines()[1:]
+            if line.strip()]
+
+
+def test_the_readme_test_command_is_the_one_ci_runs():
+    assert ci_test_command() == "python -m pytest -q"
+    assert code_lines(section(README.read_text(), "Test")) == [ci_test_command()]
+
+
+def test_set_up_run_and_test_are_on_the_first_screen():
+    lines = README.read_text().splitlines()
+    assert len(lines) <= MAX_LINES, f"README.md has {len(lines)} lines; at most {MAX_LINES}"
+    first = "\n".join(lines[:FIRST_SCREEN])
+    for command in ("python3 -m venv .venv && . .venv/bin/activate",
+                    "pip install -r requirements-dev.txt",
+                    "python train.py --preset demo",
+                    "python celeba_setup.py", "python train.py",
+                    "bom_vae_v15.ipynb",
+                    ci_test_command()):
+        assert command in first, f"{command!r} is not in README.md's first {FIRST_SCREEN} lines"
+
+
+# --- the study's one line ---------------------------------------------------------------------
+
+def study_tables():
+    """{row name: {variant: cell}} of each table of bench/results/study_cpu.md."""
+    tables, columns = {}, None
+    for line in (ROOT / "bench" / "results" / "study_cpu.md").read_text().splitlines():
+        if not line.startswith("|"):
+            columns = None
+            continue
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if columns is None:
+            columns = cells
+        elif not set(cells[0]) <= set("-"):
+            tables[cells[0]] = dict(zip(columns[1:], cells[1:]))
+    return tables
+
+
+def test_the_readme_study_line_is_what_the_study_measured():
+    readme = " ".join(README.read_text().split())
+    tables = study_tables()
+    for variant in ("lbo", "elbo_beta1"):
+        mean, half_width = tables["ssim"][variant].split(" ± ")
+        assert f"{float(mean):.3f} ± {half_width}" in readme, variant
+        assert tables["seeds"][variant] == "5"
+    assert "5 seeds of LBO and of the control" in readme
+    assert tables["ssim (higher)"]["lbo"] == "worse" and "*worse* than the control's" in readme
+    split = [row for row in tables if row.endswith(("(higher)", "(lower)"))
+             and not row.startswith("ssim")]
+    assert len(split) == 7 and all(tables[row]["lbo"] == "overlap" for row in split)
+    assert "no disentanglement measure differs from the control's outside the intervals" in readme
+    study = (ROOT / "bench" / "results" / "study_cpu.md").read_text()
+    commit = re.search(r"device cpu; [^;]*; machine: AMD EPYC, 2 cores, Linux; commit (\w+)",
+                       study).group(1)
+    assert f"AMD EPYC, 2 cores, Linux, commit {commit}" in readme
+
+
+# --- links ------------------------------------------------------------------------------------
+
+def slug(heading):
+    """GitHub's anchor for a heading."""
+    text = re.sub(r"[^\w\- ]", "", heading.strip().lower())
+    return text.replace(" ", "-")
+
+
+def anchors(path):
+    seen, out = {}, set()
+    text = re.sub(r"```.*?```", "", path.read_text(), flags=re.S)
+    for heading in re.findall(r"^#{1,6} (.+)$", text, flags=re.M):
+        base = slug(heading)
+        n = seen.get(base, 0)
+        seen[base] = n + 1
+        out.add(base if n == 0 else f"{base}-{n}")
+    return out
+
+
+def relative_links(path):
+    text = re.sub(r"```.*?```", "", path.read_text(), flags=re.S)
+    text = re.sub(r"`[^`\n]*`", "", text)
+    return [t for t in re.findall(r"\]\(([^)\s]+)\)", text)
+            if not re.match(r"[a-z]+:", t)]
+
+
+def broken_links(path):
+    broken = []
+    for target in relative_links(path):
+        file, _, anchor = target.partition("#")
+        where = (path.parent / file).resolve() if file else path
+        if file == DEMO_PICTURE and path == README:
+            continue  # test_the_demo_picture_is_committed
+        if not where.exists():
+            broken.append(f"{target} (no such file)")
+        elif anchor and where.suffix == ".md" and anchor not in anchors(where):
+            broken.append(f"{target} (no such heading)")
+    return broken
+
+
+def test_every_readme_link_resolves():
+    assert broken_links(README) == []
+
+
+def test_every_docs_page_link_resolves():
+    for page in sorted(DOCS.glob("*.md")):
+        assert broken_links(page) == [], page.name
+
+
+def test_the_readme_links_every_docs_page_and_each_exists():
+    linked = {t.partition("#")[0] for t in relative_links(README)
+              if t.startswith("docs/") and t.partition("#")[0].endswith(".md")}
+    assert {"docs/design.md", "docs/study.md", "docs/benchmarks.md", "docs/speed.md",
+            "docs/outputs.md", "docs/settings.md"} <= linked
+    for target in linked:
+        assert (ROOT / target).is_file(), target
+    assert {f"docs/{p.name}" for p in DOCS.glob("*.md")} <= linked, "a docs page nobody links"
+
+
+def test_docs_pages_named_in_plain_text_exist():
+    for page in [README, *DOCS.glob("*.md")]:
+        for name in re.findall(r"docs/[\w.-]+\.md", page.read_text()):
+            assert (ROOT / name).is_file(), f"{page.name} names {name}"
+
+
+def test_no_page_sends_the_reader_to_a_file_not_in_the_repository():
+    for page in [README, *DOCS.glob("*.md")]:
+        assert "SPEC.md" not in page.read_text(), page.name
+    assert "docs/design.md" in README.read_text()
+
+
+def test_the_demo_picture_is_committed():
+    assert f"]({DEMO_PICTURE})" in README.read_text()
+    if not (ROOT / DEMO_PICTURE).is_file():
+        pytest.skip(f"{DEMO_PICTURE} is not committed yet: copy outputs_demo/reconstructions.png "
+                    "(or cross_reconstruction.png) from a fresh `python train.py --preset demo`")
