@@ -110,13 +110,18 @@ def sum_over_ranks(context, stats, device):
         stats.mu_variance_sum = variance
 
 
-def gather_rows(context, rows):
-    """Every rank's calibration records, in rank order."""
+def rows_by_rank(context, rows):
+    """Every rank's calibration records: a list per rank, in rank order."""
     if not context.active:
-        return rows
+        return [rows]
     everyone = [None] * context.world
     dist.all_gather_object(everyone, rows)
-    return [row for part in everyone for row in part]
+    return everyone
+
+
+def gather_rows(context, rows):
+    """Every rank's calibration records, in rank order, in one list."""
+    return [row for part in rows_by_rank(context, rows) for row in part]
 
 
 def barrier(context):

@@ -201,7 +201,7 @@ def _off_diagonal_energy(z):
     return (cov.pow(2).sum() - diag_energy) / diag_energy
 
 
-def _kl_per_dim(mu, logvar):
+def kl_per_dim(mu, logvar):
     return 0.5 * (logvar.exp() + mu.pow(2) - 1 - logvar)
 
 
@@ -224,7 +224,7 @@ def forward_measures(nets, x, real, draws, amp_context, update_stats=True):
 
     edges_recon, color_recon = edges(recon), mean_color(recon)
     edges_swapped = edges(swapped)
-    kl = _kl_per_dim(mu, logvar)
+    kl = kl_per_dim(mu, logvar)
     var_mu = mu.var(0)
     var_core, var_detail = var_mu[:core_dim], var_mu[core_dim:]
     mu_detail = mu[:, core_dim:]

@@ -105,12 +105,17 @@ class VAE(nn.Module):
         """Everything an LBO step needs from the VAE, in one call (the unit that
         DistributedDataParallel wraps): mu and log sigma^2 of x, mu of aug(x), the sampled z,
         and the decodes of [z, core only, swapped detail, core + noise, detail + noise].
+        With augmented None (the beta-VAE control): mu, log sigma^2, z and D(z) alone.
 
         The five latents are decoded in ONE decoder call: in training mode BatchNorm
         normalises with batch statistics, and separate calls would give D(z) and D(z + noise)
         different normalisations, a spurious 'leak' even at zero noise. The pass on aug(x)
         leaves the running statistics alone, so they describe real images."""
         mu, logvar = self.encode(x)
+        if augmented is None:
+            mu, logvar = mu.float(), logvar.float()
+            z = self.reparameterize(mu, logvar, eps)
+            return mu, logvar, z, self.decode(z).float()
         with frozen_batchnorm_stats(self):
             mu_aug, _ = self.encode(augmented)
         mu, logvar, mu_aug = mu.float(), logvar.float(), mu_aug.float()

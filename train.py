@@ -37,7 +37,7 @@ from control import RollbackGuard, Tightener
 from data import build_datasets, make_loader
 from evaluate import evaluate_run, summary_lines
 from losses import (Calibrator, GoalEvaluation, RealStats, StepDraws, barrier_loss, draw_step,
-                    evaluate_goals, forward_measures, measures_to_host, real_stats)
+                    evaluate_goals, forward_measures, kl_per_dim, measures_to_host, real_stats)
 from models import build_models, compile_networks
 from summary import EpochStats, format_summary
 
@@ -117,6 +117,9 @@ class Trainer:
         dropped = configs.dropped_groups(cfg)  # ablations: these groups are not scored
         self.goals = copy.deepcopy([g for g in cfg.goals if g["group"] not in dropped])
         self.calibrator, self.calibrated = Calibrator(), False
+        # Under DDP, every rank's calibration records so far, gathered when an interrupt
+        # stops calibration: a resume gives each rank back its own (rank 0 writes them all).
+        self.calibration_rows_by_rank = None
         self.guards = (RollbackGuard(self.vae, self.opt), RollbackGuard(self.vae, self.opt))
         self.pending = None  # a PendingUpdate: an optimizer step not yet checked by the guard
         self.tightener = Tightener(cfg)
@@ -183,15 +186,26 @@ class Trainer:
 
     # --- the control: a plain beta-VAE step --------------------------------------------------
     def elbo_step(self, x, stats):
-        """-ELBO with a Gaussian likelihood: summed squared error plus beta * KL, per image.
-        The same measures are computed and logged, so both objectives are read alike."""
-        _, _, fwd = self._forward(x)
-        m = fwd.measures
-        loss = m["mse"] * x[0].numel() + self.cfg.beta * (m["kl_core"] + m["kl_detail"])
+        """The ordinary beta-VAE step: encode, reparameterise, decode the reconstruction
+        alone (so BatchNorm normalises, and keeps statistics of, reconstructions only);
+        -ELBO with a Gaussian likelihood: summed squared error plus beta * KL, per image.
+
+        LBO's measures are then logged from a forward without gradients in eval mode, which
+        leaves every statistic alone: both objectives are read alike, and the control's
+        training numbers describe the model that evaluation sees."""
+        draws = draw_step(x, self.cfg)
+        with self.amp():
+            mu, logvar, _, recon = self.vae_parallel(x, None, draws.eps, None, None, None)
+        loss = (recon - x).pow(2).flatten(1).sum(1).mean() \
+            + self.cfg.beta * kl_per_dim(mu, logvar).sum(1).mean()
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
-        stats.add_elbo_step(loss.item(), measures_to_host(m), fwd.mu_variance)
+        self.vae.eval()
+        with torch.no_grad():
+            fwd = forward_measures(self.nets, x, self.real_stats(x), draws, self.amp)
+        self.vae.train()
+        stats.add_elbo_step(loss.item(), measures_to_host(fwd.measures), fwd.mu_variance)
 
     # --- the LBO step with the rollback guard (Directive #4) ---------------------------------
     def lbo_step(self, x, stats, where, log):
@@ -332,6 +346,9 @@ class Trainer:
             if interrupted:
                 bar.close()
                 self.settle_pending(stats, self.log)
+                if self.context.active and not self.calibrated:
+                    self.calibration_rows_by_rank = distributed.rows_by_rank(
+                        self.context, self.calibrator.rows)
                 stats.seconds += time.time() - started
                 self.position = i - 1
                 return None
@@ -402,6 +419,7 @@ class Trainer:
             "schedulers": [s.state_dict() for s in self.schedulers],
             "goals": copy.deepcopy(self.goals), "calibrated": self.calibrated,
             "calibration_rows": copy.deepcopy(self.calibrator.rows),
+            "calibration_rows_by_rank": copy.deepcopy(self.calibration_rows_by_rank),
             "tightener": self.tightener.state_dict(), "history": copy.deepcopy(self.history),
             "lbo_batches": self.lbo_batches, "failed_in_a_row": self.failed_in_a_row,
             "disc_updated_since_evaluation": self.disc_version != self._evaluated_disc_version,
@@ -419,7 +437,7 @@ class Trainer:
             scheduler.load_state_dict(saved)
         self.goals = copy.deepcopy(state["goals"])
         self.calibrated = state["calibrated"]
-        self.calibrator.rows = copy.deepcopy(state["calibration_rows"])
+        self.calibrator.rows = copy.deepcopy(self._own_calibration_rows(state))
         self.tightener.load_state_dict(state["tightener"])
         self.history = copy.deepcopy(state["history"])
         self.lbo_batches, self.failed_in_a_row = state["lbo_batches"], state["failed_in_a_row"]
@@ -429,6 +447,19 @@ class Trainer:
         torch.set_rng_state(state["rng"]["torch"])
         if state["rng"]["cuda"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+
+
+    def _own_calibration_rows(self, state):
+        """This rank's calibration records: its own from a DDP run stopped in calibration,
+        else the checkpoint's (a single process's, or every rank's once calibrated)."""
+        by_rank = state.get("calibration_rows_by_rank")
+        if not by_rank:
+            return state["calibration_rows"]
+        if len(by_rank) != self.context.world:
+            raise UserError(f"the checkpoint was interrupted during calibration with "
+                            f"{len(by_rank)} processes; resume it with {len(by_rank)} "
+                            f"(torchrun --nproc_per_node={len(by_rank)}), or start afresh")
+        return by_rank[self.context.rank]
 
 
 def zero_fill_missing_grads(module):

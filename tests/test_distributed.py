@@ -121,6 +121,51 @@ def local_bottleneck_worker(rank, world, port, out_dir):
     distributed.shutdown()
 
 
+def calibration_resume_worker(rank, world, port, out_dir):
+    """Calibrate on 6 batches per rank: straight, and interrupted after 3 (the checkpoint
+    rank 0 writes, read back by every rank, as --resume does) then continued."""
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    import configs
+    import distributed
+    import train
+    context = distributed.init("cpu")
+    cfg = configs.parse_args(["--preset", "tiny", "--calibration_batches", "6",
+                              "--output_dir", out_dir])
+    generator = torch.Generator().manual_seed(100 + rank)  # each rank its own data
+    batches = [torch.rand(8, 3, 32, 32, generator=generator) for _ in range(6)]
+
+    def trainer_at_start():
+        torch.manual_seed(0)
+        return train.Trainer(cfg, torch.device("cpu"), context)
+
+    def calibrate(trainer, numbers):
+        for i in numbers:
+            torch.manual_seed(1000 + 10 * rank + i)  # the same draws in both runs
+            trainer.calibration_step(batches[i], train.EpochStats())
+
+    straight = trainer_at_start()
+    calibrate(straight, range(6))
+    straight.finish_calibration()
+    interrupted = trainer_at_start()
+    calibrate(interrupted, range(3))
+    stop = train.InterruptRequest()
+    stop.signum = 2
+    assert interrupted.train_epoch(batches[3:], 1, train.EpochStats(), 3, stop) is None
+    path = Path(out_dir) / "checkpoint.pt"
+    if context.main:
+        train.save_checkpoint(interrupted.state_dict(1, 3), path)
+    distributed.barrier(context)
+    resumed = trainer_at_start()
+    resumed.load_state_dict(train.read_checkpoint(path))
+    calibrate(resumed, range(3, 6))
+    resumed.finish_calibration()
+    torch.save({"straight": straight.goals, "resumed": resumed.goals},
+               Path(out_dir) / f"rank{rank}.pt")
+    distributed.shutdown()
+
+
 def spawn(world, *args, timeout=240, target=worker):
     """Run target on `world` processes; fail (rather than hang) if they wait on each other."""
     processes = mp.spawn(target, args=(world, free_port(), *args), nprocs=world, join=False)
@@ -216,3 +261,22 @@ def test_when_rank_0_cannot_write_the_other_ranks_stop_with_the_reason(tmp_path)
     # runs aborted a rank with SIGABRT).
     assert "rank 0 could not write the run's outputs" in err1
     assert processes[1].returncode == 2
+
+
+def test_a_run_resumed_during_calibration_calibrates_as_an_uninterrupted_one(tmp_path):
+    spawn(2, str(tmp_path), target=calibration_resume_worker)
+    for rank in (0, 1):
+        goals = torch.load(tmp_path / f"rank{rank}.pt", weights_only=True)
+        scales = {name: [g.get("scale") for g in goals[name]] for name in goals}
+        assert all(isinstance(x, float) for x in scales["straight"] if x is not None)
+        assert scales["resumed"] == scales["straight"], rank
+
+
+def test_a_checkpoint_stopped_in_ddp_calibration_resumes_only_with_its_process_count(
+        calibrated):
+    from configs import UserError
+    state = calibrated.state_dict(1)
+    state["calibration_rows_by_rank"] = [[{"mse": 0.1}], [{"mse": 0.2}]]
+    with pytest.raises(UserError, match="interrupted during calibration with 2 processes; "
+                                        "resume it with 2"):
+        calibrated.load_state_dict(state)
