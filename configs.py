@@ -153,6 +153,7 @@ class Config:
     compile: bool = False            # torch.compile the networks (the first steps compile)
     seed: int = 0                    # seed of every random draw
     eval_images: int = 10000         # held-out images for MSE, PSNR and SSIM
+    epoch_eval_images: int = 256     # held-out images measured after every epoch (0 = none)
     fid_images: int = 0              # LPIPS/FID images; 0 = 10,000 on a GPU, 1,000 on a CPU
     probe_images: int = 2500         # datasets with factors: images for the factor probes,
                                      # MIG, DCI and SAP (80 % fit)
@@ -215,9 +216,9 @@ PRESETS["study"] = dict(PRESETS["demo"], synthetic_size=768, epochs=10,
 # is among them so that a run can resume where compiling fails, at the cost of bit-exactness
 # (compiled kernels round differently); channels_last and amp change the numbers too, and are
 # part of the experiment.
-RUN_ONLY_FIELDS = ("output_dir", "device", "num_workers", "eval_images", "fid_images",
-                   "probe_images", "resume", "max_consecutive_rejections", "tensorboard",
-                   "log_every", "compile", "factors", "factor_vae_train", "factor_vae_eval",
+RUN_ONLY_FIELDS = ("output_dir", "device", "num_workers", "eval_images", "epoch_eval_images",
+                   "fid_images", "probe_images", "resume", "max_consecutive_rejections",
+                   "tensorboard", "log_every", "compile", "factors", "factor_vae_train", "factor_vae_eval",
                    "factor_vae_variance", "factor_vae_batch", "face_probe_images", "dci_trees")
 
 CHOICES = {
@@ -340,7 +341,7 @@ def validate(cfg):
         _require(getattr(cfg, name) > 0, f"{name} = {getattr(cfg, name)!r}: must be > 0")
     for name in ("weight_decay", "min_lr", "num_workers", "noise_std", "beta", "fid_images",
                  "calibration_grad_clip", "disc_grad_clip", "factor_vae_train",
-                 "factor_vae_eval"):
+                 "factor_vae_eval", "epoch_eval_images"):
         _require(getattr(cfg, name) >= 0, f"{name} = {getattr(cfg, name)!r}: must be >= 0")
     _require(cfg.min_lr <= cfg.lr, f"min_lr = {cfg.min_lr}: must be <= lr ({cfg.lr})")
     _require(cfg.core_dim < cfg.latent_dim,

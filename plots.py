@@ -264,8 +264,8 @@ def _plot_panel(ax, epochs, history, title, ylabel, colours, **style):
 
 
 def save_training_history(path, history):
-    """Panels per epoch: loss, min group, SSIM, MSE; swap losses, latent variances, summed KL,
-    KL per dim with its [0, 10] band."""
+    """Panels per epoch: loss, min group, SSIM and MSE (training and held-out); swap losses,
+    latent variances, summed KL, KL per dim with its ceiling."""
     epochs = _epochs(history)
     fig = Figure(figsize=(20, 9), layout="constrained")
     axes = fig.subplots(2, 4)
@@ -276,9 +276,14 @@ def save_training_history(path, history):
     _plot_panel(min_ax, epochs, history, "Min group (rises toward 1)", "score",
                 {"min_group": "black"}, linewidth=2.5)
     min_ax.set_ylim(0.0, 1.1)
+    # Held-out (eval mode, decode(mu)) beside training: convergence, and any gap between
+    # what training measures and what evaluation sees.
     _plot_panel(ssim_ax, epochs, history, "SSIM (higher is better)", "SSIM",
-                {"ssim": "tab:blue"})
-    _plot_panel(mse_ax, epochs, history, "MSE (lower is better)", "MSE", {"mse": "tab:blue"})
+                {"ssim": "tab:blue", "heldout_ssim": "tab:orange"})
+    _plot_panel(mse_ax, epochs, history, "MSE (lower is better)", "MSE",
+                {"mse": "tab:blue", "heldout_mse": "tab:orange"})
+    for ax in (ssim_ax, mse_ax):
+        ax.legend(loc="best")
 
     _plot_panel(swap_ax, epochs, history, "Swap losses (lower is better)", "MSE",
                 {"swap_structure": "tab:green", "swap_appearance": "tab:olive"})

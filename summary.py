@@ -143,6 +143,23 @@ class EpochStats:
         return record
 
 
+# Converged: held-out MSE improved by less than this over the last fifth of the epochs run.
+CONVERGED_GAIN = 0.02
+RECENT_SHARE = 0.2
+
+
+def recent_gain(values):
+    """How much the last fifth of the epochs (at least one) improved on the best value before
+    them, as a fraction of it: (best before - best within) / best before, lower-is-better
+    values. None until there are epochs both before and within the window."""
+    window = max(1, round(RECENT_SHARE * len(values)))
+    before, within = values[:-window], values[-window:]
+    if not before:
+        return None, window
+    best_before = min(before)
+    return (best_before - min(within)) / best_before, window
+
+
 def effective_dims(variances):
     """exp(entropy) of the variances normalised to a distribution: 1 when one dim carries all
     the variance, the number of dims when all carry the same."""
@@ -193,6 +210,19 @@ def _kl_line(r):
     return line
 
 
+def _heldout_line(r):
+    """Held-out numbers (eval mode): the convergence a reader can trust, since the training
+    numbers mix batch statistics and, in epoch 1, the warm-up."""
+    line = f"held-out ({r['heldout_images']} images): MSE {r['heldout_mse']:.5f}   " \
+           f"SSIM {r['heldout_ssim']:.4f}"
+    gain, window = r.get("heldout_recent_gain"), r.get("heldout_recent_epochs")
+    if gain is not None:
+        verdict = "converged" if gain < CONVERGED_GAIN else "still improving"
+        line += f"\n  MSE gain over the last {window} epoch{'s' * (window > 1)}: " \
+                f"{gain:.1%} ({verdict}: < {CONVERGED_GAIN:.0%} counts as converged)"
+    return line
+
+
 def format_summary(r, total_epochs):
     """The console summary of one epoch: fits a narrow (80-column) Colab cell."""
     lines = [f"=== epoch {r['epoch']}/{total_epochs}  ({r['seconds']:.0f}s, lr {r['lr']:.2e}) ==="]
@@ -215,6 +245,8 @@ def format_summary(r, total_epochs):
     lines.append(f"active dims: core {r['core_active']}/{r['core_dims']} "
                  f"(effective {r['core_effective']:.1f})   detail {r['detail_active']}/"
                  f"{r['detail_dims']} (effective {r['detail_effective']:.1f})")
+    if r.get("heldout_mse") is not None:
+        lines.append(_heldout_line(r))
     if r["bad_batches"]:
         lines.append(f"skipped {r['bad_batches']} batches with NaN/Inf pixels")
     return "\n".join(lines)

@@ -35,11 +35,11 @@ from configs import GROUPS, UserError
 import distributed
 from control import RollbackGuard, Tightener
 from data import build_datasets, make_loader
-from evaluate import evaluate_run, summary_lines
+from evaluate import evaluate_run, reconstruction_metrics, summary_lines
 from losses import (Calibrator, GoalEvaluation, RealStats, StepDraws, barrier_loss, draw_step,
                     evaluate_goals, forward_measures, kl_per_dim, measures_to_host, real_stats)
 from models import build_models, compile_networks
-from summary import EpochStats, format_summary
+from summary import EpochStats, format_summary, recent_gain
 
 # The discriminator's optimizer takes no step during calibration, so its scheduler's first
 # step comes "before optimizer.step()"; that is intended, and the warning would only confuse.
@@ -680,6 +680,21 @@ def replan_epochs(trainer, state, say):
         "to a straight one")
 
 
+def heldout_record(trainer, heldout):
+    """Held-out MSE and SSIM after an epoch (eval mode, decode(mu), epoch_eval_images images),
+    and how much the last fifth of the epochs improved the MSE."""
+    cfg = dataclasses.replace(trainer.cfg, eval_images=trainer.cfg.epoch_eval_images)
+    trainer.vae.eval()
+    with torch.no_grad():
+        result = reconstruction_metrics(trainer.vae, heldout, cfg, trainer.device, trainer.amp)
+    trainer.vae.train()
+    mses = [r["heldout_mse"] for r in trainer.history[:-1] if "heldout_mse" in r]
+    gain, window = recent_gain(mses + [result["mse"]])
+    return {"heldout_images": result["images"], "heldout_mse": result["mse"],
+            "heldout_ssim": result["ssim"], "heldout_recent_gain": gain,
+            "heldout_recent_epochs": window}
+
+
 def save_mid_epoch(trainer, epoch, stats, path):
     save_checkpoint(trainer.state_dict(epoch, trainer.position, stats), path)
 
@@ -761,6 +776,8 @@ def train(cfg):
                                   "Continue with the same command plus --resume",
                                   interrupt.signum or signal.SIGTERM)
             next_batch, stats_state = 0, None
+            if context.main and cfg.epoch_eval_images:
+                record.update(heldout_record(trainer, heldout))
             replanned_at = getattr(trainer.schedulers[0], REPLANNED, None)
             if replanned_at:  # in the record (and so in history and metrics.jsonl) from then on
                 record[REPLANNED] = replanned_at

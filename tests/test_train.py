@@ -157,6 +157,35 @@ def test_epoch_1_keeps_the_plain_mse_warm_up_apart_from_the_lbo_steps(tiny_cfg, 
         in printed
 
 
+def test_every_epoch_measures_held_out_images_and_says_whether_it_converged(tiny_cfg, capsys):
+    """With epoch_eval_images = eval_images, the last epoch's held-out numbers are the final
+    evaluation's (same images, same weights, eval mode); from the second epoch on, the summary
+    says how much the last fifth of the epochs improved the held-out MSE."""
+    out = Path(tiny_cfg.output_dir)
+    assert train.main(["--preset", "tiny", "--epochs", "3", "--epoch_eval_images", "32",
+                       "--target_rollback_rate", "0.99", "--output_dir", str(out)]) == 0
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    final = json.loads((out / "final_metrics.json").read_text())["reconstruction"]
+    assert [r["heldout_images"] for r in records] == [32, 32, 32]
+    assert records[-1]["heldout_mse"] == pytest.approx(final["mse"], rel=1e-6)
+    assert records[-1]["heldout_ssim"] == pytest.approx(final["ssim"], rel=1e-6)
+    assert records[0]["heldout_recent_gain"] is None
+    mses = [r["heldout_mse"] for r in records]
+    assert records[-1]["heldout_recent_gain"] == pytest.approx(
+        (min(mses[:2]) - mses[2]) / min(mses[:2]))
+    printed = capsys.readouterr().out
+    assert f"held-out (32 images): MSE {records[-1]['heldout_mse']:.5f}" in printed
+    assert "MSE gain over the last 1 epoch: " in printed
+
+
+def test_the_recent_gain_compares_the_last_fifth_with_the_best_before_it():
+    from summary import recent_gain
+    assert recent_gain([0.5]) == (None, 1)
+    gain, window = recent_gain([1.0, 0.5, 0.40, 0.30, 0.2, 0.45, 0.3, 0.25, 0.198, 0.21])
+    assert window == 2 and gain == pytest.approx((0.2 - 0.198) / 0.2)
+    assert recent_gain([0.1, 0.2])[0] == pytest.approx(-1.0)  # got worse
+
+
 def test_tensorboard_gets_step_and_epoch_scalars_and_images(tiny_cfg):
     pytest.importorskip("tensorboard")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
