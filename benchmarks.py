@@ -583,11 +583,13 @@ class FactorSet:
     row-major (then factors can be sampled and their image looked up: the FactorVAE score).
     random_order: its rows are independent draws already, so probes may take them in order
     (the built-in shapes); otherwise rows are sampled at random (a grid's order is its
-    factors')."""
+    factors'). discrete: one bool per factor, True for a class index (MIG, DCI and SAP use its
+    classes), False for a continuous value (they cut it into bins)."""
 
     def __init__(self, title, names, kinds, factors, images, sizes=None, note="",
-                 random_order=False):
+                 random_order=False, *, discrete):
         self.title, self.names, self.kinds = title, list(names), list(kinds)
+        self.discrete = [bool(d) for d in discrete]
         self.factors, self.images = np.asarray(factors, dtype=np.float64), images
         self.sizes, self.note = (tuple(sizes) if sizes else None), note
         self.random_order = random_order
@@ -621,7 +623,8 @@ def _benchmark_factor_set(cfg):
                  "tested (detail has no appearance factor to carry)")
     return FactorSet(manifest["title"], manifest["factor_names"], manifest["factor_kinds"],
                      factors, lambda rows: dataset.__getitems__(np.asarray(rows)),
-                     manifest["factor_sizes"], note)
+                     manifest["factor_sizes"], note,
+                     discrete=[True] * len(manifest["factor_names"]))  # class indices
 
 
 def _synthetic_factor_set(cfg):
@@ -633,8 +636,10 @@ def _synthetic_factor_set(cfg):
     def images(rows):
         return torch.stack([shapes[int(i)] for i in rows])
     return FactorSet("built-in shapes", names, kinds, factors, images,
-                     note="the built-in procedural shapes (factors continuous in [0, 1])",
-                     random_order=True)
+                     note="the built-in procedural shapes (factors continuous in [0, 1], "
+                          "shape one of 3 classes)",
+                     random_order=True,
+                     discrete=[n in SyntheticShapes.DISCRETE_FACTORS for n in names])
 
 
 def factor_set(cfg):
@@ -655,7 +660,9 @@ def read_factor_csv(path, images):
 
     The first row is the header: the file-name column, then one column per factor named
     NAME:structure or NAME:appearance. images: the image names the folder holds (relative to
-    it). Any fault stops with one line naming the row and column.
+    it). Any fault stops with one line naming the row and column. A column whose values are all
+    whole numbers is a discrete factor (class labels, see csv_column_is_discrete); one with any
+    fractional value is continuous.
     """
     path = Path(path)
     try:
@@ -726,6 +733,16 @@ def check_factors_file(cfg):
     return read_factor_csv(cfg.factors, imagesets.list_images(root, root))
 
 
+def csv_column_is_discrete(column):
+    """A --factors column is discrete (one class per value in MIG, DCI and SAP) when every value
+    is a whole number (0, 1, 2 or 6.0, 7.0); a single fractional value (0.25) makes it
+    continuous, cut into bins. A continuous quantity recorded in whole numbers (a size in
+    whole pixels) therefore counts as discrete; to have it binned, write it with fractions
+    (rescaled to [0, 1], say)."""
+    column = np.asarray(column, dtype=np.float64)
+    return bool(np.all(column == np.round(column)))
+
+
 def csv_factor_set(cfg):
     root = Path(cfg.data_dir)
     names = imagesets.list_images(root, root)
@@ -749,7 +766,8 @@ def csv_factor_set(cfg):
     if len(kept) != len(files):
         note += f" ({len(files) - len(kept)} unreadable left out)"
     return FactorSet(f"factors of {Path(cfg.factors).name}", factor_names, kinds,
-                     values[keep], images, note=note)
+                     values[keep], images, note=note,
+                     discrete=[csv_column_is_discrete(c) for c in values.T])
 
 
 if __name__ == "__main__":

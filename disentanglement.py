@@ -8,16 +8,19 @@ float64 numpy and returned as Python floats, lists or numpy arrays. Entropies ar
 MIG, DCI, SAP and the FactorVAE score follow the definitions published in disentanglement_lib
 (Locatello et al. 2019, "Challenging Common Assumptions in the Unsupervised Learning of
 Disentangled Representations"), with its settings as defaults. Those definitions take discrete
-factors; a factor here with more than `bins` distinct values counts as continuous and is cut
-into `bins` equal-width bins first, one with at most `bins` keeps one class per value. Each
-function's docstring says what it does where disentanglement_lib is undefined (a constant
-factor, a single code dim).
+factors as class labels. The caller says which factors are discrete (`discrete`: one flag per
+factor, or one for all; never guessed from the values): a discrete factor keeps one class per
+distinct value, however many there are (dSprites' 32 positions, MPI3D's 40 axis steps), and
+only a continuous one is cut into `bins` equal-width bins first, exactly as a code dim is.
+Each function's docstring says what it does where disentanglement_lib is undefined (a
+constant factor, a single code dim).
 
 The split of the BOM VAE latent into core dims (meant to carry STRUCTURE) and detail dims (meant
 to carry APPEARANCE) is scored by `part_probe_table` (what each part predicts) and `specificity`
 (what a traversal of each dim changes); `ridge_probe_r2` is the linear probe behind the former.
 """
 import functools
+import math
 
 import numpy as np
 import torch
@@ -124,27 +127,32 @@ def _histogram_discretise(column, bins):
     return np.digitize(column, _histogram_left_edges(column, bins))
 
 
-def _is_discrete(column, bins):
-    """The rule for factors: one with at most `bins` distinct values is discrete (a class
-    index such as shape k / (n - 1)), one with more is continuous and gets cut into bins."""
-    return len(np.unique(column)) <= bins
+def _discrete_flags(discrete, num_factors):
+    """One bool per factor from `discrete`: a single bool for every factor, or one per factor
+    (True: a class index, one class per distinct value; False: continuous, binned)."""
+    if isinstance(discrete, (bool, np.bool_)):
+        return [bool(discrete)] * num_factors
+    flags = list(discrete)
+    if len(flags) != num_factors or not all(isinstance(f, (bool, np.bool_)) for f in flags):
+        raise ValueError(f"discrete must be one bool or {num_factors} bools (one per factor), "
+                         f"got {discrete!r}")
+    return [bool(f) for f in flags]
 
 
-def _factor_labels(column, bins):
+def _factor_labels(column, discrete, bins):
     """Class labels of one factor: one per distinct value if discrete (unevenly spaced values
     are never merged), else the histogram bin exactly as for a code dim."""
-    if _is_discrete(column, bins):
+    if discrete:
         return np.unique(column, return_inverse=True)[1]
     return _histogram_discretise(column, bins)
 
 
-def _train_test_factor_labels(train_column, test_column, bins):
-    """Integer class labels of one factor on both splits, the rule decided and fitted on the
-    training values so both splits share one set of classes: a discrete factor gets one label
-    per value (a test value never seen in training gets a label no classifier predicts); a
-    continuous one is cut at the training histogram's edges, test values beyond the training
-    range going into the end bins."""
-    if _is_discrete(train_column, bins):
+def _train_test_factor_labels(train_column, test_column, discrete, bins):
+    """Integer class labels of one factor on both splits, sharing one set of classes: a
+    discrete factor gets one label per value (a test value never seen in training gets a label
+    no classifier predicts); a continuous one is cut at the training histogram's edges, test
+    values beyond the training range going into the end bins."""
+    if discrete:
         labels = np.unique(np.r_[train_column, test_column], return_inverse=True)[1]
         return labels[:len(train_column)], labels[len(train_column):]
     edges = _histogram_left_edges(train_column, bins)
@@ -182,12 +190,12 @@ def _mutual_information(a, b):
     return float((joint[nonzero] * np.log(joint[nonzero] / outer[nonzero])).sum())
 
 
-def mutual_information_gap(codes, factors, bins=20):
+def mutual_information_gap(codes, factors, *, discrete, bins=20):
     """MIG (Chen et al. 2018) as disentanglement_lib computes it: {"mig", "per_factor": [K]}.
 
     Each code dim is discretised into `bins` equal-width histogram bins over its own range;
-    each factor becomes class labels (see `_factor_labels`: one per value if it has at most
-    `bins` distinct values, else the same histogram bins as a code). Per factor k:
+    each factor becomes class labels: a discrete one (`discrete`, see the module docstring)
+    one class per value, a continuous one the same histogram bins as a code. Per factor k:
     (I(v_k; z_best) - I(v_k; z_second)) / H(v_k), plug-in mutual information and entropy in
     nats; "mig" is the mean over factors.
     Beyond disentanglement_lib (which returns nan or fails here): a factor with one value has
@@ -197,10 +205,11 @@ def mutual_information_gap(codes, factors, bins=20):
     samples than about bins^2 even an unrelated code shows some information.
     """
     codes, factors = _codes_and_factors(codes, factors)
+    flags = _discrete_flags(discrete, factors.shape[1])
     code_labels = [_histogram_discretise(c, bins) for c in codes.T]
     per_factor = []
-    for column in factors.T:
-        factor_labels = _factor_labels(column, bins)
+    for column, is_discrete in zip(factors.T, flags):
+        factor_labels = _factor_labels(column, is_discrete, bins)
         entropy = _entropy(factor_labels)
         if entropy == 0.0:
             per_factor.append(float("nan"))
@@ -246,13 +255,14 @@ def _fit_boosted_trees(train_codes, train_labels, test_codes, test_labels, n_est
             model.score(test_codes, test_labels))
 
 
-def dci(train_codes, train_factors, test_codes, test_factors, bins=20, n_estimators=100,
-        seed=0):
+def dci(train_codes, train_factors, test_codes, test_factors, *, discrete, bins=20,
+        n_estimators=100, seed=0):
     """DCI (Eastwood & Williams 2018) with gradient-boosted trees, as disentanglement_lib.
 
     Per factor k, a scikit-learn GradientBoostingClassifier with disentanglement_lib's settings
     (the defaults; `n_estimators` may be lowered to save time, `seed` fixes the trees' random
-    tie-breaking) predicts the factor's class (see `_train_test_factor_labels`) from all codes.
+    tie-breaking) predicts the factor's class (one per value of a discrete factor, `bins`
+    training-histogram bins of a continuous one: `_train_test_factor_labels`) from all codes.
     Importance R[d, k] = |feature_importances_|. Disentanglement: per code dim
     1 - H_K(p(k|d)), p(k|d) = R[d, k] / sum_k R[d, k], averaged with weights sum_k R[d, k].
     Completeness: per factor 1 - H_D(p(d|k)), averaged with weights sum_d R[d, k] (every fitted
@@ -262,15 +272,17 @@ def dci(train_codes, train_factors, test_codes, test_factors, bins=20, n_estimat
     it is left out of all three scores, which are nan if no factor is left.
     Returns {"disentanglement", "completeness", "informativeness", "informativeness_train",
     "importance": (D, K) lists}. Cost grows with samples x classes x n_estimators: about 20 s
-    per 20-class factor on 1,600 x 32 codes with the default 100 trees on one core.
+    per 20-class factor on 1,600 x 32 codes with the default 100 trees on one core (a 40-class
+    factor about twice that).
     """
     train_codes, train_factors, test_codes, test_factors = _train_and_test(
         train_codes, train_factors, test_codes, test_factors)
+    flags = _discrete_flags(discrete, train_factors.shape[1])
     importance = np.zeros((train_codes.shape[1], train_factors.shape[1]))
     train_accuracy, test_accuracy, fitted = [], [], []
     for k in range(train_factors.shape[1]):
-        train_labels, test_labels = _train_test_factor_labels(train_factors[:, k],
-                                                              test_factors[:, k], bins)
+        train_labels, test_labels = _train_test_factor_labels(
+            train_factors[:, k], test_factors[:, k], flags[k], bins)
         if len(np.unique(train_labels)) < 2:
             continue
         importance[:, k], train_score, test_score = _fit_boosted_trees(
@@ -308,11 +320,11 @@ def _single_dim_accuracy(train_code, train_labels, test_code, test_labels):
     return model.score(test_code[:, None], test_labels)
 
 
-def sap(train_codes, train_factors, test_codes, test_factors, bins=20):
+def sap(train_codes, train_factors, test_codes, test_factors, *, discrete, bins=20):
     """SAP score (Kumar et al. 2018) for discrete factors, as disentanglement_lib.
 
     S[d, k] = held-out accuracy of a scikit-learn LinearSVC(C=0.01, class_weight="balanced")
-    trained to predict factor k's class (see `_train_test_factor_labels`) from code dim d
+    trained to predict factor k's class (as in `dci`) from code dim d
     alone; SAP = mean over factors of the gap between the two largest S[d, k] over d.
     A code dim with (near) zero training variance scores 0 (disentanglement_lib's rule for its
     continuous variant; its discrete one would let such a dim score the share of whichever
@@ -322,10 +334,11 @@ def sap(train_codes, train_factors, test_codes, test_factors, bins=20):
     """
     train_codes, train_factors, test_codes, test_factors = _train_and_test(
         train_codes, train_factors, test_codes, test_factors)
+    flags = _discrete_flags(discrete, train_factors.shape[1])
     matrix = np.full((train_codes.shape[1], train_factors.shape[1]), np.nan)
     for k in range(train_factors.shape[1]):
-        train_labels, test_labels = _train_test_factor_labels(train_factors[:, k],
-                                                              test_factors[:, k], bins)
+        train_labels, test_labels = _train_test_factor_labels(
+            train_factors[:, k], test_factors[:, k], flags[k], bins)
         if len(np.unique(train_labels)) < 2:
             continue
         matrix[:, k] = [_single_dim_accuracy(train_codes[:, d], train_labels,
@@ -436,16 +449,27 @@ def part_probe_table(train_codes, train_factors, test_codes, test_factors, core_
             for k, name in enumerate(factor_names)}
 
 
-def specificity(effects, core_dim):
+# A part whose dims together change the decoded image by less than this (in the units of
+# `specificity`'s effects: how much the reconstructions of two different images differ) has
+# too little effect to have a specificity.
+MIN_PART_EFFECT = 1e-3
+
+
+def specificity(effects, core_dim, min_part_effect=MIN_PART_EFFECT):
     """How specifically each part of the latent changes what it is meant to change.
 
     effects: (D, 2) non-negative; column 0 how much a traversal of dim d changes STRUCTURE,
-    column 1 how much it changes APPEARANCE, already on comparable scales. Returns
-    {"structure_share": [D floats], "core_specificity": float, "detail_specificity": float} with
-    structure share s_d = e0 / (e0 + e1), core specificity the mean s_d over core dims
-    (:core_dim) and detail specificity the mean appearance share 1 - s_d over detail dims.
-    Dims with no effect at all (e0 = e1 = 0) have s_d = nan and are left out of the means; a
-    part with no effective dim (or no dims) has specificity nan.
+    column 1 how much it changes APPEARANCE, each in units of how much the reconstructions of
+    two different images differ (evaluate.behaviour_report). Returns {"structure_share": [D],
+    "core_specificity", "detail_specificity", "core_effect", "detail_effect"}: the structure
+    share of dim d is s_d = e0 / (e0 + e1) (nan for a dim with no effect at all); core
+    specificity is the effect-weighted mean of s_d over the core dims (:core_dim), i.e. the
+    core traversals' summed structure effect over their summed effect, and detail specificity
+    the same for the appearance share over the detail dims. A dim counts as much as it
+    changes the image, so dims that hardly change anything cannot move a part's score. A
+    part's effect is the sum of e0 + e1 over its dims; below min_part_effect (1/1000 of the
+    reconstructions' spread by default) the part, or an empty one, has specificity nan. The
+    scores do not change when every effect is scaled by the same factor above that floor.
     """
     effects = _as_matrix(effects, "effects")
     if effects.shape[1] != 2:
@@ -456,8 +480,15 @@ def specificity(effects, core_dim):
         raise ValueError(f"core_dim {core_dim} outside 0..{effects.shape[0]}")
     total = effects.sum(axis=1)
     share = np.where(total > 0, effects[:, 0] / np.where(total > 0, total, 1.0), np.nan)
-    return {
-        "structure_share": share.tolist(),
-        "core_specificity": _mean_of_defined(share[:core_dim]),
-        "detail_specificity": _mean_of_defined(1.0 - share[core_dim:]),
-    }
+
+    def weighted(dims, column):
+        part_effect = float(total[dims].sum())
+        if not part_effect >= min_part_effect or part_effect == 0.0:
+            return math.nan, part_effect
+        return float(effects[dims, column].sum() / part_effect), part_effect
+
+    core, core_effect = weighted(slice(0, core_dim), 0)
+    detail, detail_effect = weighted(slice(core_dim, None), 1)
+    return {"structure_share": share.tolist(), "core_specificity": core,
+            "detail_specificity": detail, "core_effect": core_effect,
+            "detail_effect": detail_effect}

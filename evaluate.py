@@ -35,6 +35,10 @@ BEHAVIOUR_IMAGES = 64      # held-out images for the traversal and swap tests
 EFFECT_STEP = 2.0          # a dim is moved to mu - 2 and mu + 2 to measure what it controls
 GPU_FID_IMAGES, CPU_FID_IMAGES = 10000, 1000  # LPIPS/FID images when fid_images = 0 (auto)
 SWAP_SPAN_EPSILON = 1e-9   # below this the floor and ceiling of the swap test are the same
+# The bounded swap transfer is n/a when the swap is this close to both reconstructions
+# (summed distances below this fraction of an arbitrary pair of images' difference): the
+# decoder draws one image for both, so there is nothing to tell apart.
+SWAP_NULL_FRACTION = 1e-6
 # Below this the reconstructions of different images do not differ: traversals are undefined.
 RECONSTRUCTION_SPREAD_EPSILON = 1e-9
 
@@ -151,7 +155,21 @@ def swap_test(vae, x, chance):
       mean_image  the held-out batch's mean image (a constant decoder)
       transfer    (ceiling - error) / (ceiling - floor): 1 when the swap carries the part as
                   well as a reconstruction does, 0 when no better than the wrong image; NaN
-                  when floor = ceiling, i.e. the decoder draws the same image for both"""
+                  when floor = ceiling, i.e. the decoder draws the same image for both.
+                  Unbounded: the span is a small part of the error, so it is noisy.
+
+    and, measured against the two reconstructions r1 = recon(x1), r2 = recon(x2) instead of the
+    images (see bounded_transfer), the bounded scores
+
+      structure_transfer_bounded   d(sw, r2) / (d(sw, r1) + d(sw, r2)), d the edge MSE: 1 when
+                                   the swap's structure is r1's, 0 when it is r2's
+      appearance_transfer_bounded  d(sw, r1) / (d(sw, r1) + d(sw, r2)), d the mean-colour MSE:
+                                   1 when the swap's appearance is r2's
+      split_score                  min of the two: high only if core carries structure AND
+                                   detail carries appearance (a decoder that ignores core gets
+                                   appearance 1, structure 0, split 0)
+
+    with the four distances as structure_vs_recon1 ... appearance_vs_recon2."""
     half = len(x) // 2
     x1, x2 = x[:half], x[half:2 * half]
     mu = vae.encode(torch.cat([x1, x2]))[0].float()
@@ -172,7 +190,36 @@ def swap_test(vae, x, chance):
         span = result[f"{part}_ceiling"] - result[f"{part}_floor"]
         result[f"{part}_transfer"] = (result[f"{part}_ceiling"] - result[key]) / span \
             if span > SWAP_SPAN_EPSILON else math.nan
+    for part, stat, own, other in (("structure", "structure", "1", "2"),
+                                   ("appearance", "color", "2", "1")):
+        recons = {"1": recon1, "2": recon2}
+        for k in ("1", "2"):
+            result[f"{part}_vs_recon{k}"] = \
+                image_differences(swapped, recons[k])[stat].mean().item()
+        result[f"{part}_transfer_bounded"] = bounded_transfer(
+            result[f"{part}_vs_recon{own}"], result[f"{part}_vs_recon{other}"], chance[stat])
+    result["split_score"] = split_score(result["structure_transfer_bounded"],
+                                        result["appearance_transfer_bounded"])
     return result
+
+
+def bounded_transfer(to_own, to_other, chance):
+    """d(sw, other) / (d(sw, own) + d(sw, other)) in [0, 1]: 1 when the swap sw matches the
+    reconstruction of the image its part came from ("own"), 0 when it matches the other one,
+    0.5 when it is as far from both (a decoder that splits nothing). NaN when both distances
+    are below SWAP_NULL_FRACTION of `chance` (how much two arbitrary images differ): the two
+    reconstructions are then one image."""
+    total = to_own + to_other
+    if not total > SWAP_NULL_FRACTION * chance or total <= 0:
+        return math.nan
+    return to_other / total
+
+
+def split_score(structure, appearance):
+    """min(structure transfer, appearance transfer); NaN when either is."""
+    if math.isnan(structure) or math.isnan(appearance):
+        return math.nan
+    return min(structure, appearance)
 
 
 def behaviour_report(vae, dataset, device):
@@ -182,7 +229,9 @@ def behaviour_report(vae, dataset, device):
     reconstructions of two different held-out images differ (in structure, in appearance).
     Against the data's spread instead, a decoder that draws nearly one image for every input
     could still show a "specific" share; here such a decoder's effects are undefined, and so
-    is its specificity (reported as n/a)."""
+    is its specificity (reported as n/a). Specificity weights each dim by its effect, and a
+    part whose traversals together change less than disentanglement.MIN_PART_EFFECT of that
+    spread is n/a (see disentanglement.specificity)."""
     x = _first_images(dataset, BEHAVIOUR_IMAGES).to(device)
     chance = _chance(x)
     mu = vae.encode(x)[0].float()
@@ -193,7 +242,9 @@ def behaviour_report(vae, dataset, device):
     else:
         effects = torch.full((mu.shape[1], 2), math.nan)
         report = {"structure_share": [math.nan] * mu.shape[1],
-                  "core_specificity": math.nan, "detail_specificity": math.nan}
+                  "core_specificity": math.nan, "detail_specificity": math.nan,
+                  "core_effect": math.nan, "detail_effect": math.nan}
+    report["min_part_effect"] = disentanglement.MIN_PART_EFFECT
     report["reconstruction_spread"] = spread
     report["effects"] = effects.tolist()
     report["swap"] = swap_test(vae, x, chance)
@@ -261,20 +312,37 @@ def factor_report(vae, cfg, device, amp=contextlib.nullcontext):
     fit_n = int(0.8 * n)
     split = (codes[:fit_n], factors[:fit_n], codes[fit_n:], factors[fit_n:])
     probes = disentanglement.part_probe_table(*split, vae.core_dim, factor_set.names)
-    dci = _metric(disentanglement.dci, *split, n_estimators=cfg.dci_trees)
+    # Each factor's kind of value comes from the dataset (benchmarks: class indices; the
+    # built-in shapes: shape a class, the rest continuous; a CSV: whole numbers are classes).
+    discrete = factor_set.discrete
+    dci = _metric(disentanglement.dci, *split, discrete=discrete, n_estimators=cfg.dci_trees)
     dci.pop("importance", None)
     dci["trees"] = cfg.dci_trees
-    mig = _metric(disentanglement.mutual_information_gap, codes, factors)
-    sap = _metric(disentanglement.sap, *split)
+    mig = _metric(disentanglement.mutual_information_gap, codes, factors, discrete=discrete)
+    sap = _metric(disentanglement.sap, *split, discrete=discrete)
     kinds = dict(zip(factor_set.names, factor_set.kinds))
     return {"dataset": factor_set.title, "note": factor_set.note, "images": n,
             "probes": probes, "kinds": kinds,
+            "classes": factor_classes(factor_set, factors),
             "structure_factors": [f for f in factor_set.names if kinds[f] == "structure"],
             "appearance_factors": [f for f in factor_set.names if kinds[f] == "appearance"],
             "mig": mig.get("mig", math.nan), "mig_per_factor": mig.get("per_factor"),
             "dci": dci, "sap": sap.get("sap", math.nan),
             "sap_skipped": sap.get("skipped"),
             "factor_vae": factor_vae_report(vae, cfg, factor_set, device, amp)}
+
+
+def factor_classes(factor_set, factors):
+    """{factor name: its number of classes (the grid size where known, else the distinct values
+    among `factors`), or "continuous"}: how MIG, DCI and SAP read each factor."""
+    out = {}
+    for k, name in enumerate(factor_set.names):
+        if not factor_set.discrete[k]:
+            out[name] = "continuous"
+        else:
+            out[name] = int(factor_set.sizes[k]) if factor_set.sizes \
+                else int(len(np.unique(factors[:, k])))
+    return out
 
 
 def logistic_balanced_accuracy(train_x, train_y, test_x, test_y, l2=1e-3, max_iter=200):
@@ -496,10 +564,13 @@ def factor_lines(factors):
     lines += ["Held-out R² of a ridge probe from each part of the latent (a structure factor "
               "should be predicted from core, an appearance factor from detail; "
               f"{factors.get('images', '?')} images, 80 % fit):", "",
-              "| factor | kind | from core | from detail | from all |", "|---|---|---|---|---|"]
+              "| factor | kind | from core | from detail | from all | classes |",
+              "|---|---|---|---|---|---|"]
+    classes = factors.get("classes", {})
     for name, row in factors["probes"].items():
         lines.append(f"| {name} | {kinds[name]} | {_number(row['core_r2'], 3)} | "
-                     f"{_number(row['detail_r2'], 3)} | {_number(row['all_r2'], 3)} |")
+                     f"{_number(row['detail_r2'], 3)} | {_number(row['all_r2'], 3)} | "
+                     f"{classes.get(name, '?')} |")
     dci = factors["dci"]
     dci_text = _skipped_or(dci, f"disentanglement {_number(dci.get('disentanglement'), 3)}, "
                                 f"completeness {_number(dci.get('completeness'), 3)}, "
@@ -508,7 +579,9 @@ def factor_lines(factors):
     sap = "n/a" if factors.get("sap_skipped") else _number(factors.get("sap"), 3)
     lines += ["", f"MIG {_number(factors['mig'], 3)}; DCI {dci_text}; SAP {sap}; "
               f"{factor_vae_text(factors.get('factor_vae') or {'skipped': 'not computed'})}.",
-              "", "![factor_probes](factor_probes.png)", ""]
+              "", "MIG, DCI and SAP use the classes of a discrete factor (column “classes”) and "
+              "cut a continuous one into 20 equal-width bins, as disentanglement_lib does for "
+              "a code dim.", "", "![factor_probes](factor_probes.png)", ""]
     return lines
 
 
@@ -561,22 +634,41 @@ def write_report(out, cfg, history, results, pictures):
               ""]
     swap = behaviour["swap"]
     lines += ["## Does core carry structure and detail appearance?", "",
-              "Traversal specificity (share of a dim's effect that is of its part's kind; "
-              "1 = pure, 0.5 = mixed; each effect in units of how much the reconstructions "
-              "of two different images differ, n/a when they do not):", "",
-              f"- core → structure: **{_number(behaviour['core_specificity'], 3)}**",
-              f"- detail → appearance: **{_number(behaviour['detail_specificity'], 3)}**", "",
-              "Swap test, decode(core of x1, detail of x2). Floor: the reconstruction of the "
+              "Traversal specificity (share of a part's traversal effect that is of its "
+              "kind; 1 = pure, 0.5 = mixed; each effect in units of how much the "
+              "reconstructions of two different images differ). Each dim counts by its "
+              "effect (the part's summed structure, or appearance, effect over its summed "
+              "effect), and a part is n/a when its dims together change the image by less "
+              f"than {behaviour.get('min_part_effect', disentanglement.MIN_PART_EFFECT):g} "
+              "of that difference (or the reconstructions do not differ at all):", "",
+              f"- core → structure: **{_number(behaviour['core_specificity'], 3)}** "
+              f"(summed effect {_number(behaviour.get('core_effect'), 3)})",
+              f"- detail → appearance: **{_number(behaviour['detail_specificity'], 3)}** "
+              f"(summed effect {_number(behaviour.get('detail_effect'), 3)})", "",
+              "Swap test, decode(core of x1, detail of x2) = sw, scored against the two "
+              "reconstructions r1, r2: structure transfer = d(sw, r2) / (d(sw, r1) + "
+              "d(sw, r2)) with d the edge MSE, appearance transfer the same with the "
+              "mean-colour MSE and the roles of r1 and r2 exchanged; both in [0, 1], 1 = the "
+              "part came across, 0 = the other image's did, 0.5 = split nothing, n/a = the "
+              "decoder draws one image for both. "
+              f"**Split score = min of the two: {_number(swap.get('split_score'), 3)}** "
+              f"(structure {_number(swap.get('structure_transfer_bounded'), 3)}, appearance "
+              f"{_number(swap.get('appearance_transfer_bounded'), 3)}).", "",
+              "The same swap against the images: error of sw against x1 (structure) and x2 "
+              "(appearance). Floor: the reconstruction of the "
               "image the part comes from; ceiling: the reconstruction of the other one; "
-              "transfer = (ceiling − error) / (ceiling − floor), 1 = as good as a "
+              "floor–ceiling transfer = (ceiling − error) / (ceiling − floor), unbounded and "
+              "noisy when the span is small against the error, 1 = as good as a "
               "reconstruction, 0 = no better than the wrong image, n/a = the decoder draws "
               "the same image for both (a constant image beats an arbitrary one, so chance alone "
-              "proves nothing):", "",
-              "| | error | floor | ceiling | mean image | arbitrary image | transfer |",
-              "|---|---|---|---|---|---|---|",
+              "proves nothing); bounded transfer as above:", "",
+              "| | error | floor | ceiling | mean image | arbitrary image | floor–ceiling "
+              "transfer | bounded transfer (vs reconstructions) |",
+              "|---|---|---|---|---|---|---|---|",
               *(f"| {label} | {_number(swap[key])} | {_number(swap[part + '_floor'])} | "
                 f"{_number(swap[part + '_ceiling'])} | {_number(swap[part + '_mean_image'])} | "
-                f"{_number(swap[part + '_chance'])} | {_number(swap[part + '_transfer'], 3)} |"
+                f"{_number(swap[part + '_chance'])} | {_number(swap[part + '_transfer'], 3)} | "
+                f"{_number(swap.get(part + '_transfer_bounded'), 3)} |"
                 for label, part, key in (
                     ("structure vs x1 (edge MSE)", "structure", "structure_error_vs_x1"),
                     ("appearance vs x2 (mean-colour MSE)", "appearance",
@@ -624,11 +716,16 @@ def summary_lines(results):
     lines = [f"held-out ({rec['images']} images): MSE {rec['mse']:.5f}  PSNR {rec['psnr']:.2f} "
              f"dB  SSIM {rec['ssim']:.4f}",
              f"specificity: core -> structure {_number(behaviour['core_specificity'], 3)}, "
-             f"detail -> appearance {_number(behaviour['detail_specificity'], 3)}; swap: "
+             f"detail -> appearance {_number(behaviour['detail_specificity'], 3)}; swap split "
+             f"score {_number(swap.get('split_score'), 3)} (bounded transfer: structure "
+             f"{_number(swap.get('structure_transfer_bounded'), 3)}, appearance "
+             f"{_number(swap.get('appearance_transfer_bounded'), 3)})",
+             f"swap vs images: "
              f"structure {swap['structure_error_vs_x1']:.4g} (chance "
-             f"{swap['structure_chance']:.4g}, transfer {_number(swap['structure_transfer'], 3)}"
-             f"), appearance {swap['appearance_error_vs_x2']:.4g} (chance "
-             f"{swap['appearance_chance']:.4g}, transfer "
+             f"{swap['structure_chance']:.4g}, floor-ceiling transfer "
+             f"{_number(swap['structure_transfer'], 3)}), appearance "
+             f"{swap['appearance_error_vs_x2']:.4g} (chance "
+             f"{swap['appearance_chance']:.4g}, floor-ceiling transfer "
              f"{_number(swap['appearance_transfer'], 3)})"]
     perceptual = results["perceptual"]
     lines.append(perceptual_line(perceptual))

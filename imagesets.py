@@ -55,6 +55,7 @@ class SyntheticShapes(Dataset):
     APPEARANCE_FACTORS = ("hue", "brightness", "bg_hue", "bg_brightness")
     FACTORS = STRUCTURE_FACTORS + APPEARANCE_FACTORS
     SHAPES = ("circle", "square", "triangle")
+    DISCRETE_FACTORS = ("shape",)  # a class index k / 2 (see factors); the rest uniform draws
 
     def __init__(self, n: int, image_size: int = 64, seed: int = 0, return_factors: bool = False):
         self.n, self.image_size, self.seed = n, image_size, seed

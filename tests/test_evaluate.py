@@ -104,7 +104,15 @@ def test_the_swap_test_has_controls_that_a_constant_decoder_cannot_beat():
     swapped = evaluate.swap_test(BarVAE(swapped=True), x, chance)  # core carries colour
     assert swapped["structure_transfer"] == pytest.approx(0.0, abs=1e-3)
     assert swapped["appearance_transfer"] == pytest.approx(0.0, abs=1e-3)
+    assert perfect["structure_transfer_bounded"] == pytest.approx(1.0, abs=1e-6)
+    assert perfect["appearance_transfer_bounded"] == pytest.approx(1.0, abs=1e-6)
+    assert perfect["split_score"] == pytest.approx(1.0, abs=1e-6)
+    assert swapped["structure_transfer_bounded"] == pytest.approx(0.0, abs=1e-6)
+    assert swapped["appearance_transfer_bounded"] == pytest.approx(0.0, abs=1e-6)
+    assert swapped["split_score"] == pytest.approx(0.0, abs=1e-6)
     constant = evaluate.swap_test(ConstantVAE(), x, chance)
+    assert all(math.isnan(constant[k]) for k in ("structure_transfer_bounded",
+                                                 "appearance_transfer_bounded", "split_score"))
     # It beats "an arbitrary image" on appearance, and still scores no transfer at all.
     assert constant["appearance_error_vs_x2"] < constant["appearance_chance"]
     assert math.isnan(constant["structure_transfer"])
@@ -112,6 +120,50 @@ def test_the_swap_test_has_controls_that_a_constant_decoder_cannot_beat():
     mean_image = x.mean(0, keepdim=True).expand(8, -1, -1, -1)
     assert constant["appearance_mean_image"] == pytest.approx(
         evaluate.image_differences(mean_image, x[8:16])["color"].mean().item())
+
+
+class CorelessVAE(BarVAE):
+    """A decoder that ignores core: its detail dim sets both the bar's colour and its place."""
+
+    def decode(self, z):
+        return bar_images((torch.sigmoid(z[:, 1]) * 24).round().long(), torch.sigmoid(z[:, 1]))
+
+
+def test_the_bounded_swap_scores_are_measured_against_the_two_reconstructions():
+    """structure = d(sw, r2) / (d(sw, r1) + d(sw, r2)) in edge MSE, appearance the same in
+    mean-colour MSE with r1 and r2 exchanged, split = the smaller: a decoder that ignores core
+    draws r2 for the swap, so appearance 1, structure 0, split 0."""
+    x = some_bars(16)
+    chance = evaluate._chance(x)
+    coreless = evaluate.swap_test(CorelessVAE(), x, chance)
+    assert coreless["structure_vs_recon2"] == 0.0 and coreless["structure_vs_recon1"] > 0
+    assert coreless["structure_transfer_bounded"] == 0.0
+    assert coreless["appearance_transfer_bounded"] == 1.0
+    assert coreless["split_score"] == 0.0
+    # A decoder between the two (WideLatentVAE's soft bars, half way between perfect and
+    # coreless): the score is the stated ratio of the stated distances, inside [0, 1].
+    d = evaluate.swap_test(HalfCorelessVAE(), x, chance)
+    assert 0.05 < d["structure_transfer_bounded"] < 0.95
+    assert d["structure_transfer_bounded"] == pytest.approx(
+        d["structure_vs_recon2"] / (d["structure_vs_recon1"] + d["structure_vs_recon2"]))
+    assert d["appearance_transfer_bounded"] == pytest.approx(
+        d["appearance_vs_recon1"] / (d["appearance_vs_recon1"] + d["appearance_vs_recon2"]))
+    assert d["split_score"] == min(d["structure_transfer_bounded"],
+                                   d["appearance_transfer_bounded"])
+    # As far from both reconstructions: 0.5; n/a only when both distances are negligible
+    # against how much two arbitrary images differ.
+    assert evaluate.bounded_transfer(0.2, 0.2, 1.0) == 0.5
+    assert math.isnan(evaluate.bounded_transfer(0.0, 1e-9, 1.0))
+    assert evaluate.bounded_transfer(0.0, 1e-5, 1.0) == 1.0
+    assert math.isnan(evaluate.split_score(math.nan, 1.0))
+
+
+class HalfCorelessVAE(BarVAE):
+    """The bar's place is set by core and detail equally (its colour by detail alone)."""
+
+    def decode(self, z):
+        left = (torch.sigmoid(z[:, 0]) + torch.sigmoid(z[:, 1])) * 12
+        return soft_bar_images(left, torch.sigmoid(z[:, 1]))
 
 
 class FaintBarVAE(BarVAE):
@@ -140,6 +192,49 @@ def test_traversals_are_measured_against_the_reconstructions_own_change():
     constant = evaluate.behaviour_report(ConstantVAE(), images, "cpu")
     assert math.isnan(constant["core_specificity"]) and math.isnan(constant["detail_specificity"])
     assert all(math.isnan(v) for row in constant["effects"] for v in row)
+
+
+def soft_bar_images(left, color, width=32, bar=8):
+    """bar_images with a sub-pixel bar position (anti-aliased edges, the same area anywhere)."""
+    cols = torch.arange(width, dtype=left.dtype)
+    mask = (cols - left[:, None] + 1).clamp(0, 1) * (left[:, None] + bar - cols).clamp(0, 1)
+    rgb = torch.stack([color, 1 - color, torch.full_like(color, 0.5)], 1)
+    return (rgb[:, :, None, None] * mask[:, None, None, :]).expand(-1, 3, width, width)
+
+
+class WideLatentVAE(BarVAE):
+    """BarVAE's split with a smooth decoder whose latent is `scale` times wider: the
+    reconstructions are the same for every scale, but a traversal (mu +- 2) moves the decoded
+    bar about 1 / scale as far, so its effects shrink about as 1 / scale^2."""
+
+    def __init__(self, scale):
+        super().__init__()
+        self.scale = scale
+
+    def decode(self, z):
+        z = z / self.scale
+        return soft_bar_images(torch.sigmoid(z[:, 0]) * 24, torch.sigmoid(z[:, 1]))
+
+    def encode(self, x):
+        z, logvar = super().encode(x)
+        return z * self.scale, logvar
+
+
+def test_specificity_is_scale_free_but_na_for_a_negligible_effect():
+    """Ten times smaller traversal effects keep the specificity; effects that are a millionth
+    of how much the reconstructions differ earn none (n/a), however pure they are."""
+    images = list(some_bars(32))
+    strong, weak, negligible = (evaluate.behaviour_report(WideLatentVAE(s), images, "cpu")
+                                for s in (30.0, 30.0 * 10 ** 0.5, 1e4))
+    assert strong["reconstruction_spread"] == pytest.approx(negligible["reconstruction_spread"])
+    ratio = [s / w for s, w in zip(strong["effects"][0], weak["effects"][0])]
+    assert ratio[0] == pytest.approx(10, rel=0.05)
+    for key in ("core_specificity", "detail_specificity"):  # the soft edges' histogram
+        assert weak[key] == pytest.approx(strong[key], abs=1e-3)  # changes are not quite linear
+        assert strong[key] > 0.99
+    assert max(negligible["effects"][0] + negligible["effects"][1]) < 1e-5
+    assert math.isnan(negligible["core_specificity"])
+    assert math.isnan(negligible["detail_specificity"])
 
 
 def test_a_model_with_the_roles_swapped_scores_zero_specificity():
@@ -208,10 +303,23 @@ def test_a_run_writes_the_report_with_metrics_factors_and_pictures(tiny_cfg):
     probes = results["factors"]["probes"]
     assert set(probes) == set(results["factors"]["structure_factors"]
                               + results["factors"]["appearance_factors"])
+    swap = results["behaviour"]["swap"]
+    split = swap["split_score"]
+    assert split is None or 0.0 <= split <= 1.0 or math.isnan(split)
+    # The built-in shapes: shape is a class index, the other factors are continuous draws.
+    assert results["factors"]["classes"] == {"shape": 3, **{
+        name: "continuous" for name in ("x", "y", "size", "rotation", "hue", "brightness",
+                                        "bg_hue", "bg_brightness")}}
     report = (out / "report.md").read_text()
     for text in ("## Held-out reconstruction", "core → structure", "| factor | kind |",
-                 "MIG", "![reconstructions](reconstructions.png)", "![dim_effects]"):
+                 "| from all | classes |", "MIG", "Split score = min of the two: "
+                 f"{evaluate._number(split, 3)}", "bounded transfer (vs reconstructions)",
+                 "![reconstructions](reconstructions.png)", "![dim_effects]"):
         assert text in report, text
+    shape_row = next(line for line in report.splitlines() if line.startswith("| shape |"))
+    assert shape_row.endswith("| 3 |") and "| x | structure |" in report
+    assert next(line for line in report.splitlines()
+                if line.startswith("| x |")).endswith("| continuous |")
     for name in ("prior_samples.png", "dim_effects.png", "rollback_rate.png"):
         assert (out / name).exists()
 

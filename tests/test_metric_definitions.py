@@ -30,12 +30,13 @@ def reference_mig(codes, factor_labels, bins=BINS):
     return np.array(gaps)
 
 
-def reference_importance_gbt(x_train, y_train, x_test, y_test):
+def reference_importance_gbt(x_train, y_train, x_test, y_test, n_estimators=100):
     """One default GradientBoostingClassifier per factor (random_state fixed for repeatability):
     importance (D, K) = |feature_importances_|, mean train and test accuracy."""
     importance, train_acc, test_acc = [], [], []
     for k in range(y_train.shape[1]):
-        model = GradientBoostingClassifier(random_state=0).fit(x_train, y_train[:, k])
+        model = GradientBoostingClassifier(n_estimators=n_estimators, random_state=0).fit(
+            x_train, y_train[:, k])
         importance.append(np.abs(model.feature_importances_))
         train_acc.append(np.mean(model.predict(x_train) == y_train[:, k]))
         test_acc.append(np.mean(model.predict(x_test) == y_test[:, k]))
@@ -117,7 +118,7 @@ def discrete_data():
 def test_mig_matches_sklearn_mutual_information_on_discrete_factors(discrete_data):
     codes, factors = discrete_data[:2]
     expected = reference_mig(codes, factors)
-    result = mutual_information_gap(codes, factors)
+    result = mutual_information_gap(codes, factors, discrete=True)
     np.testing.assert_allclose(result["per_factor"], expected, rtol=1e-10)
     assert result["mig"] == pytest.approx(expected.mean(), rel=1e-10)
 
@@ -127,7 +128,8 @@ def test_mig_cuts_a_continuous_factor_like_a_code():
     factor = rng.uniform(size=(300, 1))
     codes = np.c_[factor + 0.05 * rng.standard_normal((300, 1)), rng.standard_normal((300, 2))]
     expected = reference_mig(codes, histogram_discretize(factor[:, 0])[:, None])
-    np.testing.assert_allclose(mutual_information_gap(codes, factor)["per_factor"], expected,
+    np.testing.assert_allclose(mutual_information_gap(codes, factor, discrete=False)["per_factor"],
+                               expected,
                                rtol=1e-10)
 
 
@@ -136,14 +138,77 @@ def test_mig_with_fewer_samples_than_bins_and_a_constant_code():
     factors = rng.integers(0, 3, size=(7, 2)).astype(float)
     factors[:3] = [[0, 0], [1, 1], [2, 2]]  # every factor takes all three values
     codes = np.c_[rng.standard_normal((7, 2)), np.full(7, 4.2)]
-    np.testing.assert_allclose(mutual_information_gap(codes, factors)["per_factor"],
+    np.testing.assert_allclose(mutual_information_gap(codes, factors, discrete=True)
+                               ["per_factor"],
                                reference_mig(codes, factors), rtol=1e-10)
+
+
+def published_mig(codes, class_labels, bins=BINS):
+    """MIG straight from its definition, written without the histogram helper above: each code
+    dim cut into `bins` equal-width bins over its own range (the maximum in the last bin), the
+    factor's class labels used as they are; per factor, the two largest I(code bin; class)
+    (sklearn, nats) apart, over H(class) (scipy, nats)."""
+    per_factor = []
+    for y in class_labels.T:
+        information = []
+        for c in codes.T:
+            position = (c - c.min()) / (c.max() - c.min()) * bins
+            binned = np.minimum(np.floor(position), bins - 1).astype(int)
+            information.append(mutual_info_score(y, binned))
+        top = sorted(information, reverse=True)
+        per_factor.append((top[0] - top[1]) / scipy.stats.entropy(np.bincount(y)))
+    return np.array(per_factor)
+
+
+@pytest.fixture
+def many_classes():
+    """dSprites-like factors with more classes than bins: 32 (x) and 40 (orientation) class
+    indices; code dim 0 is the 32-class index itself (a perfect code), dim 1 the 40-class index
+    with a little noise, dim 2 noise."""
+    rng = np.random.default_rng(6)
+
+    def draw(n):
+        labels = np.c_[rng.integers(0, 32, n), rng.integers(0, 40, n)]
+        codes = np.c_[labels[:, 0], labels[:, 1] + 0.1 * rng.standard_normal(n),
+                      rng.standard_normal(n)]
+        return codes.astype(float), labels
+    return draw
+
+
+def test_mig_of_factors_with_32_and_40_classes_uses_the_classes(many_classes):
+    codes, labels = many_classes(5000)
+    expected = published_mig(codes, labels)
+    result = mutual_information_gap(codes, labels.astype(float), discrete=True)
+    np.testing.assert_allclose(result["per_factor"], expected, rtol=1e-10)
+    # The issue's example: a perfect code for a 32-class factor is 20 bins against 32 classes,
+    # about 0.834; binning the factor into 20 bins as well (the old rule for a factor with
+    # more than 20 values) would have given about 0.987.
+    assert expected[0] == pytest.approx(0.834, abs=0.01)
+    binned = mutual_information_gap(codes, labels.astype(float), discrete=False)["per_factor"]
+    assert binned[0] > 0.97 and binned[1] > expected[1] + 0.1
+
+
+def test_dci_and_sap_of_factors_with_32_and_40_classes_classify_the_classes(many_classes):
+    train_codes, train = many_classes(600)
+    test_codes, test = many_classes(300)
+    importance, train_acc, test_acc = reference_importance_gbt(train_codes, train, test_codes,
+                                                               test, n_estimators=5)
+    result = dci(train_codes, train.astype(float), test_codes, test.astype(float),
+                 discrete=True, n_estimators=5)
+    np.testing.assert_allclose(result["importance"], importance, rtol=1e-10, atol=1e-14)
+    assert result["informativeness"] == pytest.approx(test_acc, rel=1e-12)
+    assert result["informativeness_train"] == pytest.approx(train_acc, rel=1e-12)
+    matrix = reference_sap_matrix(train_codes, train, test_codes, test)
+    result = sap(train_codes, train.astype(float), test_codes, test.astype(float),
+                 discrete=True)
+    np.testing.assert_allclose(result["matrix"], matrix, rtol=1e-12)
+    assert result["sap"] == pytest.approx(reference_sap(matrix), rel=1e-12)
 
 
 # ---------------------------------------------------------------------------------- DCI
 def test_dci_matches_gradient_boosted_trees_and_the_entropy_definitions(discrete_data):
     importance, train_acc, test_acc = reference_importance_gbt(*discrete_data)
-    result = dci(*discrete_data)
+    result = dci(*discrete_data, discrete=True)
     np.testing.assert_allclose(result["importance"], importance, rtol=1e-10, atol=1e-14)
     assert result["disentanglement"] == pytest.approx(reference_disentanglement(importance),
                                                       rel=1e-9)
@@ -161,7 +226,7 @@ def test_dci_of_a_continuous_factor_uses_the_training_histogram_bins():
     test_labels = np.clip(np.digitize(test[:, 0], edges), 1, BINS)  # outside: end bins
     importance, _, test_acc = reference_importance_gbt(
         train_codes, np.digitize(train, edges), test_codes, test_labels[:, None])
-    result = dci(train_codes, train, test_codes, test)
+    result = dci(train_codes, train, test_codes, test, discrete=False)
     np.testing.assert_allclose(result["importance"], importance, rtol=1e-10, atol=1e-14)
     assert result["informativeness"] == pytest.approx(test_acc, rel=1e-12)
 
@@ -182,7 +247,7 @@ def test_dci_entropy_scores_on_a_hand_made_importance_matrix():
 def test_sap_matches_single_dim_linear_svms(discrete_data):
     matrix = reference_sap_matrix(*discrete_data)
     assert matrix[4].tolist() == [0.0, 0.0, 0.0]  # the fixture's constant dim
-    result = sap(*discrete_data)
+    result = sap(*discrete_data, discrete=True)
     np.testing.assert_allclose(result["matrix"], matrix, rtol=1e-12)
     assert result["sap"] == pytest.approx(reference_sap(matrix), rel=1e-12)
 
