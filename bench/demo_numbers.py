@@ -68,10 +68,17 @@ def rows(runs):
             lambda r: swap(r, "structure_error_vs_x1", "structure_chance"))),
         ("swap: appearance error vs x2", cell(
             lambda r: swap(r, "appearance_error_vs_x2", "appearance_chance"))),
-        ("swap transfer, structure / appearance (1 = as a reconstruction, 0 = the wrong "
-         "image, n/a = one image for all)", cell(
+        ("swap transfer, structure / appearance (floor–ceiling: 1 = as a reconstruction, "
+         "0 = the wrong image, n/a = one image for all)", cell(
             lambda r: " / ".join(_transfer(r["results"]["behaviour"]["swap"][f"{p}_transfer"])
                                  for p in ("structure", "appearance")))),
+        ("swap transfer against the two reconstructions, structure / appearance (bounded: "
+         "1 = from the right source, 0.5 = no split)", cell(
+            lambda r: " / ".join(
+                _transfer(r["results"]["behaviour"]["swap"][f"{p}_transfer_bounded"])
+                for p in ("structure", "appearance")))),
+        ("**split score** = min of the two bounded transfers", cell(
+            lambda r: _transfer(r["results"]["behaviour"]["swap"]["split_score"]))),
         ("MIG / DCI disentanglement", cell(
             lambda r: f"{r['results']['factors']['mig']:.3f} / "
                       f"{r['results']['factors']['dci']['disentanglement']:.3f}")),
