@@ -7,9 +7,13 @@
 Every run is `python train.py --preset P --seed S --output_dir OUT/VARIANT/seed_S OVERRIDES`,
 its console output in train.log beside its outputs. A run whose final_metrics.json exists is
 done and skipped; one with only a checkpoint resumes from it (--resume), so an interrupted
-study continues where it stopped. OUT/study.md gets every metric as the mean and 95 %
-interval over seeds (Student's t), OUT/study.json the numbers per seed, OUT/study.png the
-headline metrics per variant, one point per seed.
+study continues where it stopped. Each run folder keeps study_run.json: its train.py
+arguments, the config they resolve to and the commit. A finished run whose config is not what
+the grid would run now is refused (one line names the field) or, with --rerun_changed, run
+again from scratch. OUT/study.md gets every metric as the mean and 95 % interval over seeds
+(Student's t) with n = finite values / seeds, verdicts against the control (interval against
+interval, and paired by seed), and the commits the runs come from; OUT/study.json the numbers
+per seed, OUT/study.png the headline metrics per variant, one point per seed.
 
 A variant is a line in VARIANTS: a name and the train.py settings it changes.
 """
@@ -19,6 +23,7 @@ import datetime
 import json
 import math
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -26,6 +31,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+import configs
 import plots
 
 ROOT = Path(__file__).resolve().parent
@@ -50,7 +56,8 @@ DEFAULT_GRID = ["lbo", "elbo_beta1", "elbo_beta4", "lbo_no_tightening", "lbo_fas
 # The metrics drawn in study.png (all are in study.md), with the direction that is better.
 HEADLINE = {"ssim": "higher", "core_specificity": "higher", "detail_specificity": "higher",
             "swap_structure_error": "lower", "swap_appearance_error": "lower", "mig": "higher",
-            "swap_structure_transfer": "higher", "swap_appearance_transfer": "higher"}
+            "swap_structure_transfer": "higher", "swap_appearance_transfer": "higher",
+            "swap_split_score": "higher"}
 # Two-sided 95 % quantiles of Student's t by degrees of freedom; between rows the smaller
 # degrees of freedom (the wider interval) is used.
 T_975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306,
@@ -62,10 +69,14 @@ def t_quantile(df):
     return T_975[max(k for k in T_975 if k <= df)]
 
 
+def is_finite(value):
+    return value is not None and math.isfinite(value)
+
+
 def interval(values):
     """(mean, half-width of the 95 % interval, n) over the finite values; the half-width is
     NaN for fewer than two."""
-    finite = [v for v in values if v is not None and math.isfinite(v)]
+    finite = [v for v in values if is_finite(v)]
     n = len(finite)
     if not n:
         return math.nan, math.nan, 0
@@ -81,18 +92,83 @@ def run_folder(out, variant, seed):
     return Path(out) / variant / f"seed_{seed}"
 
 
+def train_args(args, variant, seed):
+    """The train.py arguments of one run, the same for its start and every resume."""
+    return ["--preset", args.preset, "--seed", str(seed), "--output_dir",
+            str(run_folder(args.out, variant, seed)), "--device", args.device,
+            *VARIANTS[variant], *args.extra]
+
+
 def command(args, variant, seed):
     folder = run_folder(args.out, variant, seed)
-    words = [sys.executable, str(ROOT / "train.py"), "--preset", args.preset, "--seed",
-             str(seed), "--output_dir", str(folder), "--device", args.device,
-             *VARIANTS[variant], *args.extra]
+    words = [sys.executable, str(ROOT / "train.py"), *train_args(args, variant, seed)]
     return words + (["--resume"] if (folder / "checkpoint.pt").exists() else [])
+
+
+def resolved_config(words):
+    """The config train.py makes of these arguments, as plain data (what its checkpoint holds)."""
+    return configs.to_dict(configs.parse_args(words))
+
+
+def run_record(args, variant, seed):
+    """What a run is made with (study_run.json): the arguments, their config, the code."""
+    words = train_args(args, variant, seed)
+    return {"args": words, "config": resolved_config(words), **git_state()}
+
+
+def stored_record(folder):
+    """A finished run's record; for a run made before study_run.json existed, the config its
+    checkpoint holds (commit unknown); None when neither is there."""
+    if (folder / "study_run.json").exists():
+        return json.loads((folder / "study_run.json").read_text())
+    if (folder / "checkpoint.pt").exists():
+        import torch  # only old run folders need it
+        state = torch.load(folder / "checkpoint.pt", map_location="cpu", weights_only=True)
+        return {"config": state["config"], "commit": "unknown", "dirty": False}
+    return None
+
+
+# Where a run writes and whether it was resumed: they differ by design, not in what it computes.
+NOT_COMPARED = ("output_dir", "resume")
+
+
+def first_difference(stored, now):
+    """'field stored → now' for the first setting in which two configs differ, or None."""
+    for key in [*now, *(k for k in stored if k not in now)]:
+        if key not in NOT_COMPARED and stored.get(key) != now.get(key):
+            return f"{key} {short(stored.get(key))} → {short(now.get(key))}"
+    return None
+
+
+def short(value):
+    """A setting's value for a one-line message (the goal table is long)."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def changed_runs(args):
+    """[(folder, what differs)] for the finished runs that the grid would now run otherwise."""
+    changed = []
+    for variant, seed in [(v, s) for v in args.variants for s in args.seeds]:
+        folder = run_folder(args.out, variant, seed)
+        if not (folder / "final_metrics.json").exists():
+            continue
+        stored = stored_record(folder)
+        now = resolved_config(train_args(args, variant, seed))
+        why = "no stored config" if stored is None else first_difference(stored["config"], now)
+        if why:
+            changed.append((folder, why))
+    return changed
 
 
 def run_one(args, variant, seed):
     """One run to the end (resumed if it was interrupted); returns (variant, seed, seconds)."""
     folder = run_folder(args.out, variant, seed)
     folder.mkdir(parents=True, exist_ok=True)
+    # Written before training, also on a resume: train.py resumes only with the checkpoint's
+    # settings (epochs and run-only fields aside, which the resumed run then follows), so the
+    # record holds for the run that finishes here; its commit is this invocation's.
+    (folder / "study_run.json").write_text(json.dumps(run_record(args, variant, seed), indent=1))
     started = time.monotonic()
     with open(folder / "train.log", "a") as log:
         code = subprocess.run(command(args, variant, seed), cwd=ROOT, stdout=log,
@@ -108,7 +184,21 @@ def pending_runs(args):
             if not (run_folder(args.out, v, s) / "final_metrics.json").exists()]
 
 
+def rerun_or_refuse(args):
+    """A finished run made with other settings would be reused by its folder name alone."""
+    changed = changed_runs(args)
+    if changed and not args.rerun_changed:
+        folder, why = changed[0]
+        more = f" (and {len(changed) - 1} more runs)" if len(changed) > 1 else ""
+        raise SystemExit(f"{folder} was run with other settings, {why}{more}; run the same "
+                         "settings, another --out, or --rerun_changed to run them again")
+    for folder, why in changed:
+        print(f"{folder}: {why}; running it again")
+        shutil.rmtree(folder)  # from scratch: its checkpoint must not be resumed
+
+
 def run_grid(args):
+    rerun_or_refuse(args)
     todo = pending_runs(args)
     done = len(args.variants) * len(args.seeds) - len(todo)
     if done:
@@ -136,7 +226,9 @@ def run_metrics(folder):
          "swap_structure_error": swap["structure_error_vs_x1"],
          "swap_structure_chance": swap["structure_chance"],
          "swap_appearance_error": swap["appearance_error_vs_x2"],
-         "swap_appearance_chance": swap["appearance_chance"]}
+         "swap_appearance_chance": swap["appearance_chance"],
+         # min(structure, appearance) bounded transfer; absent from runs evaluated before it
+         "swap_split_score": swap.get("split_score", math.nan)}
     for part in ("structure", "appearance"):  # the controls a constant decoder cannot beat
         for control in ("floor", "ceiling", "mean_image", "transfer"):
             m[f"swap_{part}_{control}"] = swap[f"{part}_{control}"]
@@ -161,8 +253,16 @@ def run_metrics(folder):
     return m, stop
 
 
+def made_at(folder):
+    """The commit a run was made at, '+dirty' when the tree had uncommitted changes."""
+    if not (folder / "study_run.json").exists():
+        return "unknown"  # made before runs kept a record
+    return commit_label(json.loads((folder / "study_run.json").read_text()))
+
+
 def collect(args):
-    """{variant: {"seeds": [...], "metrics": {name: [value per seed]}, "stops": [...]}}"""
+    """{variant: {"seeds": [...], "metrics": {name: [value per seed]}, "stops": [...],
+    "commits": [...]}}"""
     table = {}
     for variant in args.variants:
         rows = [(s, *run_metrics(run_folder(args.out, variant, s))) for s in args.seeds
@@ -171,7 +271,9 @@ def collect(args):
         table[variant] = {"seeds": [s for s, _, _ in rows],
                           "metrics": {k: [m.get(k, math.nan) for _, m, _ in rows]
                                       for k in names},
-                          "stops": [stop for _, _, stop in rows]}
+                          "stops": [stop for _, _, stop in rows],
+                          "commits": [made_at(run_folder(args.out, variant, s))
+                                      for s, _, _ in rows]}
     return table
 
 
@@ -179,9 +281,25 @@ def collect(args):
 CONTROL = "elbo_beta1"  # what every variant is compared with in the verdict table
 
 
+def failed(values, control):
+    """'– (k/n failed)' when seeds of the variant (or else of the control) have no finite
+    value, '' when none: such a seed is a failure of the run on that measure (e.g. a decoder
+    drawing one image for every input), and judged on the seeds that worked alone, a variant
+    that fails often could come out better."""
+    for who, seeds in (("", values), ("control ", control)):
+        bad = sum(not is_finite(v) for v in seeds)
+        if bad:
+            return f"– ({who}{bad}/{len(seeds)} failed)"
+    return ""
+
+
 def compare(values, control, better):
     """A variant's metric against the control's: "better" or "worse" when the two 95 %
-    intervals do not overlap, "overlap" when they do, "–" when either has under two values."""
+    intervals do not overlap, "overlap" when they do, "–" when either has under two values
+    or (with the count) a failed seed."""
+    why = failed(values, control)
+    if why:
+        return why
     (mean, half, _), (c_mean, c_half, _) = interval(values), interval(control)
     if not (math.isfinite(half) and math.isfinite(c_half)):
         return "–"
@@ -190,28 +308,68 @@ def compare(values, control, better):
     return "overlap"
 
 
-def verdict_lines(table):
-    """The headline metrics of every variant against the control, interval against interval."""
+def paired(row, control_row, name):
+    """interval() of variant − control per seed, over the seeds in both (interval() leaves out
+    the NaN differences): the same seed of both shares the data order, so the spread from
+    seed to seed that both share cancels."""
+    mine = dict(zip(row["seeds"], row["metrics"].get(name, [])))
+    theirs = dict(zip(control_row["seeds"], control_row["metrics"].get(name, [])))
+    return interval([mine[s] - theirs[s] for s in mine if s in theirs])
+
+
+def compare_paired(row, control_row, name, better):
+    """The mean paired difference ± its 95 % interval, n pairs and the verdict: better /
+    worse only when the interval excludes 0, "includes 0" when not."""
+    mean, half, n = paired(row, control_row, name)
+    verdict = failed(row["metrics"].get(name, []), control_row["metrics"].get(name, []))
+    if not n:
+        return verdict or "–"
+    if not verdict:
+        verdict = ("–" if not math.isfinite(half) else "includes 0" if abs(mean) <= half else
+                   "better" if (mean > 0) == (better == "higher") else "worse")
+    spread = f" ± {half:.2g}" if math.isfinite(half) else ""
+    return f"{mean:+.3g}{spread} (n={n} pairs) {verdict}"
+
+
+def verdict_table(table, intro, judge):
+    """The headline metrics of every variant against the control, one cell each from
+    judge(variant's row, control's row, metric, better)."""
     if CONTROL not in table:
         return []
     variants = [v for v in table if v != CONTROL]
-    control = table[CONTROL]["metrics"]
-    lines = [f"Against the control (`{CONTROL}`): better / worse = the 95 % intervals do not "
-             "overlap; overlap = no difference shown.", "",
-             "| metric (better is) | " + " | ".join(variants) + " |",
+    lines = [intro, "", "| metric (better is) | " + " | ".join(variants) + " |",
              "|---|" + "---|" * len(variants)]
     for name, better in HEADLINE.items():
         lines.append(f"| {name} ({better}) | " + " | ".join(
-            compare(table[v]["metrics"].get(name, []), control.get(name, []), better)
-            for v in variants) + " |")
+            judge(table[v], table[CONTROL], name, better) for v in variants) + " |")
     return lines + [""]
 
 
+def verdict_lines(table):
+    """The headline metrics of every variant against the control, interval against interval."""
+    return verdict_table(
+        table, f"Against the control (`{CONTROL}`): better / worse = the 95 % intervals do "
+        "not overlap; overlap = no difference shown.",
+        lambda row, control_row, name, better: compare(
+            row["metrics"].get(name, []), control_row["metrics"].get(name, []), better))
+
+
+def paired_lines(table):
+    """The same, paired by seed."""
+    return verdict_table(
+        table, f"Paired with the control (`{CONTROL}`), seed by seed (the same seed shares the "
+        "data order): mean of variant − control over the seeds finite in both ± its 95 % "
+        "interval (Student's t), n pairs; better / worse = the interval excludes 0.",
+        compare_paired)
+
+
 def cell(values):
+    """mean ± half-width (n = finite values / seeds)."""
     mean, half, n = interval(values)
     if not n:
-        return "–"
-    return f"{mean:.4g} ± {half:.2g}" if math.isfinite(half) else f"{mean:.4g} (n={n})"
+        return f"– (n=0/{len(values)})" if values else "–"
+    spread = f" ± {half:.2g}" if math.isfinite(half) else ""
+    return f"{mean:.4g}{spread} (n={n}/{len(values)})"
 
 
 def markdown(table, args, seconds):
@@ -221,14 +379,20 @@ def markdown(table, args, seconds):
     lines = ["# Study: LBO against its control, several seeds", "",
              f"- command: `python study.py {shlex.join(args.argv)}`",
              f"- preset `{args.preset}`, seeds {args.seeds}, device {args.device}; "
-             f"{datetime.date.today()}; machine: {machine(args.device)}; commit {git_commit()}",
+             f"{datetime.date.today()}; machine: {machine(args.device)}; report written at commit "
+             f"{commit_label(git_state())}",
+             commits_line(table),
              f"- wall time: {seconds / 60:.1f} min with {args.jobs} run(s) at a time, for the "
              "runs not already finished" if seconds is not None else
              "- report only: the runs were made earlier",
-             "- each cell: mean ± half-width of the 95 % interval over seeds (Student's t); "
-             "held-out numbers; swap errors: lower is better, beside an arbitrary image's "
-             "(chance) error", "",
-             *verdict_lines(table),
+             "- each cell: mean ± half-width of the 95 % interval over seeds (Student's t), "
+             "n = seeds with a finite value / seeds run; held-out numbers; swap errors: lower "
+             "is better, beside an arbitrary image's (chance) error",
+             "- a seed without a finite value (NaN: the measure is undefined for that run, e.g. "
+             "a transfer where the decoder draws one image for all inputs) counts as a failed "
+             "seed: a metric on which the variant or the control has one gets no verdict, its "
+             "verdict cells say \"– (k/n failed)\"", "",
+             *verdict_lines(table), *paired_lines(table),
              "| metric | " + " | ".join(variants) + " |", "|---|" + "---|" * len(variants),
              "| seeds | " + " | ".join(str(len(table[v]["seeds"])) for v in variants) + " |"]
     for name in names:
@@ -249,10 +413,30 @@ def machine(device):
     return cpu_machine()
 
 
-def git_commit():
-    result = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
-                            capture_output=True, text=True)
-    return result.stdout.strip() or "unknown"
+def git_state():
+    """{"commit": HEAD, "dirty": whether tracked files differ from it}; unknown outside git."""
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True,
+                          text=True)
+    dirty = subprocess.run(["git", "diff", "--quiet", "HEAD", "--"], cwd=ROOT,
+                           capture_output=True).returncode == 1
+    return {"commit": head.stdout.strip() or "unknown", "dirty": dirty}
+
+
+def commit_label(record):
+    return record["commit"][:7] + ("+dirty" if record["dirty"] else "")
+
+
+def commits_line(table):
+    """Which commits the runs come from, so that runs of several are never mixed silently."""
+    runs = {}  # commit: {variant: [seeds]}
+    for variant, row in table.items():
+        for seed, commit in zip(row["seeds"], row["commits"]):
+            runs.setdefault(commit, {}).setdefault(variant, []).append(seed)
+    if len(runs) <= 1:
+        return f"- every run made at commit {next(iter(runs), '–')}"
+    return "- runs made at several commits: " + "; ".join(
+        f"{commit}: " + ", ".join(f"{v} seeds {seeds}" for v, seeds in by_variant.items())
+        for commit, by_variant in runs.items())
 
 
 def parse_args(argv):
@@ -266,6 +450,9 @@ def parse_args(argv):
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--report_only", action="store_true",
                         help="write study.md from the finished runs, run nothing")
+    parser.add_argument("--rerun_changed", action="store_true",
+                        help="run again, from scratch (their outputs deleted), the finished "
+                             "runs whose stored config differs from what the grid runs now")
     args, extra = parser.parse_known_args(argv)
     args.extra = extra  # any further train.py settings, for every run
     args.argv = list(argv)

@@ -17,7 +17,7 @@ def test_the_interval_is_students_t_on_known_numbers():
     assert study.interval([4.0])[0] == 4.0 and math.isnan(study.interval([4.0])[1])
     assert study.interval([])[2] == 0
     assert study.t_quantile(11) == 2.228  # between rows: the wider interval (10 df)
-    assert study.cell([1.0, 2.0, 3.0]) == "2 ± 2.5" and study.cell([4.0]) == "4 (n=1)"
+    assert study.cell([1.0, 2.0, 3.0]) == "2 ± 2.5 (n=3/3)" and study.cell([4.0]) == "4 (n=1/1)"
 
 
 def test_unknown_variants_are_refused(capsys):
@@ -67,3 +67,103 @@ def test_a_variant_beats_the_control_only_when_the_intervals_are_apart():
     assert "| metric (better is) | lbo |" in lines
     assert "| ssim (higher) | better |" in lines
     assert "| core_specificity (higher) | – |" in lines
+
+
+def row(seeds, values, name="ssim"):
+    """A variant's entry in study.collect's table, for one metric."""
+    return {"seeds": seeds, "metrics": {name: values}}
+
+
+def test_a_failed_seed_is_counted_and_leaves_the_metric_without_a_verdict():
+    nan = float("nan")
+    # 0.6 ± t(1) sd / sqrt(2), t(1) = 12.706, sd = 0.1414: the two finite seeds of three
+    assert study.cell([0.5, nan, 0.7]) == "0.6 ± 1.3 (n=2/3)"
+    assert study.cell([nan, nan]) == "– (n=0/2)"
+    control = [0.50, 0.52, 0.48]
+    # Without the NaN seed it would be "better" (see the test above); a failure blocks that.
+    assert study.compare([0.70, nan, 0.72], control, "higher") == "– (1/3 failed)"
+    assert study.compare([0.70, 0.72, 0.68], [0.5, nan, 0.5], "higher") == \
+        "– (control 1/3 failed)"
+    table = {"lbo_score_realism": {**row([0, 1, 2], [0.70, nan, 0.72]), "stops": ["epoch budget"],
+                                   "commits": ["abc1234", "abc1234", "def5678+dirty"]},
+             study.CONTROL: {**row([0, 1, 2], control), "stops": ["epoch budget"],
+                             "commits": ["abc1234"] * 3}}
+    assert "| ssim (higher) | – (1/3 failed) |" in study.verdict_lines(table)
+    # Seeds 0 and 2 still pair up (0.20, 0.24: 0.22 ± 12.706 × 0.0283 / √2) but give no verdict.
+    assert "| ssim (higher) | +0.22 ± 0.25 (n=2 pairs) – (1/3 failed) |" in \
+        study.paired_lines(table)
+    report = study.markdown(table, study.parse_args(["--variants", "lbo_score_realism"]), None)
+    assert "| ssim | 0.71 ± 0.13 (n=2/3) | 0.5 ± 0.05 (n=3/3) |" in report
+    assert "counts as a failed seed" in report  # the legend says how NaNs are judged
+    assert ("- runs made at several commits: abc1234: lbo_score_realism seeds [0, 1], "
+            f"{study.CONTROL} seeds [0, 1, 2]; def5678+dirty: lbo_score_realism seeds [2]") \
+        in report
+
+
+def test_the_paired_interval_is_the_mean_seed_difference_with_students_t():
+    # The control has a seed the variant lacks (seed 0): pairs go by seed, not by position.
+    control = row([0, 1, 2, 3], [9.0, 0.5, 0.9, 0.2])
+    variant = row([1, 2, 3], [0.6, 1.1, 0.5])  # differences 0.1, 0.2, 0.3: sd 0.1
+    mean, half, n = study.paired(variant, control, "ssim")
+    assert n == 3 and mean == pytest.approx(0.2)
+    assert half == pytest.approx(4.303 * 0.1 / math.sqrt(3))
+    # A seed that is NaN in either run does not pair up.
+    mean, half, n = study.paired(row([1, 2, 3], [0.6, float("nan"), 0.5]), control, "ssim")
+    assert n == 2 and mean == pytest.approx(0.2)
+
+
+def test_pairing_by_seed_shows_a_difference_the_spread_between_seeds_hides():
+    # Seed to seed both runs move together (0.2 .. 0.8); the variant is always 0.04-0.06 higher.
+    control, variant = row([0, 1, 2], [0.2, 0.5, 0.8]), row([0, 1, 2], [0.25, 0.56, 0.84])
+    assert study.compare(variant["metrics"]["ssim"], control["metrics"]["ssim"],
+                         "higher") == "overlap"
+    assert study.compare_paired(variant, control, "ssim", "higher") == \
+        "+0.05 ± 0.025 (n=3 pairs) better"
+    assert study.compare_paired(variant, control, "ssim", "lower").endswith(" worse")
+    noisy = row([0, 1, 2], [0.25, 0.46, 0.84])  # differences +0.05, -0.04, +0.04
+    assert study.compare_paired(noisy, control, "ssim", "higher").endswith(" includes 0")
+    assert study.compare_paired(row([0], [0.3]), control, "ssim", "higher") == \
+        "+0.1 (n=1 pairs) –"
+
+
+def test_a_finished_run_is_reused_only_with_the_config_the_grid_runs_now(tmp_path, capsys):
+    out = tmp_path / "study"
+    argv = ["--preset", "tiny", "--variants", "elbo_beta1", "--seeds", "1", "--out", str(out)]
+    run = out / "elbo_beta1" / "seed_0"
+    assert study.main(argv + ["--epochs", "1"]) == 0
+    record = json.loads((run / "study_run.json").read_text())
+    assert record["args"][-2:] == ["--epochs", "1"] and record["config"]["epochs"] == 1
+    assert record["config"]["objective"] == "elbo" and isinstance(record["dirty"], bool)
+    finished = (run / "final_metrics.json").stat().st_mtime_ns
+    # Unchanged: reused, even when only the commit differs (reported, not refused).
+    record["commit"] = "0123456789" * 4
+    (run / "study_run.json").write_text(json.dumps(record))
+    assert study.main(argv + ["--epochs", "1"]) == 0
+    assert (run / "final_metrics.json").stat().st_mtime_ns == finished
+    assert "- every run made at commit 0123456" in (out / "study.md").read_text()
+    # Changed: refused in one line naming the folder and the field.
+    with pytest.raises(SystemExit) as refused:
+        study.main(argv + ["--epochs", "2"])
+    message = str(refused.value)
+    assert "\n" not in message and str(run) in message and "epochs 1 → 2" in message
+    assert (run / "final_metrics.json").stat().st_mtime_ns == finished
+    # A study moved elsewhere: where a run writes is not what it computes.
+    moved = tmp_path / "moved"
+    out.rename(moved)
+    argv[argv.index(str(out))] = str(moved)
+    out, run = moved, moved / "elbo_beta1" / "seed_0"
+    assert study.main(argv + ["--epochs", "1"]) == 0
+    assert (run / "final_metrics.json").stat().st_mtime_ns == finished
+    # A run from before study_run.json: its checkpoint's config stands in, its commit unknown.
+    (run / "study_run.json").unlink()
+    with pytest.raises(SystemExit, match="epochs 1 → 2"):
+        study.main(argv + ["--epochs", "2"])
+    assert study.main(argv + ["--epochs", "1"]) == 0
+    assert (run / "final_metrics.json").stat().st_mtime_ns == finished
+    assert "- every run made at commit unknown" in (out / "study.md").read_text()
+    # --rerun_changed runs it again from scratch (not resumed from the old checkpoint).
+    assert study.main(argv + ["--epochs", "2", "--rerun_changed"]) == 0
+    assert json.loads((run / "study_run.json").read_text())["config"]["epochs"] == 2
+    assert len((run / "metrics.jsonl").read_text().splitlines()) == 2
+    assert "resuming from" not in (run / "train.log").read_text()
+    assert "epochs 1 → 2; running it again" in capsys.readouterr().out
