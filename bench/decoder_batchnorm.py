@@ -3,9 +3,10 @@ reconstructions?
 
     python bench/decoder_batchnorm.py CHECKPOINT [CHECKPOINT ...] [--batches N]
 
-In training the decoder runs once per step on five latents per image (the reconstruction and
-the core-only, swapped and two perturbed latents), so its BatchNorm running statistics, which
-evaluation and every picture use, describe that mixture. This script measures held-out MSE
+In an LBO step the decoder runs once on five latents per image (the reconstruction and the
+core-only, swapped and two perturbed latents), so its BatchNorm running statistics, which
+evaluation and every picture use, describe that mixture (the beta-VAE control decodes the
+reconstruction alone: its two rows should agree). This script measures held-out MSE
 and SSIM with the saved statistics, and again with the decoder's statistics re-estimated from
 the reconstruction pass alone (z = mu + sigma * eps of training images, as the reconstruction
 chunk is made in a step; a cumulative average over N training batches). Writes
@@ -76,7 +77,8 @@ def main():
              "|---|---|---|---|---|---|"]
     for path in args.checkpoints:
         cfg, joint, alone = measure(path, device, args.batches)
-        for name, result in (("saved (joint decode)", joint),
+        saved = "saved (joint decode)" if cfg.objective == "lbo" else "saved (reconstructions)"
+        for name, result in ((saved, joint),
                              (f"reconstructions alone ({args.batches} batches)", alone)):
             lines.append(f"| {path} | {cfg.objective} | {name} | {result['images']} | "
                          f"{result['mse']:.5f} | {result['ssim']:.4f} |")

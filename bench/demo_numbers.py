@@ -6,12 +6,14 @@ Runs the LBO demo and the beta-VAE control on the same settings (`python train.p
 demo`, the same plus `--objective elbo`), each timed as a whole command, and writes
 bench/results/demo_cpu.md: machine, commit, commands, wall times, the held-out table and
 the LBO run's last epoch summary. The same table replaces the block between the
-`demo-numbers` markers in README.md (a test checks that the two agree). Run it again whenever
+`demo-numbers` markers in README.md (a test checks that the two agree), and the LBO run's
+reconstructions.png becomes the README's picture, docs/demo_reconstructions.png. Run it again whenever
 the training step or the defaults change.
 """
 import datetime
 import json
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -25,6 +27,7 @@ from summary import format_summary  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "demo_cpu.md"
 README = ROOT / "README.md"
+PICTURE = ROOT / "docs" / "demo_reconstructions.png"  # the README's picture
 START, END = "<!-- demo-numbers:start -->", "<!-- demo-numbers:end -->"
 RUNS = {  # column title -> train.py arguments
     "LBO": ["--preset", "demo", "--output_dir", "outputs_demo"],
@@ -127,6 +130,7 @@ def main():
         *[f"- epoch {r['epoch']}: {r['decision']} (refused {r['rollback_rate']:.1%})"
           for r in lbo], ""]))
     README.write_text(replace_block(README.read_text(), block))
+    shutil.copyfile(ROOT / "outputs_demo" / "reconstructions.png", PICTURE)
     print(block)
     print(f"wrote {RESULTS} and the README block")
 
