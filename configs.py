@@ -218,8 +218,9 @@ PRESETS["study"] = dict(PRESETS["demo"], synthetic_size=768, epochs=10,
 # part of the experiment.
 RUN_ONLY_FIELDS = ("output_dir", "device", "num_workers", "eval_images", "epoch_eval_images",
                    "fid_images", "probe_images", "resume", "max_consecutive_rejections",
-                   "tensorboard", "log_every", "compile", "factors", "factor_vae_train", "factor_vae_eval",
-                   "factor_vae_variance", "factor_vae_batch", "face_probe_images", "dci_trees")
+                   "tensorboard", "log_every", "compile", "factors", "factor_vae_train",
+                   "factor_vae_eval", "factor_vae_variance", "factor_vae_batch",
+                   "face_probe_images", "dci_trees")
 
 CHOICES = {
     "objective": ("lbo", "elbo"),

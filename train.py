@@ -610,10 +610,10 @@ def read_or_fall_back(path, device, say):
     """The checkpoint at `path`, or, when it is missing or cannot be read, the one saved before
     it (checkpoint.prev.pt), with one line saying so."""
     previous = previous_path(path)
+    if not path.exists() and not previous.exists():
+        raise UserError(f"--resume: no checkpoint at {path}; run without --resume to start "
+                        "afresh, or pass --resume PATH")
     try:
-        if not path.exists():
-            raise UserError(f"--resume: no checkpoint at {path}; run without --resume to "
-                            "start afresh, or pass --resume PATH")
         return path, read_checkpoint(path, device)
     except UserError as err:
         if not previous.exists():

@@ -113,11 +113,13 @@ def test_a_foreign_checkpoint_is_refused(tmp_path, capsys):
     assert "not written by this project's train.py" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("damage, said", [("truncated", "cannot be read"),
+                                          ("missing", "does not exist")])
 def test_a_checkpoint_damaged_after_it_was_written_falls_back_to_the_previous_one(
-        tmp_path, monkeypatch, capsys):
+        tmp_path, monkeypatch, capsys, damage, said):
     """Interrupted in epoch 3 (after its first step): checkpoint.pt is that mid-epoch state,
-    checkpoint.prev.pt the end of epoch 2. With checkpoint.pt truncated, --resume trains
-    epoch 3 again from the end of epoch 2 and lands where an uninterrupted run does."""
+    checkpoint.prev.pt the end of epoch 2. With checkpoint.pt truncated (or gone), --resume
+    trains epoch 3 again from the end of epoch 2 and lands where an uninterrupted run does."""
     assert run(tmp_path / "straight") == 0
     out = tmp_path / "damaged"
     interrupt_after(monkeypatch, 13)  # 4 LBO steps in epoch 1, 8 in epoch 2
@@ -127,12 +129,14 @@ def test_a_checkpoint_damaged_after_it_was_written_falls_back_to_the_previous_on
     assert (previous["next_epoch"], previous["next_batch"]) == (3, 0)
     data = (out / "checkpoint.pt").read_bytes()
     (out / "checkpoint.pt").write_bytes(data[:len(data) // 2])
+    if damage == "missing":
+        (out / "checkpoint.pt").unlink()  # a crash between save_checkpoint's two renames
     capsys.readouterr()
     assert run(out, "--resume") == 0
-    said = capsys.readouterr().out
-    assert f"checkpoint {out / 'checkpoint.pt'} cannot be read" in said
-    assert f"using the checkpoint saved before it, {out / 'checkpoint.prev.pt'}" in said
-    assert f"resuming from {out / 'checkpoint.prev.pt'}: epoch 3, batch 1" in said
+    printed = capsys.readouterr().out
+    assert f"checkpoint {out / 'checkpoint.pt'} {said}" in printed
+    assert f"using the checkpoint saved before it, {out / 'checkpoint.prev.pt'}" in printed
+    assert f"resuming from {out / 'checkpoint.prev.pt'}: epoch 3, batch 1" in printed
     straight, straight_records = final_state(tmp_path / "straight")
     resumed, resumed_records = final_state(out)
     assert [r["epoch"] for r in resumed_records] == [1, 2, 3]
