@@ -59,7 +59,7 @@ FACTOR_KINDS = {
     + tuple((name, APPEARANCE) for name in SyntheticShapes.APPEARANCE_FACTORS),
 }
 
-# CelebA's 40 attributes, grouped the same way (README "Benchmarks"). Colour, skin tone and
+# CelebA's 40 attributes, grouped the same way (docs/benchmarks.md). Colour, skin tone and
 # make-up are appearance; expression, the shape of face parts, hair shape and the hairline are
 # structure; the rest mixes both (facial hair and accessories have a shape and a colour) or is
 # a judgement of the whole face, and is reported without a claim.
