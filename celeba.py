@@ -36,6 +36,9 @@ def celeba_partition(number):
 # --- the annotations: attributes and aligned landmarks --------------------------------------
 
 ATTRIBUTES, LANDMARKS = "list_attr_celeba.txt", "list_landmarks_align_celeba.txt"
+# Who is in each image ("000001.jpg 2880" per line, no count or header line): evaluation's
+# face probes split by person when it is present, so no one is on both sides.
+IDENTITIES = "identity_CelebA.txt"
 ATTRIBUTE_COUNT = 40
 LANDMARK_COLUMNS = tuple(f"{p}_{a}" for p in ("lefteye", "righteye", "nose", "leftmouth",
                                               "rightmouth") for a in ("x", "y"))
@@ -44,7 +47,10 @@ LANDMARK_COLUMNS = tuple(f"{p}_{a}" for p in ("lefteye", "righteye", "nose", "le
 def parse_annotation(text, label, name):
     """(column names, {image name: values}) of an attribute or landmark table in the authors'
     form (a count line, a header line, 'NNNNNN.jpg v1 v2 ...') or Kaggle's CSV (image_id,...);
-    BadInput naming the row otherwise. Attributes are -1/1, landmarks pixel coordinates."""
+    BadInput naming the row otherwise. Attributes are -1/1, landmarks pixel coordinates.
+    The identity table (IDENTITIES) has its own form, see parse_identities."""
+    if name == IDENTITIES:
+        return parse_identities(text, label)
     lines = [line.strip() for line in text.lstrip("\ufeff").splitlines() if line.strip()]
     if len(lines) < 2:
         raise BadInput(f"{label}: {len(lines)} lines; not CelebA's {name}")
@@ -92,3 +98,34 @@ def read_annotations(root):
         except BadInput as err:
             return f"{err}; delete it and run `python celeba_setup.py --data_dir {root}`"
     return tuple(tables)
+
+
+def parse_identities(text, label):
+    """(["identity"], {image name: [person number]}) of identity_CelebA.txt, the authors' form
+    only: one 'NNNNNN.jpg ID' line per image, ID a positive whole number; BadInput naming the
+    row otherwise."""
+    lines = [line.strip() for line in text.lstrip("\ufeff").splitlines() if line.strip()]
+    if not lines:
+        raise BadInput(f"{label}: empty; not CelebA's {IDENTITIES}")
+    table = {}
+    for number, line in enumerate(lines, 1):
+        row = line.split()
+        if len(row) != 2 or celeba_number(row[0]) is None or not row[1].isdigit() \
+                or int(row[1]) < 1:
+            raise BadInput(f"{label} row {number}: {line[:60]!r} is not 'NNNNNN.jpg person' "
+                           f"(a positive whole number); not CelebA's {IDENTITIES}")
+        table[row[0]] = [int(row[1])]
+    return ["identity"], table
+
+
+def read_identities(root):
+    """{image name: person number} from identity_CelebA.txt, or a one-line reason (missing,
+    or not the authors' file) the face probes must split by image instead."""
+    path = Path(root) / IDENTITIES
+    if not path.is_file():
+        return f"{path.name} is absent"
+    try:
+        _, table = parse_identities(path.read_text(), str(path))
+    except BadInput as err:
+        return str(err)
+    return {name: values[0] for name, values in table.items()}

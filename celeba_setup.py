@@ -31,8 +31,8 @@ from pathlib import Path
 from tqdm import tqdm
 
 import imagesets
-from celeba import (ATTRIBUTES, CELEBA_FOLDER, CELEBA_TEST, LANDMARKS, BadInput, celeba_number,
-                    celeba_partition, parse_annotation)
+from celeba import (ATTRIBUTES, CELEBA_FOLDER, CELEBA_TEST, IDENTITIES, LANDMARKS, BadInput,
+                    celeba_number, celeba_partition, parse_annotation)
 from configs import Config, UserError
 from download import CHUNK, SourceFailed, download, fetch_file, md5_of, verify_file
 
@@ -334,7 +334,12 @@ ANNOTATIONS = {
                  "list_attr_celeba.csv"),
     LANDMARKS: ("cc24ecafdb5b50baae59b03474781f8c", "0B7EVK8r0v71pd0FJY3Blby1HUTQ",
                 "list_landmarks_align_celeba.csv"),
+    # Who is in each image: the face probes split by person with it (Kaggle has no form of it).
+    IDENTITIES: ("32bd1bd63d3c78cd57e08160ec5ed1e2", "1_ee_0u7vcNLOfNLegJRHmolfH5ICW-XS", None),
 }
+# Without these the face probes still run (split by image, and the report says so): a failed
+# download is a note, not a missing piece.
+OPTIONAL_ANNOTATIONS = (IDENTITIES,)
 # Tried in order for each file (the authors' Google Drive files, as for the images).
 ANNOTATION_SOURCES = {
     name: [f"https://drive.google.com/uc?export=download&id={gid}",
@@ -371,7 +376,7 @@ def annotations_from_source(source, root, images):
         if (root / name).exists():
             continue
         for form in (name, kaggle):
-            if form not in members:
+            if form is None or form not in members:
                 continue
             label = f"{source.path}: {members[form]}"
             text = source.read(members[form]).decode("utf-8", "replace")
@@ -421,12 +426,18 @@ def fetch_annotations(args, root, images):
             notes.append(f"{name} downloaded from {url} ({how})")
             break
         else:
-            complete = False
+            optional = name in OPTIONAL_ANNOTATIONS
+            if not optional:
+                complete = False
+            kaggle = ANNOTATIONS[name][2]
             notes.append(f"{name} could not be fetched" + (f" from {', '.join(failures)}"
                                                            if failures else "")
-                         + f"; download it from {CELEBA_PAGE} (Anno/{name}; MD5 {md5}) or take "
-                         f"Kaggle's {ANNOTATIONS[name][2]}, put it in {root} and run this "
-                         "again. Training does not need it; evaluation's face probes do")
+                         + f"; download it from {CELEBA_PAGE} (Anno/{name}; MD5 {md5})"
+                         + (f" or take Kaggle's {kaggle}" if kaggle else "")
+                         + f", put it in {root} and run this again. Training does not need it; "
+                         + ("evaluation's face probes split the test partition by image "
+                            "without it (the same people on both sides)" if optional
+                            else "evaluation's face probes do"))
     return notes, complete
 
 
@@ -458,7 +469,7 @@ def parse_args(argv):
     parser.add_argument("--expected_images", type=int, default=EXPECTED_IMAGES,
                         help="images the archive or folder must hold (default: %(default)s)")
     parser.add_argument("--no-annotations", dest="annotations", action="store_false",
-                        help=f"skip the annotations ({ATTRIBUTES}, {LANDMARKS}) that "
+                        help=f"skip the annotations ({ATTRIBUTES}, {LANDMARKS}, {IDENTITIES}) that "
                         "evaluation's face probes use")
     parser.add_argument("--annotations_from", action="append", metavar="URL",
                         help="download the annotation files from URL/NAME instead of the "

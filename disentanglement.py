@@ -492,3 +492,142 @@ def specificity(effects, core_dim, min_part_effect=MIN_PART_EFFECT):
     return {"structure_share": share.tolist(), "core_specificity": core,
             "detail_specificity": detail, "core_effect": core_effect,
             "detail_effect": detail_effect}
+
+
+# ---------------------------------------------------------------------------------------------
+# Like-with-like probes: the measure a factor's kind calls for, at equal capacity
+# ---------------------------------------------------------------------------------------------
+R2, BALANCED_ACCURACY = "r2", "balanced_accuracy"
+
+
+def univariate_scores(train_codes, train_target, measure):
+    """(D,) how much each code dim alone says about the target, on the fit split only.
+
+    measure R2 (target (N, T) real): the squared Pearson correlation of the dim with each
+    target column, averaged over the columns (a single dim's least-squares R^2).
+    measure BALANCED_ACCURACY (target (N,) class labels): eta^2, the share of the dim's
+    variance that lies between the class means (the R^2 of explaining the dim by the class).
+    A constant dim, or a constant target column, scores 0."""
+    x = _as_matrix(train_codes, "train_codes")
+    centred = x - x.mean(axis=0)
+    total = (centred ** 2).sum(axis=0)
+    if measure == BALANCED_ACCURACY:
+        labels = np.asarray(train_target).reshape(-1)
+        between = np.zeros(x.shape[1])
+        for label in np.unique(labels):
+            rows = labels == label
+            between += rows.sum() * (x[rows].mean(axis=0) - x.mean(axis=0)) ** 2
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(total > 0, between / np.where(total > 0, total, 1.0), 0.0)
+    y = _as_matrix(np.asarray(train_target, dtype=np.float64).reshape(len(x), -1),
+                   "train_target")
+    y = y - y.mean(axis=0)
+    y_total = (y ** 2).sum(axis=0)
+    covariance = centred.T @ y                                   # (D, T)
+    denominator = np.outer(total, y_total)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r2 = np.where(denominator > 0, covariance ** 2 / np.where(denominator > 0,
+                                                                  denominator, 1.0), 0.0)
+    return r2.mean(axis=1)
+
+
+def best_dims(train_codes, train_target, k, measure):
+    """The k dims (column indices, best first) with the highest univariate_scores on the fit
+    split; ties go to the lower index. k larger than the width keeps every dim."""
+    scores = univariate_scores(train_codes, train_target, measure)
+    order = np.argsort(-scores, kind="stable")
+    return order[:max(0, min(int(k), len(order)))].tolist()
+
+
+def balanced_accuracy(predicted, truth):
+    """Mean over the classes present in `truth` of the share of that class predicted right
+    (chance: 1 / classes, whatever the class sizes)."""
+    predicted, truth = np.asarray(predicted).reshape(-1), np.asarray(truth).reshape(-1)
+    return float(np.mean([(predicted[truth == c] == c).mean() for c in np.unique(truth)]))
+
+
+def logistic_probe_accuracy(train_codes, train_labels, test_codes, test_labels, c=1.0,
+                            max_iter=1000):
+    """Held-out balanced accuracy of a class-balanced multinomial logistic regression (L2,
+    inverse strength c, on codes standardised with the training statistics) predicting a class
+    label from the codes. No code dims: the probe has nothing to go on and predicts one class
+    (balanced accuracy 1 / the test set's classes). NaN when the training or the test labels
+    hold a single class."""
+    from sklearn.linear_model import LogisticRegression
+    train_labels = np.asarray(train_labels).reshape(-1)
+    test_labels = np.asarray(test_labels).reshape(-1)
+    if len(np.unique(train_labels)) < 2 or len(np.unique(test_labels)) < 2:
+        return math.nan
+    train_codes = np.asarray(train_codes, dtype=np.float64).reshape(len(train_labels), -1)
+    test_codes = np.asarray(test_codes, dtype=np.float64).reshape(len(test_labels), -1)
+    if train_codes.shape[1] == 0:
+        return 1.0 / len(np.unique(test_labels))
+    mean, std = _column_stats(train_codes)
+    probe = LogisticRegression(C=c, class_weight="balanced", max_iter=max_iter)
+    probe.fit((train_codes - mean) / std, train_labels)
+    return balanced_accuracy(probe.predict((test_codes - mean) / std), test_labels)
+
+
+def probe_score(train_codes, train_target, test_codes, test_target, measure):
+    """One held-out score: R2, the ridge probe's R^2 averaged over the target's columns (nan
+    where the test target is constant); BALANCED_ACCURACY, logistic_probe_accuracy."""
+    if measure == BALANCED_ACCURACY:
+        return logistic_probe_accuracy(train_codes, train_target, test_codes, test_target)
+    train_target = np.asarray(train_target, dtype=np.float64).reshape(len(train_codes), -1)
+    test_target = np.asarray(test_target, dtype=np.float64).reshape(len(test_codes), -1)
+    r2 = ridge_probe_r2(train_codes, train_target, test_codes, test_target)
+    return float(np.mean(r2))
+
+
+def part_probes(train_codes, train_target, test_codes, test_target, core_dim, measure):
+    """The same probe from each part of the latent, at full width and at equal capacity.
+
+    Returns {"core", "detail", "all": the probe on every dim of the part; "core_best_k",
+    "detail_best_k": the probe on the part's k = core_dim best dims (fewer if the part has
+    fewer), chosen by univariate_scores on the training split only and then scored on the test
+    split like the rest; "k"; "core_dims", "detail_dims": the dims chosen (latent indices)}.
+    The core part has exactly k dims, so core_best_k is core; detail_best_k is what detail
+    predicts with no more dims than core has, the capacity-fair comparison."""
+    train_codes, test_codes = (np.asarray(a, dtype=np.float64) for a in (train_codes,
+                                                                         test_codes))
+    width = train_codes.shape[1]
+    if not 0 <= core_dim <= width:
+        raise ValueError(f"core_dim {core_dim} outside 0..{width}")
+    parts = {"core": np.arange(0, core_dim), "detail": np.arange(core_dim, width),
+             "all": np.arange(width)}
+    out = {part: probe_score(train_codes[:, dims], train_target, test_codes[:, dims],
+                             test_target, measure) for part, dims in parts.items()}
+    out["k"] = int(core_dim)
+    for part in ("core", "detail"):
+        dims = parts[part]
+        chosen = dims[best_dims(train_codes[:, dims], train_target, core_dim, measure)]
+        out[f"{part}_best_k"] = probe_score(train_codes[:, chosen], train_target,
+                                            test_codes[:, chosen], test_target, measure)
+        out[f"{part}_dims"] = [int(d) for d in chosen]
+    return out
+
+
+PART_SCORES = ("core", "detail", "all", "core_best_k", "detail_best_k")
+
+
+def grouped_part_probes(train_codes, train_target, test_codes, test_target, core_dim, measure,
+                        train_groups, test_groups):
+    """part_probes fitted and scored within each group (e.g. the images of one shape, for a
+    target only defined given the shape), each score the mean over the groups that have a
+    score; groups absent from either split are left out. Adds "groups": {group: its own
+    part_probes}."""
+    train_groups, test_groups = np.asarray(train_groups), np.asarray(test_groups)
+    train_target, test_target = np.asarray(train_target), np.asarray(test_target)
+    per_group = {}
+    for group in np.unique(train_groups):
+        fit, held = train_groups == group, test_groups == group
+        if fit.sum() < 2 or held.sum() < 2:
+            continue
+        per_group[group.item() if hasattr(group, "item") else group] = part_probes(
+            np.asarray(train_codes)[fit], train_target[fit], np.asarray(test_codes)[held],
+            test_target[held], core_dim, measure)
+    out = {"k": int(core_dim), "groups": per_group}
+    for key in PART_SCORES:
+        values = [g[key] for g in per_group.values() if np.isfinite(g[key])]
+        out[key] = float(np.mean(values)) if values else math.nan
+    return out

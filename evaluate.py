@@ -311,10 +311,13 @@ def factor_report(vae, cfg, device, amp=contextlib.nullcontext):
     factors = factor_set.factors[rows]
     fit_n = int(0.8 * n)
     split = (codes[:fit_n], factors[:fit_n], codes[fit_n:], factors[fit_n:])
-    probes = disentanglement.part_probe_table(*split, vae.core_dim, factor_set.names)
     # Each factor's kind of value comes from the dataset (benchmarks: class indices; the
     # built-in shapes: shape a class, the rest continuous; a CSV: whole numbers are classes).
     discrete = factor_set.discrete
+    classes = factor_classes(factor_set, factors)
+    probes = factor_probes(*split, vae.core_dim, factor_set.names, discrete,
+                           [classes[name] for name in factor_set.names],
+                           rotation_symmetry(cfg, factor_set))
     dci = _metric(disentanglement.dci, *split, discrete=discrete, n_estimators=cfg.dci_trees)
     dci.pop("importance", None)
     dci["trees"] = cfg.dci_trees
@@ -322,14 +325,105 @@ def factor_report(vae, cfg, device, amp=contextlib.nullcontext):
     sap = _metric(disentanglement.sap, *split, discrete=discrete)
     kinds = dict(zip(factor_set.names, factor_set.kinds))
     return {"dataset": factor_set.title, "note": factor_set.note, "images": n,
-            "probes": probes, "kinds": kinds,
-            "classes": factor_classes(factor_set, factors),
+            "probes": probes, "kinds": kinds, "probe_k": vae.core_dim,
+            "classes": classes,
             "structure_factors": [f for f in factor_set.names if kinds[f] == "structure"],
             "appearance_factors": [f for f in factor_set.names if kinds[f] == "appearance"],
             "mig": mig.get("mig", math.nan), "mig_per_factor": mig.get("per_factor"),
             "dci": dci, "sap": sap.get("sap", math.nan),
             "sap_skipped": sap.get("skipped"),
             "factor_vae": factor_vae_report(vae, cfg, factor_set, device, amp)}
+
+
+# A discrete factor with at most this many classes is a category (a shape, a colour name):
+# scored by the balanced accuracy of a logistic probe against chance (1 / classes), not by the
+# R^2 of its class index, whose order means nothing. More classes (dSprites' 32 positions,
+# MPI3D's 40 axis steps) are steps of a quantity and keep the R^2.
+CATEGORICAL_MAX_CLASSES = 6
+MEASURE_LABELS = {"r2": "R²", "balanced_accuracy": "balanced accuracy",
+                  "symmetry_r2": "R² within each shape"}
+
+
+def rotation_symmetry(cfg, factor_set):
+    """For a factor set whose rotation factor is defined only up to each shape's symmetry:
+    {"factor", "shape_factor", "orders" {shape value: symmetry order, 0 = not visible},
+    "span" (radians a factor of 1 stands for)}; None for others. Only the built-in shapes
+    say so (imagesets.SyntheticShapes.SYMMETRY_ORDERS)."""
+    if cfg.dataset != "synthetic" or not {"rotation", "shape"} <= set(factor_set.names):
+        return None
+    shapes = imagesets.SyntheticShapes
+    last = len(shapes.SHAPES) - 1
+    return {"factor": "rotation", "shape_factor": "shape",
+            "orders": {k / last: order for k, order in enumerate(shapes.SYMMETRY_ORDERS)},
+            "span": shapes.ROTATION_SPAN, "names": dict(zip(
+                (k / last for k in range(last + 1)), shapes.SHAPES))}
+
+
+def symmetry_target(angle, order, span):
+    """What of a rotation the image shows, per image: nothing when order is 0 (rows False);
+    else the angle modulo 2 pi / order. When every drawn angle stays inside one period
+    (span * order < 2 pi, as in the built-in shapes) that is the angle itself (one column);
+    otherwise sin and cos of order * angle (two columns, continuous across the wrap).
+    Returns (rows (N,) bool, target (rows, T))."""
+    angle, order = np.asarray(angle, dtype=np.float64), np.asarray(order)
+    rows = order > 0
+    if not rows.any():
+        return rows, np.zeros((0, 1))
+    if (order[rows] * span < 2 * math.pi).all():
+        return rows, angle[rows, None]
+    turned = order[rows] * angle[rows]
+    return rows, np.stack([np.sin(turned), np.cos(turned)], 1)
+
+
+def factor_probes(train_codes, train_factors, test_codes, test_factors, core_dim, names,
+                  discrete, classes, symmetry=None):
+    """{factor: scores}: what each part of the latent predicts of each factor, by the measure
+    its kind calls for, at full width and at equal capacity (disentanglement.part_probes).
+
+    Keeps the old columns core_r2, detail_r2, all_r2 (ridge R^2 of the raw factor value, for
+    every factor) and adds "measure" ("r2"; "balanced_accuracy" for a discrete factor of at
+    most CATEGORICAL_MAX_CLASSES classes, its classes the labels; "symmetry_r2" for a
+    rotation defined up to a shape's symmetry: the R^2 of symmetry_target, fitted and scored
+    within each shape that shows rotation, averaged; the shapes that do not are left out),
+    "chance" (1 / classes for a category, 0 for an R^2), "core", "detail", "all",
+    "core_best_k", "detail_best_k", "k" and the chosen dims, "images_scored" and a "note"."""
+    old = disentanglement.part_probe_table(train_codes, train_factors, test_codes,
+                                           test_factors, core_dim, names)
+    out = {}
+    for k, name in enumerate(names):
+        row = dict(old[name])
+        fit, held = train_factors[:, k], test_factors[:, k]
+        if symmetry and name == symmetry["factor"]:
+            shape = names.index(symmetry["shape_factor"])
+            orders = [np.array([symmetry["orders"].get(float(v), 0) for v in f[:, shape]])
+                      for f in (train_factors, test_factors)]
+            (fit_rows, fit_target), (held_rows, held_target) = (
+                symmetry_target(f[:, k] * symmetry["span"], o, symmetry["span"])
+                for f, o in zip((train_factors, test_factors), orders))
+            scores = disentanglement.grouped_part_probes(
+                train_codes[fit_rows], fit_target, test_codes[held_rows], held_target,
+                core_dim, disentanglement.R2, orders[0][fit_rows], orders[1][held_rows])
+            scores.pop("groups")
+            hidden = [symmetry["names"][v] for v, o in symmetry["orders"].items() if o == 0]
+            row.update(scores, measure="symmetry_r2", chance=0.0,
+                       images_scored=int(held_rows.sum()),
+                       note=f"{', '.join(hidden)} left out (rotation not visible); the angle "
+                            "modulo each shape's symmetry, probed within each shape")
+        elif discrete[k] and isinstance(classes[k], int) and classes[k] <= \
+                CATEGORICAL_MAX_CLASSES:
+            values = np.unique(np.concatenate([fit, held]))
+            labels = [np.searchsorted(values, f) for f in (fit, held)]
+            scores = disentanglement.part_probes(
+                train_codes, labels[0], test_codes, labels[1], core_dim,
+                disentanglement.BALANCED_ACCURACY)
+            row.update(scores, measure="balanced_accuracy", chance=1.0 / classes[k],
+                       images_scored=len(held), note="")
+        else:
+            scores = disentanglement.part_probes(train_codes, fit, test_codes, held, core_dim,
+                                                 disentanglement.R2)
+            row.update(scores, measure="r2", chance=0.0, images_scored=len(held), note="")
+        out[name] = row
+    return out
 
 
 def factor_classes(factor_set, factors):
@@ -396,8 +490,9 @@ def _group_means(scores, kinds):
 def face_report(vae, cfg, device, amp=contextlib.nullcontext):
     """CelebA's test partition: R² of the five aligned landmarks (structure) and the balanced
     accuracy of a logistic probe for each of the 40 attributes, from core versus detail
-    (README "Benchmarks"). None when the data is not CelebA; a reason when the annotation
-    files are missing."""
+    (docs/benchmarks.md), fitted on 80 % and scored on the rest, split by person when
+    identity_CelebA.txt is there (face_probes), else by image. None when the data is not
+    CelebA; a reason when the annotation files are missing."""
     if cfg.dataset not in ("celeba", "auto"):
         return None
     root = Path(cfg.data_dir)
@@ -417,21 +512,64 @@ def face_report(vae, cfg, device, amp=contextlib.nullcontext):
     dataset, kept = imagesets.folder_images(root, all_names, names, cfg)
     codes = np.concatenate([_encode(vae, x, device, amp)
                             for x in make_loader(dataset, cfg, train=False)])
-    order = rng.permutation(len(kept))
-    codes = codes[order].astype(np.float64)
-    kept = [Path(kept[i]).name for i in order]
-    fit_n = int(0.8 * len(kept))
+    return face_probes(codes, [Path(n).name for n in kept], annotations,
+                       celeba.read_identities(root), vae.core_dim, rng)
+
+
+FIT_SHARE = 0.8            # the share of the face probes' images they are fitted on
+
+
+def split_by_group(groups, fit_share, rng):
+    """(N,) bool, True for the fit side: whole groups (people) drawn in random order onto the
+    fit side until it holds fit_share of the images, so no group is on both sides."""
+    groups = np.asarray(groups)
+    unique = rng.permutation(np.unique(groups))
+    fit_groups, taken, wanted = [], 0, fit_share * len(groups)
+    counts = {g: int(c) for g, c in zip(*np.unique(groups, return_counts=True))}
+    for group in unique:
+        if taken >= wanted:
+            break
+        fit_groups.append(group)
+        taken += counts[group.item() if hasattr(group, "item") else group]
+    return np.isin(groups, fit_groups)
+
+
+def face_probes(codes, names, annotations, identities, core_dim, rng):
+    """The face probes on encoded test-partition images: codes (N, D), names their file
+    names, annotations as celeba.read_annotations gives them, identities {name: person} or a
+    reason there are none. With identities the fit and held-out sides are split by person
+    (split_by_group: nobody on both sides); without, by image, and "split" says so."""
+    attr_names, attributes, landmark_names, landmarks = annotations
+    order = rng.permutation(len(names))
+    codes = np.asarray(codes)[order].astype(np.float64)
+    kept = [names[i] for i in order]
+    if isinstance(identities, dict) and all(n in identities for n in kept):
+        people = np.array([identities[n] for n in kept])
+        fit = split_by_group(people, FIT_SHARE, rng)
+        split = {"by": "identity", "fit_people": int(len(np.unique(people[fit]))),
+                 "held_out_people": int(len(np.unique(people[~fit]))),
+                 "shared_people": int(len(np.intersect1d(people[fit], people[~fit]))),
+                 "note": f"split by identity ({celeba.IDENTITIES}): nobody is on both sides"}
+    else:
+        why = identities if isinstance(identities, str) else \
+            f"{celeba.IDENTITIES} has no row for some images"
+        fit = np.arange(len(kept)) < int(FIT_SHARE * len(kept))
+        split = {"by": "image", "note": f"split by image ({why}): the same people (about 20 "
+                                        "images each) fall on both sides"}
+    # The fit rows first, so every probe below takes [:fit_n] and [fit_n:].
+    rows = np.concatenate([np.flatnonzero(fit), np.flatnonzero(~fit)])
+    codes, kept, fit_n = codes[rows], [kept[i] for i in rows], int(fit.sum())
     points = np.array([landmarks[n] for n in kept], dtype=np.float64)
     labels = (np.array([attributes[n] for n in kept]) > 0).astype(np.float64)
     coordinate = disentanglement.part_probe_table(
-        codes[:fit_n], points[:fit_n], codes[fit_n:], points[fit_n:], vae.core_dim,
+        codes[:fit_n], points[:fit_n], codes[fit_n:], points[fit_n:], core_dim,
         landmark_names)
     landmark_r2 = {}
     for name in benchmarks.CELEBA_LANDMARKS:
         rows = [coordinate[f"{name}_{axis}"] for axis in ("x", "y")]
         landmark_r2[name] = {part: float(np.mean([r[f"{part}_r2"] for r in rows]))
                              for part in ("core", "detail", "all")}
-    parts = {"core": slice(0, vae.core_dim), "detail": slice(vae.core_dim, None),
+    parts = {"core": slice(0, core_dim), "detail": slice(core_dim, None),
              "all": slice(None)}
     accuracy = {part: logistic_balanced_accuracy(codes[:fit_n, dims], labels[:fit_n],
                                                  codes[fit_n:, dims], labels[fit_n:])
@@ -439,20 +577,26 @@ def face_report(vae, cfg, device, amp=contextlib.nullcontext):
     attribute_scores = {name: {part: float(accuracy[part][k]) for part in parts}
                         for k, name in enumerate(attr_names)}
     kinds = {name: benchmarks.CELEBA_ATTRIBUTE_KINDS.get(name, "mixed") for name in attr_names}
-    return {"images": len(kept), "fit_images": fit_n, "landmarks_r2": landmark_r2,
+    return {"images": len(kept), "fit_images": fit_n, "split": split,
+            "landmarks_r2": landmark_r2,
             "landmark_coordinates_r2": coordinate, "attributes": attribute_scores,
             "attribute_kinds": kinds, "attribute_groups": _group_means(attribute_scores, kinds)}
 
 
 def factor_heatmap(out, factors):
     rows = list(factors["probes"])
+    k = factors.get("probe_k", "k")
+    labels = [f"{r} ({MEASURE_LABELS.get(factors['probes'][r].get('measure', 'r2'), '')})"
+              for r in rows]
     return plots.save_part_heatmap(
         Path(out) / "factor_probes.png", f"{factors['dataset']}: what core and detail predict",
-        [{"title": f"held-out R² of a ridge probe ({factors['images']} images, 80 % fit)",
-          "rows": rows, "kinds": [factors["kinds"][r] for r in rows],
-          "columns": ["core", "detail", "all"],
-          "values": [[factors["probes"][r][f"{p}_r2"] for p in ("core", "detail", "all")]
-                     for r in rows], "vmin": 0.0, "vmax": 1.0, "label": "R²"}])
+        [{"title": f"held-out score ({factors['images']} images, 80 % fit): R², or balanced "
+                   "accuracy for a category",
+          "rows": labels, "kinds": [factors["kinds"][r] for r in rows],
+          "columns": ["core", "detail", f"detail, best {k}", "all"],
+          "values": [[factors["probes"][r].get(p, math.nan)
+                      for p in ("core", "detail", "detail_best_k", "all")]
+                     for r in rows], "vmin": 0.0, "vmax": 1.0, "label": "score"}])
 
 
 def face_heatmap(out, faces):
@@ -561,16 +705,37 @@ def factor_lines(factors):
     lines = [f"## Generating factors: {factors.get('dataset', 'built-in shapes')}", ""]
     if factors.get("note"):
         lines += [f"{factors['note']}.", ""]
-    lines += ["Held-out R² of a ridge probe from each part of the latent (a structure factor "
-              "should be predicted from core, an appearance factor from detail; "
-              f"{factors.get('images', '?')} images, 80 % fit):", "",
-              "| factor | kind | from core | from detail | from all | classes |",
-              "|---|---|---|---|---|---|"]
+    k = factors.get("probe_k", "k")
+    lines += ["What each part of the latent predicts of each factor, on held-out images "
+              f"({factors.get('images', '?')} images, 80 % fit; a structure factor should be "
+              "predicted from core, an appearance factor from detail). Each factor is scored "
+              "by the measure its kind calls for: R² of a ridge probe for a quantity; "
+              "balanced accuracy of a class-balanced logistic probe for a category (a "
+              f"discrete factor of at most {CATEGORICAL_MAX_CLASSES} classes; chance = 1 / "
+              "classes); for a rotation that a shape's symmetry makes ambiguous, the R² of "
+              "the angle modulo that symmetry within each shape, leaving out shapes that show "
+              "no rotation. Equal capacity: core has "
+              f"{k} dims, detail more, so “detail, best {k}” is the same probe on the {k} "
+              "detail dims that best predict the factor alone on the fit split (chosen there "
+              "only, scored on the held-out images). The last column is the old measure (ridge "
+              "R² of the raw factor value from core / detail / all) for comparison:", "",
+              f"| factor | kind | measure | chance | from core ({k} dims) | from detail (all) | "
+              f"from detail, best {k} | from all | classes | old: ridge R² core / detail / all |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
     classes = factors.get("classes", {})
+    notes = []
     for name, row in factors["probes"].items():
-        lines.append(f"| {name} | {kinds[name]} | {_number(row['core_r2'], 3)} | "
-                     f"{_number(row['detail_r2'], 3)} | {_number(row['all_r2'], 3)} | "
-                     f"{classes.get(name, '?')} |")
+        measure = row.get("measure", "r2")
+        if row.get("note"):
+            notes.append(f"{name}: {row['note']}")
+        lines.append(f"| {name} | {kinds[name]} | {MEASURE_LABELS.get(measure, measure)} | "
+                     f"{_number(row.get('chance'), 3)} | {_number(row.get('core'), 3)} | "
+                     f"{_number(row.get('detail'), 3)} | "
+                     f"{_number(row.get('detail_best_k'), 3)} | {_number(row.get('all'), 3)} | "
+                     f"{classes.get(name, '?')} | {_number(row['core_r2'], 3)} / "
+                     f"{_number(row['detail_r2'], 3)} / {_number(row['all_r2'], 3)} |")
+    if notes:
+        lines += [""] + [f"- {note}" for note in notes]
     dci = factors["dci"]
     dci_text = _skipped_or(dci, f"disentanglement {_number(dci.get('disentanglement'), 3)}, "
                                 f"completeness {_number(dci.get('completeness'), 3)}, "
@@ -579,7 +744,8 @@ def factor_lines(factors):
     sap = "n/a" if factors.get("sap_skipped") else _number(factors.get("sap"), 3)
     lines += ["", f"MIG {_number(factors['mig'], 3)}; DCI {dci_text}; SAP {sap}; "
               f"{factor_vae_text(factors.get('factor_vae') or {'skipped': 'not computed'})}.",
-              "", "MIG, DCI and SAP use the classes of a discrete factor (column “classes”) and "
+              "", "MIG, DCI and SAP use the classes of a discrete factor (column “classes”) "
+              "and "
               "cut a continuous one into 20 equal-width bins, as disentanglement_lib does for "
               "a code dim.", "", "![factor_probes](factor_probes.png)", ""]
     return lines
@@ -593,8 +759,12 @@ def face_lines(faces):
     if "skipped" in faces:
         return lines + [f"Not measured: {faces['skipped']}.", ""]
     parts = ("core", "detail", "all")
+    split = faces.get("split", {"by": "image", "note": "split by image"})
+    people = (f" ({split['fit_people']} people on the fit side, {split['held_out_people']} "
+              f"held out, {split['shared_people']} on both)" if split["by"] == "identity"
+              else "")
     lines += [f"{faces['images']} test-partition images, probes fitted on "
-              f"{faces['fit_images']} and scored on the rest.", "",
+              f"{faces['fit_images']} and scored on the rest; {split['note']}{people}.", "",
               "Landmarks (positions: structure, so core should predict them), held-out R² of a "
               "ridge probe, mean of x and y:", "",
               "| landmark | from core | from detail | from all |", "|---|---|---|---|"]
@@ -733,14 +903,24 @@ def summary_lines(results):
     if factors:
         probes = factors["probes"]
 
-        def mean_r2(part, names):
-            values = [probes[n][f"{part}_r2"] for n in names]
+        def mean_score(part, names):  # the R²-scored factors (categories are listed apart)
+            values = [probes[n][part] for n in names
+                      if probes[n].get("measure", "r2") != "balanced_accuracy"]
             return float(np.mean(values)) if values else math.nan
-        mean = {"core": mean_r2("core", factors["structure_factors"]),
-                "detail": mean_r2("detail", factors["appearance_factors"])}
+        mean = {"core": mean_score("core", factors["structure_factors"]),
+                "detail": mean_score("detail", factors["appearance_factors"]),
+                "detail_k": mean_score("detail_best_k", factors["structure_factors"])}
+        categories = [f"{n} {_number(r['core'], 3)} / {_number(r['detail'], 3)} / "
+                      f"{_number(r['detail_best_k'], 3)} (chance {_number(r['chance'], 3)})"
+                      for n, r in probes.items() if r.get("measure") == "balanced_accuracy"]
         lines.append(f"factors ({factors['dataset']}): mean R² core -> structure "
-                     f"{_number(mean['core'], 3)}, detail -> appearance "
-                     f"{_number(mean['detail'], 3)}; MIG {_number(factors['mig'], 3)}; "
+                     f"{_number(mean['core'], 3)} (detail best {factors.get('probe_k')} -> "
+                     f"structure {_number(mean['detail_k'], 3)}), detail -> appearance "
+                     f"{_number(mean['detail'], 3)}"
+                     + (f"; balanced accuracy core / detail / detail best "
+                        f"{factors.get('probe_k')}: " + ", ".join(categories)
+                        if categories else "")
+                     + f"; MIG {_number(factors['mig'], 3)}; "
                      f"{factor_vae_text(factors['factor_vae']).split(' (')[0]}")
     faces = results.get("faces")
     if faces:
@@ -748,7 +928,8 @@ def summary_lines(results):
             lines.append(f"faces: not measured ({faces['skipped']})")
         else:
             groups = faces["attribute_groups"]
-            lines.append("faces: landmark R² core " + _number(np.mean(
+            lines.append(f"faces (split by {faces.get('split', {}).get('by', 'image')}): "
+                         "landmark R² core " + _number(np.mean(
                 [r["core"] for r in faces["landmarks_r2"].values()]), 3) + " / detail "
                 + _number(np.mean([r["detail"] for r in faces["landmarks_r2"].values()]), 3)
                 + "; attribute balanced accuracy core / detail: "

@@ -56,6 +56,12 @@ class SyntheticShapes(Dataset):
     FACTORS = STRUCTURE_FACTORS + APPEARANCE_FACTORS
     SHAPES = ("circle", "square", "triangle")
     DISCRETE_FACTORS = ("shape",)  # a class index k / 2 (see factors); the rest uniform draws
+    # Each shape's order of rotational symmetry (it looks the same turned by 360 / order
+    # degrees; 0: a circle looks the same at every angle, so its rotation is not in the image)
+    # and the angle a rotation factor of 1 stands for (see coverage: 45 degrees, short of
+    # either polygon's symmetry).
+    SYMMETRY_ORDERS = (0, 4, 3)
+    ROTATION_SPAN = math.pi / 4
 
     def __init__(self, n: int, image_size: int = 64, seed: int = 0, return_factors: bool = False):
         self.n, self.image_size, self.seed = n, image_size, seed

@@ -238,8 +238,11 @@ def run_metrics(folder):
         for key in ("disentanglement", "completeness", "informativeness"):
             m[f"dci_{key}"] = factors["dci"][key]
         for name, row in factors["probes"].items():
-            m[f"r2_{name}_from_core"], m[f"r2_{name}_from_detail"] = \
-                row["core_r2"], row["detail_r2"]
+            # Each factor by its own measure (R², or balanced accuracy for a category), full
+            # part and the equal-capacity best k dims of each part.
+            measure = row.get("measure", "r2")
+            for part in ("core", "detail", "core_best_k", "detail_best_k"):
+                m[f"{measure}_{name}_from_{part}"] = row.get(part, math.nan)
     steps = sum(r["steps"] for r in history)
     m["epochs"] = len(history)
     m["rollback_rate"] = sum(r["rollbacks"] + r["rejected"] for r in history) / steps \
@@ -375,7 +378,8 @@ def cell(values):
 def markdown(table, args, seconds):
     variants = list(table)
     names = sorted({k for v in table.values() for k in v["metrics"]},
-                   key=lambda k: (k not in HEADLINE, k.startswith(("r2_", "bottleneck_")), k))
+                   key=lambda k: (k not in HEADLINE,
+                                  k.startswith(("r2_", "balanced_accuracy_", "bottleneck_")), k))
     lines = ["# Study: LBO against its control, several seeds", "",
              f"- command: `python study.py {shlex.join(args.argv)}`",
              f"- preset `{args.preset}`, seeds {args.seeds}, device {args.device}; "

@@ -128,6 +128,7 @@ def field_comments(source):
 
     rows, block = [], None  # block: the open row that a comment block above started
     consumed = set()  # comment lines continuing a comment beside a field
+    previous_end = 0  # the last line of the field before this one
     for node in fields:
         name = node.target.id
         own = []

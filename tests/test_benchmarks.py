@@ -253,7 +253,7 @@ def test_each_benchmark_trains_and_evaluates_end_to_end(tmp_path, small_grids, n
     assert "eval_accuracy" in factors["factor_vae"], factors["factor_vae"]
     assert factors["factor_vae"]["counts"]["train_votes"] == 6
     report = (out / "report.md").read_text()
-    for text in ("## Generating factors: ", "| factor | kind | from core | from detail |",
+    for text in ("## Generating factors: ", "| factor | kind | measure | chance | from core (",
                  "MIG ", "DCI ", "SAP ", "FactorVAE score", "![factor_probes]"):
         assert text in report, text
     for factor, kind in benchmarks.FACTOR_KINDS[name]:
@@ -261,3 +261,50 @@ def test_each_benchmark_trains_and_evaluates_end_to_end(tmp_path, small_grids, n
     if name == "dsprites":
         assert "structure factors only" in report
     assert (out / "factor_probes.png").stat().st_size > 0
+
+
+def test_the_factor_table_holds_the_values_planted_in_the_codes(tmp_path, monkeypatch):
+    """Not only keys: codes built from the factors (core dim 0 = horizontal_axis, core dim 1
+    = object_shape with its classes out of order, detail dim 5 = background_color, the rest
+    noise) give the answer known by construction in final_metrics' probes and in report.md."""
+    import evaluate
+    sizes = (2, 3, 2, 2, 2, 10, 12)
+    monkeypatch.setitem(benchmarks.BENCHMARKS, "mpi3d", dataclasses.replace(
+        benchmarks.BENCHMARKS["mpi3d"], file_sizes=sizes))
+    path, _ = make_file(tmp_path / "a", "mpi3d", sizes)
+    root = tmp_path / "mpi3d"
+    assert set_up("mpi3d", root, "--file", str(path)) == 0
+    cfg = configs.parse_args(["--preset", "tiny", "--dataset", "mpi3d", "--data_dir", str(root),
+                              "--probe_images", "1500", "--factor_vae_train", "0",
+                              "--dci_trees", "2"])
+    grid = benchmarks.factor_set(cfg).factors
+    names = list(benchmarks.factor_set(cfg).names)
+    col = {n: names.index(n) for n in names}
+
+    def planted(vae, images, rows, device, amp):
+        f = grid[np.asarray(rows)]
+        codes = np.random.default_rng(len(rows)).normal(size=(len(rows), 8)) * 0.01
+        codes[:, 0] += f[:, col["horizontal_axis"]]
+        codes[:, 1] += np.array([0.0, 2.0, 1.0])[f[:, col["object_shape"]].astype(int)]
+        codes[:, 5] += f[:, col["background_color"]]
+        return codes
+    monkeypatch.setattr(evaluate, "_encode_rows", planted)
+
+    class Stub:
+        core_dim = 2
+    factors = evaluate.factor_report(Stub(), cfg, "cpu")
+    p = factors["probes"]
+    assert p["horizontal_axis"]["measure"] == "r2" and p["horizontal_axis"]["core"] > 0.999
+    assert abs(p["horizontal_axis"]["detail"]) < 0.05
+    assert p["object_shape"]["measure"] == "balanced_accuracy"
+    assert p["object_shape"]["core"] == pytest.approx(1.0)
+    assert p["object_shape"]["chance"] == pytest.approx(1 / 3)
+    assert abs(p["object_shape"]["detail"] - 1 / 3) < 0.1
+    assert p["background_color"]["detail_best_k"] == pytest.approx(1.0)
+    assert p["background_color"]["detail_dims"][0] == 5
+    assert abs(p["background_color"]["core"] - 0.5) < 0.1
+    assert abs(p["vertical_axis"]["all"]) < 0.05 and p["vertical_axis"]["measure"] == "r2"
+    assert factors["probe_k"] == 2
+    text = "\n".join(evaluate.factor_lines(factors))
+    assert "| object_shape | structure | balanced accuracy | 0.333 | 1 |" in text
+    assert f"| horizontal_axis | structure | R² | 0 | {p['horizontal_axis']['core']:.3g} |" in text

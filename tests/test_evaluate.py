@@ -248,12 +248,95 @@ def test_a_model_with_the_roles_swapped_scores_zero_specificity():
     assert swap["structure_error_vs_x1"] > 0.3 * swap["structure_chance"]
 
 
-def test_perceptual_metrics_say_why_they_are_skipped_offline(tiny_cfg):
+def test_perceptual_metrics_say_why_they_are_skipped_without_torchmetrics(tiny_cfg,
+                                                                        monkeypatch):
+    """torchmetrics is not installed here, and hidden anyway (a None in sys.modules makes its
+    import fail) so this branch runs wherever the test does: skipped, with the install line."""
+    import importlib.util
+    assert importlib.util.find_spec("torchmetrics") is None, \
+        "torchmetrics is installed here: the skipped branch is still forced below"
+    for name in ("torchmetrics", "torchmetrics.image", "torchmetrics.image.fid",
+                 "torchmetrics.image.lpip"):
+        monkeypatch.setitem(sys.modules, name, None)
     result = evaluate.perceptual_metrics(BarVAE().eval(), some_bars(4), tiny_cfg,
                                          torch.device("cpu"))
-    assert set(result) == {"skipped"} or {"lpips", "fid"} <= set(result)
-    if "skipped" in result:
-        assert "torchmetrics" in result["skipped"] or "could not be loaded" in result["skipped"]
+    assert set(result) == {"skipped"}
+    assert result["skipped"].startswith("torchmetrics (with torch-fidelity) is not installed")
+    assert result["skipped"].endswith("pip install torchmetrics torch-fidelity")
+    assert evaluate.perceptual_line(result) == f"LPIPS/FID skipped: {result['skipped']}"
+
+
+def _stand_in_torchmetrics(monkeypatch, lpips_class, fid_class):
+    for name, cls_name, cls in (("fid", "FrechetInceptionDistance", fid_class),
+                                ("lpip", "LearnedPerceptualImagePatchSimilarity", lpips_class)):
+        module = types.ModuleType(f"torchmetrics.image.{name}")
+        setattr(module, cls_name, cls)
+        monkeypatch.setitem(sys.modules, f"torchmetrics.image.{name}", module)
+    for name in ("torchmetrics", "torchmetrics.image"):
+        monkeypatch.setitem(sys.modules, name, types.ModuleType(name))
+
+
+def test_perceptual_metrics_are_computed_when_torchmetrics_is_there(tiny_cfg, monkeypatch):
+    """A stand-in torchmetrics whose LPIPS is the mean absolute difference of the pairs it is
+    given and whose FID is the squared distance of the real and fake batches' mean pixels: the
+    numbers returned are those, computed here from the images and their reconstructions."""
+    class MeanAbs:
+        def __init__(self, *args, **kwargs):
+            self.total, self.count = 0.0, 0
+
+        def to(self, device):
+            return self
+
+        def update(self, a, b):
+            self.total += (a - b).abs().flatten(1).mean(1).sum().item()
+            self.count += len(a)
+
+        def compute(self):
+            return torch.tensor(self.total / self.count)
+
+    class MeanDistance:
+        def __init__(self, *args, **kwargs):
+            self.sums = {True: 0.0, False: 0.0}
+            self.counts = {True: 0, False: 0}
+
+        def to(self, device):
+            return self
+
+        def update(self, images, real):
+            self.sums[real] = self.sums[real] + images.sum(0)
+            self.counts[real] += len(images)
+
+        def compute(self):
+            mean = {k: self.sums[k] / self.counts[k] for k in self.sums}
+            return (mean[True] - mean[False]).pow(2).sum()
+    _stand_in_torchmetrics(monkeypatch, MeanAbs, MeanDistance)
+    tiny_cfg.fid_images = 12
+    images = some_bars(20)
+
+    class Dimmer:  # a "model" whose reconstruction is the image at 60 % brightness
+        def reconstruct(self, x):
+            return 0.6 * x
+    vae = Dimmer()
+    result = evaluate.perceptual_metrics(vae, list(images), tiny_cfg, torch.device("cpu"))
+    x = images[:12]
+    with torch.no_grad():
+        recon = vae.reconstruct(x).float().clamp(0, 1)
+    assert result["images"] == 12
+    assert result["lpips"] == pytest.approx((recon - x).abs().mean().item(), rel=1e-5)
+    assert result["fid"] == pytest.approx((x.mean(0) - recon.mean(0)).pow(2).sum().item(),
+                                          rel=1e-5)
+    assert result["lpips"] > 0.02 and result["fid"] > 0.02
+
+
+def test_perceptual_metrics_say_when_their_weights_cannot_be_loaded(tiny_cfg, monkeypatch):
+    class Offline:
+        def __init__(self, *args, **kwargs):
+            raise OSError("no internet to fetch the VGG weights")
+    _stand_in_torchmetrics(monkeypatch, Offline, Offline)
+    result = evaluate.perceptual_metrics(BarVAE().eval(), some_bars(4), tiny_cfg,
+                                         torch.device("cpu"))
+    assert result == {"skipped": "LPIPS/FID weights could not be loaded (OSError: no internet "
+                                 "to fetch the VGG weights)"}
 
 
 def test_lpips_and_fid_use_the_set_number_of_images_and_say_it(tiny_cfg, monkeypatch):
@@ -317,9 +400,17 @@ def test_a_run_writes_the_report_with_metrics_factors_and_pictures(tiny_cfg):
                  "![reconstructions](reconstructions.png)", "![dim_effects]"):
         assert text in report, text
     shape_row = next(line for line in report.splitlines() if line.startswith("| shape |"))
-    assert shape_row.endswith("| 3 |") and "| x | structure |" in report
-    assert next(line for line in report.splitlines()
-                if line.startswith("| x |")).endswith("| continuous |")
+    assert shape_row.startswith("| shape | structure | balanced accuracy | 0.333 |")
+    assert "| 3 | " in shape_row and "| x | structure | R² | 0 |" in report
+    assert "| continuous | " in next(line for line in report.splitlines()
+                                    if line.startswith("| x |"))
+    assert next(line for line in report.splitlines() if line.startswith("| rotation |")) \
+        .startswith("| rotation | structure | R² within each shape | 0 |")
+    assert "- rotation: circle left out (rotation not visible)" in report
+    probes = results["factors"]["probes"]
+    assert {p["measure"] for p in probes.values()} == {"r2", "balanced_accuracy", "symmetry_r2"}
+    assert all(len(p["detail_dims"]) == results["factors"]["probe_k"]
+               for p in probes.values() if p["measure"] != "symmetry_r2")  # per shape there
     for name in ("prior_samples.png", "dim_effects.png", "rollback_rate.png"):
         assert (out / name).exists()
 
