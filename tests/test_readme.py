@@ -112,6 +112,41 @@ def test_the_readme_study_line_is_what_the_study_measured():
     assert f"AMD EPYC, 2 cores, Linux, commit {commit}" in readme
 
 
+HEADLINE_STUDY = ROOT / "bench" / "results" / "study_headline_cpu.md"
+
+
+def table_blocks(path):
+    """Each markdown table of `path`, in order, as {row name: {column: cell}}."""
+    blocks, columns = [], None
+    for line in path.read_text().splitlines():
+        if not line.startswith("|"):
+            columns = None
+            continue
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if columns is None:
+            columns = cells
+            blocks.append({})
+        elif not set(cells[0]) <= set("-"):
+            blocks[-1][cells[0]] = dict(zip(columns[1:], cells[1:]))
+    return blocks
+
+
+def test_the_readme_headline_study_line_is_what_the_re_run_measured():
+    """The re-run of LBO against the plain control with this session's measures: the README
+    quotes its SSIM and split score per variant and the paired differences with verdicts."""
+    readme = " ".join(README.read_text().split())
+    verdicts, paired, metrics = table_blocks(HEADLINE_STUDY)[:3]
+    for variant in ("lbo", "elbo_beta1"):
+        assert metrics["seeds"][variant] == "5", variant
+        for name in ("ssim", "swap_split_score"):
+            assert metrics[name][variant].split(" (n=")[0] in readme, (name, variant)
+    for name in ("ssim (higher)", "swap_split_score (higher)"):
+        difference, verdict = paired[name]["lbo"].split(" (n=5 pairs) ")
+        assert f"{difference} (paired, {verdict})" in readme, name
+    commit = re.search(r"every run made at commit (\w+)", HEADLINE_STUDY.read_text()).group(1)
+    assert f"commit {commit[:7]}" in readme
+
+
 # --- links ------------------------------------------------------------------------------------
 
 def slug(heading):
