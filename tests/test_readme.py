@@ -78,18 +78,28 @@ def test_set_up_run_and_test_are_on_the_first_screen():
 
 # --- the study's one line ---------------------------------------------------------------------
 
-def study_tables():
-    """{row name: {variant: cell}} of each table of bench/results/study_cpu.md."""
-    tables, columns = {}, None
-    for line in (ROOT / "bench" / "results" / "study_cpu.md").read_text().splitlines():
+def table_blocks(path):
+    """Each markdown table of `path`, in order, as {row name: {column: cell}}."""
+    blocks, columns = [], None
+    for line in path.read_text().splitlines():
         if not line.startswith("|"):
             columns = None
             continue
         cells = [c.strip() for c in line.strip("|").split("|")]
         if columns is None:
             columns = cells
+            blocks.append({})
         elif not set(cells[0]) <= set("-"):
-            tables[cells[0]] = dict(zip(columns[1:], cells[1:]))
+            blocks[-1][cells[0]] = dict(zip(columns[1:], cells[1:]))
+    return blocks
+
+
+def study_tables():
+    """{row name: {variant: cell}} of every table of bench/results/study_cpu.md (a row name in
+    several tables: the last one's)."""
+    tables = {}
+    for block in table_blocks(ROOT / "bench" / "results" / "study_cpu.md"):
+        tables.update(block)
     return tables
 
 
@@ -113,22 +123,6 @@ def test_the_readme_study_line_is_what_the_study_measured():
 
 
 HEADLINE_STUDY = ROOT / "bench" / "results" / "study_headline_cpu.md"
-
-
-def table_blocks(path):
-    """Each markdown table of `path`, in order, as {row name: {column: cell}}."""
-    blocks, columns = [], None
-    for line in path.read_text().splitlines():
-        if not line.startswith("|"):
-            columns = None
-            continue
-        cells = [c.strip() for c in line.strip("|").split("|")]
-        if columns is None:
-            columns = cells
-            blocks.append({})
-        elif not set(cells[0]) <= set("-"):
-            blocks[-1][cells[0]] = dict(zip(columns[1:], cells[1:]))
-    return blocks
 
 
 def test_the_readme_headline_study_line_is_what_the_re_run_measured():
