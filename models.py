@@ -111,14 +111,12 @@ class VAE(nn.Module):
         normalises with batch statistics, and separate calls would give D(z) and D(z + noise)
         different normalisations, a spurious 'leak' even at zero noise. The pass on aug(x)
         leaves the running statistics alone, so they describe real images."""
-        mu, logvar = self.encode(x)
+        mu, logvar = (t.float() for t in self.encode(x))
         if augmented is None:
-            mu, logvar = mu.float(), logvar.float()
             z = self.reparameterize(mu, logvar, eps)
             return mu, logvar, z, self.decode(z).float()
         with frozen_batchnorm_stats(self):
-            mu_aug, _ = self.encode(augmented)
-        mu, logvar, mu_aug = mu.float(), logvar.float(), mu_aug.float()
+            mu_aug = self.encode(augmented)[0].float()
         z = self.reparameterize(mu, logvar, eps)
         z_core, z_detail = self.split(z)
         latents = torch.cat([
