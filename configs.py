@@ -115,6 +115,10 @@ class Config:
     # --- objective ---
     objective: str = "lbo"           # lbo | elbo (plain beta-VAE control, same nets and data)
     beta: float = 1.0                # KL weight of the elbo objective
+    # The elbo objective's Gaussian likelihood N(x; recon, sigma^2) per pixel: -ELBO =
+    # summed squared error / (2 sigma^2) + beta * KL. 0.7071 (SSE + KL) let 27 of 32 dims
+    # collapse at the study preset (docs/study.md, "The control")
+    elbo_sigma: float = 0.1
     # What the realism goals measure with the discriminator. features: the distance from
     # real images in the discriminator's features. score: SPEC §5, 1 - mean sigmoid(D(image)),
     # which starved reconstruction on every seed of the study (docs/design.md, Design notes)
@@ -206,11 +210,15 @@ PRESETS = {
     ),
 }
 
-# study.py's runs: the demo's model with the SPEC's tightening schedule (x0.95 an epoch from
-# epoch 5), on half the demo's images per epoch and 10 epochs, so that the default grid
-# (8 variants x 3 seeds) fits in 90 minutes on a 2-core CPU. Calibration is all of epoch 1.
-PRESETS["study"] = dict(PRESETS["demo"], synthetic_size=768, epochs=10,
-                        tighten_start_epoch=5, tighten_rate=0.05, output_dir="outputs_study")
+# study.py's runs: the demo's networks with the SPEC's tightening schedule (x0.95 an epoch from
+# epoch 5), at 32x32 and batch 64, where a 2-core CPU takes an LBO step on 4x the images per
+# second of the demo's 64x64 batches of 32 (bench/results/step_speed_study_cpu.md), so that a
+# run sees 32,768 images (the earlier 64x64 preset: 7,680) in about 5 minutes with its
+# evaluation. At 64x64 the same images would take 4x as long. Calibration is the first 24
+# batches of epoch 1.
+PRESETS["study"] = dict(PRESETS["demo"], image_size=32, batch_size=64, synthetic_size=4096,
+                        epochs=8, tighten_start_epoch=5, tighten_rate=0.05,
+                        output_dir="outputs_study")
 
 # Settings of the run rather than of the experiment: a resumed run may change them. `compile`
 # is among them so that a run can resume where compiling fails, at the cost of bit-exactness
@@ -337,7 +345,8 @@ def validate(cfg):
     positive = ("lr", "disc_lr", "batch_size", "epochs", "latent_dim", "core_dim", "image_size",
                 "calibration_batches", "disc_every", "synthetic_size", "heldout_size",
                 "eval_images", "max_consecutive_rejections", "log_every", "probe_images",
-                "factor_vae_variance", "factor_vae_batch", "face_probe_images", "dci_trees")
+                "factor_vae_variance", "factor_vae_batch", "face_probe_images", "dci_trees",
+                "elbo_sigma")
     for name in positive:
         _require(getattr(cfg, name) > 0, f"{name} = {getattr(cfg, name)!r}: must be > 0")
     for name in ("weight_decay", "min_lr", "num_workers", "noise_std", "beta", "fid_images",

@@ -2,6 +2,8 @@
 
     python study.py                             # the default grid, 3 seeds, --preset study
     python study.py --seeds 5 --variants lbo,elbo_beta1
+    python study.py --variants lbo:5,elbo_beta1:5,lbo_no_swap   # 5 seeds, 5, and --seeds
+    python study.py --keep bench/results/study_runs  # keep each run's small files there
     python study.py --jobs 4 --device cuda      # runs side by side (one GPU is plenty)
 
 Every run is `python train.py --preset P --seed S --output_dir OUT/VARIANT/seed_S OVERRIDES`,
@@ -10,7 +12,10 @@ done and skipped; one with only a checkpoint resumes from it (--resume), so an i
 study continues where it stopped. Each run folder keeps study_run.json: its train.py
 arguments, the config they resolve to and the commit. A finished run whose config is not what
 the grid would run now is refused (one line names the field) or, with --rerun_changed, run
-again from scratch. OUT/study.md gets every metric as the mean and 95 % interval over seeds
+again from scratch. With --keep DIR, each finished run's small files (KEPT below: metrics,
+report, two pictures; no checkpoint) are copied to DIR/VARIANT/seed_S, and a run found there
+counts as finished: a grid longer than one sitting continues on a fresh machine from files a
+repository can hold. OUT/study.md gets every metric as the mean and 95 % interval over seeds
 (Student's t) with n = finite values / seeds, verdicts against the control (interval against
 interval, and paired by seed), and the commits the runs come from; OUT/study.json the numbers
 per seed, OUT/study.png the headline metrics per variant, one point per seed.
@@ -149,7 +154,7 @@ def short(value):
 def changed_runs(args):
     """[(folder, what differs)] for the finished runs that the grid would now run otherwise."""
     changed = []
-    for variant, seed in [(v, s) for v in args.variants for s in args.seeds]:
+    for variant, seed in grid_runs(args):
         folder = run_folder(args.out, variant, seed)
         if not (folder / "final_metrics.json").exists():
             continue
@@ -161,6 +166,37 @@ def changed_runs(args):
     return changed
 
 
+def grid_runs(args):
+    """[(variant, seed)] of the grid, in order."""
+    return [(v, s) for v in args.variants for s in args.seeds[v]]
+
+
+# What --keep copies of a finished run: every number the study reads, the run's report, the
+# pictures to look at. The checkpoints (megabytes each) stay in OUT.
+KEPT = ("study_run.json", "final_metrics.json", "metrics.jsonl", "report.md",
+        "reconstructions.png", "cross_reconstruction.png")
+
+
+def copy_kept(source, target):
+    target.mkdir(parents=True, exist_ok=True)
+    for name in KEPT:
+        if (source / name).exists():
+            shutil.copy2(source / name, target / name)
+
+
+def restore_kept(args):
+    """Copy into OUT the kept runs OUT lacks, so that they count as finished."""
+    if not args.keep:
+        return
+    for variant, seed in grid_runs(args):
+        kept, folder = run_folder(args.keep, variant, seed), run_folder(args.out, variant, seed)
+        if (kept / "final_metrics.json").exists() and \
+                not (folder / "final_metrics.json").exists():
+            if folder.exists():
+                shutil.rmtree(folder)  # a partial run: the kept one is finished
+            copy_kept(kept, folder)
+
+
 def run_one(args, variant, seed):
     """One run to the end (resumed if it was interrupted); returns (variant, seed, seconds)."""
     folder = run_folder(args.out, variant, seed)
@@ -168,7 +204,8 @@ def run_one(args, variant, seed):
     # Written before training, also on a resume: train.py resumes only with the checkpoint's
     # settings (epochs and run-only fields aside, which the resumed run then follows), so the
     # record holds for the run that finishes here; its commit is this invocation's.
-    (folder / "study_run.json").write_text(json.dumps(run_record(args, variant, seed), indent=1))
+    record = run_record(args, variant, seed)
+    (folder / "study_run.json").write_text(json.dumps(record, indent=1))
     started = time.monotonic()
     with open(folder / "train.log", "a") as log:
         code = subprocess.run(command(args, variant, seed), cwd=ROOT, stdout=log,
@@ -176,11 +213,17 @@ def run_one(args, variant, seed):
     if code != 0:
         raise RuntimeError(f"{variant} seed {seed} failed (exit {code}); see {folder}/train.log "
                            "(run study.py again to resume it)")
-    return variant, seed, time.monotonic() - started
+    seconds = time.monotonic() - started
+    # The last invocation's wall time (a resumed run's covers the part after the resume).
+    record.update(seconds=round(seconds, 1), machine=machine(args.device))
+    (folder / "study_run.json").write_text(json.dumps(record, indent=1))
+    if args.keep:
+        copy_kept(folder, run_folder(args.keep, variant, seed))
+    return variant, seed, seconds
 
 
 def pending_runs(args):
-    return [(v, s) for v in args.variants for s in args.seeds
+    return [(v, s) for v, s in grid_runs(args)
             if not (run_folder(args.out, v, s) / "final_metrics.json").exists()]
 
 
@@ -195,12 +238,17 @@ def rerun_or_refuse(args):
     for folder, why in changed:
         print(f"{folder}: {why}; running it again")
         shutil.rmtree(folder)  # from scratch: its checkpoint must not be resumed
+        if args.keep:
+            kept = Path(args.keep) / folder.relative_to(args.out)
+            if kept.exists():
+                shutil.rmtree(kept)
 
 
 def run_grid(args):
+    restore_kept(args)
     rerun_or_refuse(args)
     todo = pending_runs(args)
-    done = len(args.variants) * len(args.seeds) - len(todo)
+    done = len(grid_runs(args)) - len(todo)
     if done:
         print(f"{done} runs already finished in {args.out}: skipped")
     bar = tqdm(total=len(todo), desc="study", unit="run", dynamic_ncols=True)
@@ -253,6 +301,9 @@ def run_metrics(folder):
     for group in history[-1]["bottleneck"]:
         m[f"bottleneck_{group}"] = sum(r["bottleneck"][group] * r["accepted"] for r in history
                                        if r["steps"]) / accepted if accepted else math.nan
+    record = folder / "study_run.json"
+    seconds = json.loads(record.read_text()).get("seconds") if record.exists() else None
+    m["run_minutes"] = seconds / 60 if seconds is not None else math.nan  # with evaluation
     last = history[-1]
     stop = last["decision"].split(":")[0] if last["stop"] else "epoch budget"
     return m, stop
@@ -270,8 +321,9 @@ def collect(args):
     "commits": [...]}}"""
     table = {}
     for variant in args.variants:
-        rows = [(s, *run_metrics(run_folder(args.out, variant, s))) for s in args.seeds
-                if (run_folder(args.out, variant, s) / "final_metrics.json").exists()]
+        folders = {s: run_folder(args.out, variant, s) for s in args.seeds[variant]}
+        rows = [(s, *run_metrics(f)) for s, f in folders.items()
+                if (f / "final_metrics.json").exists()]
         names = sorted({k for _, m, _ in rows for k in m})
         table[variant] = {"seeds": [s for s, _, _ in rows],
                           "metrics": {k: [m.get(k, math.nan) for _, m, _ in rows]
@@ -384,7 +436,7 @@ def markdown(table, args, seconds):
                                   k.startswith(("r2_", "balanced_accuracy_", "bottleneck_")), k))
     lines = ["# Study: LBO against its control, several seeds", "",
              f"- command: `python study.py {shlex.join(args.argv)}`",
-             f"- preset `{args.preset}`, seeds {args.seeds}, device {args.device}; "
+             f"- preset `{args.preset}`, seeds {seeds_line(args)}, device {args.device}; "
              f"{datetime.date.today()}; machine: {machine(args.device)}; report written at commit "
              f"{commit_label(git_state())}",
              commits_line(table),
@@ -410,6 +462,13 @@ def markdown(table, args, seconds):
               "Variants: " + "; ".join(f"`{v}` = `{' '.join(VARIANTS[v]) or '(defaults)'}`"
                                        for v in variants)]
     return "\n".join(lines) + "\n"
+
+
+def seeds_line(args):
+    counts = {v: len(args.seeds[v]) for v in args.variants}
+    if len(set(counts.values())) == 1:
+        return f"0..{next(iter(counts.values())) - 1} for every variant"
+    return ", ".join(f"{v} 0..{n - 1}" for v, n in counts.items())
 
 
 def machine(device):
@@ -448,10 +507,14 @@ def commits_line(table):
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--variants", default=",".join(DEFAULT_GRID),
-                        help="comma-separated names from VARIANTS (default: DEFAULT_GRID)")
-    parser.add_argument("--seeds", type=int, default=3, help="seeds 0 .. N-1")
+                        help="comma-separated names from VARIANTS (default: DEFAULT_GRID), "
+                        "each optionally NAME:N for seeds 0 .. N-1 of that variant")
+    parser.add_argument("--seeds", type=int, default=3, help="seeds 0 .. N-1 (each variant "
+                        "without its own :N)")
     parser.add_argument("--preset", default="study")
     parser.add_argument("--out", default="runs/study")
+    parser.add_argument("--keep", default="", help="a folder for each finished run's small "
+                        "files (no checkpoints); runs found there count as finished")
     parser.add_argument("--jobs", type=int, default=1, help="runs side by side")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--report_only", action="store_true",
@@ -462,13 +525,18 @@ def parse_args(argv):
     args, extra = parser.parse_known_args(argv)
     args.extra = extra  # any further train.py settings, for every run
     args.argv = list(argv)
-    args.variants = [v.strip() for v in args.variants.split(",") if v.strip()]
-    unknown = [v for v in args.variants if v not in VARIANTS]
-    if unknown:
-        parser.error(f"unknown variant {', '.join(unknown)}; known: {', '.join(VARIANTS)}")
     if args.seeds < 1 or args.jobs < 1:
         parser.error("--seeds and --jobs must be at least 1")
-    args.seeds = list(range(args.seeds))
+    seeds = {}
+    for item in (v.strip() for v in args.variants.split(",") if v.strip()):
+        name, _, count = item.partition(":")
+        if name not in VARIANTS:
+            parser.error(f"unknown variant {name}; known: {', '.join(VARIANTS)}")
+        if count and not (count.isdigit() and int(count) >= 1):
+            parser.error(f"variant {item}: the seed count after ':' must be a whole number "
+                         ">= 1")
+        seeds[name] = list(range(int(count) if count else args.seeds))
+    args.variants, args.seeds = list(seeds), seeds
     return args
 
 

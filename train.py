@@ -188,7 +188,8 @@ class Trainer:
     def elbo_step(self, x, stats):
         """The ordinary beta-VAE step: encode, reparameterise, decode the reconstruction
         alone (so BatchNorm normalises, and keeps statistics of, reconstructions only);
-        -ELBO with a Gaussian likelihood: summed squared error plus beta * KL, per image.
+        -ELBO with a Gaussian likelihood of standard deviation elbo_sigma per pixel: summed
+        squared error / (2 sigma^2) plus beta * KL, per image.
 
         LBO's measures are then logged from a forward without gradients in eval mode, which
         leaves every statistic alone: both objectives are read alike, and the control's
@@ -196,7 +197,7 @@ class Trainer:
         draws = draw_step(x, self.cfg)
         with self.amp():
             mu, logvar, _, recon = self.vae_parallel(x, None, draws.eps, None, None, None)
-        loss = (recon - x).pow(2).flatten(1).sum(1).mean() \
+        loss = (recon - x).pow(2).flatten(1).sum(1).mean() / (2 * self.cfg.elbo_sigma ** 2) \
             + self.cfg.beta * kl_per_dim(mu, logvar).sum(1).mean()
         self.opt.zero_grad(set_to_none=True)
         loss.backward()

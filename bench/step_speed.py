@@ -2,6 +2,7 @@
 
     python bench/step_speed.py [--batch N] [--steps 12] [--warmup 3] [--device cpu|cuda]
                                [--variants naive,ours,ours+compile] [--preset demo]
+    python bench/step_speed.py --variants demo:ours+channels_last,study:ours+channels_last
 
 A step is what training does per batch after calibration: the LBO forward and backward, the
 rollback guard's snapshot, the look-ahead (and the restore when it refuses), plus the
@@ -24,6 +25,11 @@ so that machine noise hits all of them alike:
           from the same state: its bottlenecks and decisions may differ from theirs (an
           update is checked under the next step's goal table). Its FLOPs are counted on
           steps without a pending update
+
+A variant may name a preset before a colon (demo:ours): it then runs that preset's model,
+image size and batch size (--batch, when given, sets every variant's batch), on batches and a
+calibrated state of its own; a variant without one runs --preset. Variants of different
+presets are compared by images/s and by FLOPs per image.
 
 The perceptual network has VGG16's layout with random weights (--features vgg16): the real
 network's cost without its download.
@@ -150,8 +156,9 @@ class Variant:
     start from its own previous step, whose update is checked under this step's goal table,
     so its work and decisions may differ."""
 
-    def __init__(self, name, trainer, step, state):
+    def __init__(self, name, trainer, step, state, setup):
         self.name, self.trainer, self.step, self.state = name, trainer, step, state
+        self.setup = setup  # its preset's Setup: batches, plan, batch size
         self.chained, self.steps_run = trainer.cfg.guard_check == "next-batch", 0
         self.stats, self.step_seconds, self.step_peak_bytes = EpochStats(), [], 0
         self.phase_seconds, self.phase_pass_seconds, self.warmup_seconds = Counter(), 0.0, 0.0
@@ -219,10 +226,19 @@ class Variant:
         return counter.get_total_flops() / len(plan)
 
 
-def build_config(args, switches=()):
-    words = ["--preset", args.preset] if args.preset else ["--perceptual", "random"]
-    words += ["--dataset", "synthetic", "--batch_size", str(args.batch), "--device", args.device,
-              "--calibration_batches", "4", "--synthetic_size", str(args.batch * 4),
+def batch_size(args, preset, device):
+    """--batch when given, else the preset's batch size (no preset: 16 on a CPU, 256 on CUDA)."""
+    if args.batch:
+        return args.batch
+    if preset:
+        return configs.parse_args(["--preset", preset]).batch_size
+    return 256 if device.type == "cuda" else 16
+
+
+def build_config(args, preset, batch, switches=()):
+    words = ["--preset", preset] if preset else ["--perceptual", "random"]
+    words += ["--dataset", "synthetic", "--batch_size", str(batch), "--device", args.device,
+              "--calibration_batches", "4", "--synthetic_size", str(batch * 4),
               "--output_dir", "/tmp/step_speed_bench", "--num_workers", "0"]
     for name in ("amp", "channels_last", "compile"):
         words += [f"--{name}", "true" if name in switches else "false"]
@@ -231,8 +247,8 @@ def build_config(args, switches=()):
     return configs.parse_args(words)
 
 
-def build_trainer(args, device, switches=()):
-    trainer = train.Trainer(build_config(args, switches), device)
+def build_trainer(args, setup, device, switches=()):
+    trainer = train.Trainer(build_config(args, setup.preset, setup.batch, switches), device)
     if args.features == "vgg16":
         # VGG16's layers with random weights: the real network's cost, without its download.
         trainer.perceptual.net = vgg16_trunk().requires_grad_(False).to(
@@ -240,34 +256,69 @@ def build_trainer(args, device, switches=()):
     return trainer
 
 
-def make_variants(args, device, state):
-    variants, names = [], args.variants.split(",")
+def parse_variants(args):
+    """[(name, preset, base, switches)] from --variants."""
+    names, parsed = args.variants.split(","), []
     if len(set(names)) != len(names):
         sys.exit(f"--variants: a name is given twice in {args.variants!r}")
     for name in names:
-        base, *switches = name.split("+")
+        preset, _, spec = name.rpartition(":")
+        preset = preset or args.preset
+        if preset and preset not in configs.PRESETS:
+            sys.exit(f"--variants: unknown preset {preset!r} in {name!r}; presets: "
+                     f"{', '.join(configs.PRESETS)}")
+        base, *switches = spec.split("+")
         unknown = [s for s in switches if s not in SWITCHES] + \
             ([base] if base not in ("naive", "ours") else [])
         if unknown:
             sys.exit(f"--variants: unknown {', '.join(unknown)} in {name!r}; use naive or ours, "
-                     f"optionally with +{', +'.join(SWITCHES)}")
-        trainer = build_trainer(args, device, switches)
+                     f"optionally with +{', +'.join(SWITCHES)}, after an optional PRESET:")
+        parsed.append((name, preset, base, switches))
+    return parsed
+
+
+class Setup:
+    """What the variants of one preset share: batches, the calibrated state, the steps' plan
+    of (batch, seed, goal table, step number)."""
+
+    def __init__(self, args, preset, device):
+        self.preset, self.batch = preset, batch_size(args, preset, device)
+        train_set, _, _ = build_datasets(build_config(args, preset, self.batch))
+        self.batches = [torch.stack([train_set[i * self.batch + j] for j in range(self.batch)])
+                        for i in range(4)]
+        self.state = calibrated_state(args, self, device)
+        # The step number decides the discriminator updates. Both warm-up steps and timed
+        # steps cycle through the bottleneck groups.
+        self.plan = [(self.batches[step % len(self.batches)], 1000 + step,
+                      goals_with_bottleneck(self.state["goals"],
+                                            list(BOTTLENECKS)[step % len(BOTTLENECKS)]),
+                      step)
+                     for step in range(1, args.warmup + args.steps + 1)]
+
+
+def make_variants(args, device):
+    setups, variants = {}, []
+    for name, preset, base, switches in parse_variants(args):
+        if preset not in setups:
+            setups[preset] = Setup(args, preset, device)
+        setup = setups[preset]
+        trainer = build_trainer(args, setup, device, switches)
         variants.append(Variant(name, trainer, naive_step if base == "naive" else our_step,
-                                state))
+                                setup.state, setup))
     return variants
 
 
-def calibrated_state(args, device, batches):
+def calibrated_state(args, setup, device):
     """A trainer after calibration on the bench batches: every variant starts from it.
 
     The MINIMIZE scales are then widened x10, so that refusals are rare and the variants time
     full steps (after a 4-batch calibration of a fresh network, about half the steps were
     refused and skipped the backward pass). In that table `latent` is the bottleneck."""
     torch.manual_seed(0)
-    trainer = build_trainer(args, device)
+    trainer = build_trainer(args, setup, device)
     trainer.log = lambda line: None
     stats = EpochStats()
-    for x in batches[:trainer.cfg.calibration_batches]:
+    for x in setup.batches[:trainer.cfg.calibration_batches]:
         trainer.calibration_step(x.to(device), stats)
     trainer.finish_calibration()
     for goal in trainer.goals:
@@ -323,7 +374,8 @@ def device_name(device):
     return cpu_machine()
 
 
-def summarise(variant, batch, flops):
+def summarise(variant, flops):
+    batch, trainer = variant.setup.batch, variant.trainer
     seconds = sorted(variant.step_seconds)
     median = seconds[len(seconds) // 2]
     phases, phase_total = variant.phase_seconds, variant.phase_pass_seconds
@@ -339,21 +391,37 @@ def summarise(variant, batch, flops):
         "warmup_seconds": variant.warmup_seconds,
         "peak_gpu_memory_gb": variant.peak_bytes() / 1e9 if variant.step_peak_bytes else None,
         "flops_per_step": flops,
+        "preset": variant.setup.preset or "(full width)", "batch": batch,
+        "image_size": trainer.cfg.image_size,
+        "vae_params": sum(p.numel() for p in trainer.vae.parameters()),
+        "disc_params": sum(p.numel() for p in trainer.disc.parameters()),
     }
+
+
+def flops_per_image(row):
+    return row["flops_per_step"] / row["batch"]
+
+
+def baseline_of(rows):
+    """The row every other is compared with: naive when it ran, else the first variant."""
+    return "naive" if "naive" in rows else next(iter(rows))
 
 
 def markdown(result):
     rows = result["variants"]
-    naive = rows.get("naive")
+    base_name = baseline_of(rows)
+    base = rows[base_name]
     phases = sorted({p for r in rows.values() for p in r["phase_ms_per_step"]},
                     key=lambda p: -max(r["phase_ms_per_step"].get(p, 0) for r in rows.values()))
     lines = [
         f"# Guarded LBO step speed ({result['device_kind']})", "",
         f"- machine: {result['machine']}", f"- command: `{result['command']}`",
         f"- date: {result['date']}, torch {result['torch']}",
-        f"- model: VAE {result['vae_params'] / 1e6:.1f} M params, discriminator "
-        f"{result['disc_params'] / 1e6:.1f} M, perceptual: {result['perceptual']}",
-        f"- batch {result['batch']}, {result['steps']} timed steps per variant after "
+        "- models: " + "; ".join(sorted({
+            f"{r['preset']}: {r['image_size']}x{r['image_size']} images, VAE "
+            f"{r['vae_params'] / 1e6:.2f} M params, discriminator {r['disc_params'] / 1e6:.2f} M"
+            for r in rows.values()})) + f"; perceptual: {result['perceptual']}",
+        f"- batch per variant in the table, {result['steps']} timed steps per variant after "
         f"{result['warmup']} warm-up steps, interleaved; discriminator update every "
         f"{result['disc_every']} steps (its cost is in the step time)",
         f"- peak: {result['peak_flops'] / 1e12:.2f} TFLOP/s, the best of a large "
@@ -371,24 +439,26 @@ def markdown(result):
         f"- phases: {result['phases_timed']}",
         "- the batches are pre-generated in memory: the data path is not timed (see "
         "bench/results/data_throughput_cpu.md)", "",
-        "| variant | images/s | vs naive | predicted by FLOPs | median step (ms) | FLOPs/step "
-        "| achieved TFLOP/s (% of peak) | peak GPU memory (one process) | accepted / rolled "
-        "back / rejected | bottleneck groups |",
-        "|---|---|---|---|---|---|---|---|---|---|"]
+        f"| variant | batch | images/s | vs {base_name} | predicted by FLOPs | median step (ms) "
+        "| FLOPs/step | GFLOP/image | achieved TFLOP/s (% of peak) | peak GPU memory (one "
+        "process) | accepted / rolled back / rejected | bottleneck groups |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, r in rows.items():
-        ratio = f"{r['images_per_second'] / naive['images_per_second']:.2f}x" if naive else "-"
-        # What the change would buy if it only removed work: naive's FLOPs over these.
-        predicted = f"{naive['flops_per_step'] / r['flops_per_step']:.2f}x" \
-            if naive and naive["flops_per_step"] and r["flops_per_step"] else "-"
+        ratio = f"{r['images_per_second'] / base['images_per_second']:.2f}x"
+        # What the change would buy if it only removed work: the baseline's FLOPs per image
+        # over these.
+        predicted = f"{flops_per_image(base) / flops_per_image(r):.2f}x" \
+            if base["flops_per_step"] and r["flops_per_step"] else "-"
         if r["flops_per_step"]:
-            achieved = r["flops_per_step"] * r["images_per_second"] / result["batch"]
+            achieved = r["flops_per_step"] * r["images_per_second"] / r["batch"]
             flops = (f"{r['flops_per_step'] / 1e9:.1f} G",
+                     f"{flops_per_image(r) / 1e9:.2f}",
                      f"{achieved / 1e12:.3f} ({achieved / result['peak_flops']:.1%})")
         else:
-            flops = ("-", "-")
+            flops = ("-", "-", "-")
         memory = f"{r['peak_gpu_memory_gb']:.2f} GB" if r["peak_gpu_memory_gb"] else "-"
-        lines.append(f"| {name} | {r['images_per_second']:.2f} | {ratio} | {predicted} | "
-                     f"{r['median_step_ms']:.0f} | {flops[0]} | {flops[1]} | {memory} | "
+        lines.append(f"| {name} | {r['batch']} | {r['images_per_second']:.2f} | {ratio} | "
+                     f"{predicted} | {r['median_step_ms']:.0f} | {' | '.join(flops)} | {memory} | "
                      f"{r['accepted']} / {r['rollbacks']} / {r['rejected']} | "
                      + ", ".join(f"{g} {n}" for g, n in sorted(r["bottlenecks"].items()))
                      + " |")
@@ -405,7 +475,8 @@ def markdown(result):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--batch", type=int, default=0,
-                        help="images per step (default: 16 on a CPU, 256 on CUDA)")
+                        help="images per step, every variant (default: the preset's batch "
+                        "size; without a preset 16 on a CPU, 256 on CUDA)")
     parser.add_argument("--steps", type=int, default=12, help="timed steps per variant")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps per variant")
     parser.add_argument("--device", default="cpu")
@@ -417,55 +488,45 @@ def main():
     parser.add_argument("--output", default="", help="results file stem (default: by device)")
     args = parser.parse_args()
     device = train.resolve_device(args.device)
-    args.batch = args.batch or (256 if device.type == "cuda" else 16)
     if not args.variants:
         args.variants = "naive,ours,ours+channels_last,ours+channels_last+compile," \
             "ours+channels_last+next_batch" if device.type == "cpu" else \
             "naive,ours,ours+amp,ours+amp+channels_last,ours+amp+channels_last+compile," \
             "ours+amp+channels_last+next_batch"
-    train_set, _, _ = build_datasets(build_config(args))
-    batches = [torch.stack([train_set[i * args.batch + j] for j in range(args.batch)])
-               for i in range(4)]
-    state = calibrated_state(args, device, batches)
-    variants = make_variants(args, device, state)
-    # (batch, seed, goal table, step number); the step number decides the discriminator
-    # updates. Both warm-up steps and timed steps cycle through the bottleneck groups.
-    plan = [(batches[step % len(batches)], 1000 + step,
-             goals_with_bottleneck(state["goals"], list(BOTTLENECKS)[step % len(BOTTLENECKS)]),
-             step)
-            for step in range(1, args.warmup + args.steps + 1)]
+    variants = make_variants(args, device)
     # On a CPU the phase timer costs nothing, so the timed steps record the phases too.
     phases_apart = device.type == "cuda"
-    for x, seed, goals, step in plan:
+    for i in range(args.warmup + args.steps):
+        step = i + 1
         for variant in variants:
+            x, seed, goals, _ = variant.setup.plan[i]
             timed = step > args.warmup
             variant.run(x, seed, goals, step, timed, phases=timed and not phases_apart)
-        print(f"step {step}/{len(plan)}: " + ", ".join(
+        print(f"step {step}/{args.warmup + args.steps}: " + ", ".join(
             f"{v.name} {(v.step_seconds or [v.warmup_seconds])[-1]:.2f} s" for v in variants),
             flush=True)
     if phases_apart:
-        for x, seed, goals, step in plan[args.warmup:]:
+        for i in range(args.warmup, args.warmup + args.steps):
             for variant in variants:
+                x, seed, goals, step = variant.setup.plan[i]
                 variant.run(x, seed, goals, step, timed=False, phases=True)
     # Compiled code is not counted (the counter sees eager operators only).
-    flops = {v.name: None if "compile" in v.name else v.flops_per_step(plan[args.warmup:])
-             for v in variants}
+    flops = {v.name: None if "compile" in v.name else
+             v.flops_per_step(v.setup.plan[args.warmup:]) for v in variants}
     peak, peak_dtype = measured_peak(device)
     first = variants[0].trainer
     result = {
         "device_kind": device.type, "machine": device_name(device),
         "command": "python bench/step_speed.py " + shlex.join(sys.argv[1:]),
         "date": datetime.date.today().isoformat(), "torch": torch.__version__,
-        "vae_params": sum(p.numel() for p in first.vae.parameters()),
-        "disc_params": sum(p.numel() for p in first.disc.parameters()),
         "perceptual": "VGG16 layout to relu3_3, random weights (the real network's cost)"
         if args.features == "vgg16" else first.perceptual.description,
         "phases_timed": "in a separate pass of the same steps (the timer waits for the GPU at "
         "each phase boundary)" if phases_apart else "during the timed steps",
-        "batch": args.batch, "steps": args.steps, "warmup": args.warmup,
+        "steps": args.steps, "warmup": args.warmup,
         "disc_every": first.cfg.disc_every, "peak_flops": peak, "peak_dtype": peak_dtype,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "variants": {v.name: summarise(v, args.batch, flops[v.name]) for v in variants},
+        "variants": {v.name: summarise(v, flops[v.name]) for v in variants},
     }
     stem = RESULTS / (args.output or f"step_speed_{device.type}")
     stem.with_suffix(".json").write_text(json.dumps(result, indent=2))

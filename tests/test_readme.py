@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+import configs
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 import demo_numbers  # noqa: E402
@@ -217,3 +219,15 @@ def test_the_demo_picture_is_committed():
     if not (ROOT / DEMO_PICTURE).is_file():
         pytest.skip(f"{DEMO_PICTURE} is not committed yet: copy outputs_demo/reconstructions.png "
                     "(or cross_reconstruction.png) from a fresh `python train.py --preset demo`")
+
+
+def test_the_readme_states_the_images_each_preset_sees_per_run():
+    """A count, not a timing: synthetic_size x epochs of each preset, as the README says."""
+    readme = " ".join(README.read_text().split())
+    for name in ("demo", "study"):
+        cfg = configs.parse_args(["--preset", name])
+        found = re.search(rf"{name} ([\d,]+) \(([\d,]+) × (\d+) epochs, (\d+)×(\d+)", readme)
+        assert found, f"README.md does not say how many images the {name} preset sees"
+        total, per_epoch, epochs, side, _ = (int(g.replace(",", "")) for g in found.groups())
+        assert (per_epoch, epochs, side) == (cfg.synthetic_size, cfg.epochs, cfg.image_size)
+        assert total == per_epoch * epochs

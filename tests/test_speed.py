@@ -157,6 +157,34 @@ def test_the_benchmark_reports_every_variant_and_phase(tmp_path, monkeypatch):
     assert 0 < fast["flops_per_step"] < ours["flops_per_step"]
     table = (tmp_path / "speed.md").read_text()
     assert "| naive |" in table and "| ours+channels_last |" in table and "vs naive" in table
-    predicted = naive["flops_per_step"] / ours["flops_per_step"]
-    assert f"| ours | {ours['images_per_second']:.2f} | " in table
+    predicted = naive["flops_per_step"] / ours["flops_per_step"]  # same batch: per image too
+    assert f"| ours | 8 | {ours['images_per_second']:.2f} | " in table
     assert f"x | {predicted:.2f}x | " in table.split("| ours |")[1].splitlines()[0]
+
+
+def test_variants_of_two_presets_run_side_by_side_each_on_its_own_model_and_batch(
+        tmp_path, monkeypatch):
+    monkeypatch.setattr(sys, "argv", [
+        "step_speed.py", "--steps", "1", "--warmup", "1", "--variants", "tiny:ours,demo:ours",
+        "--output", str(tmp_path / "speed")])
+    step_speed.main()
+    rows = json.loads((tmp_path / "speed.json").read_text())["variants"]
+    tiny, demo = rows["tiny:ours"], rows["demo:ours"]
+    demo_cfg, tiny_cfg = (configs.parse_args(["--preset", p]) for p in ("demo", "tiny"))
+    assert (tiny["batch"], demo["batch"]) == (tiny_cfg.batch_size, demo_cfg.batch_size)
+    assert (tiny["image_size"], demo["image_size"]) == (32, 64)
+    assert demo["vae_params"] > tiny["vae_params"]
+    # A 64x64 image through the wider nets costs more than a 32x32 one through the tiny nets.
+    tiny_per_image, demo_per_image = (r["flops_per_step"] / r["batch"] for r in (tiny, demo))
+    assert demo_per_image > 4 * tiny_per_image
+    table = (tmp_path / "speed.md").read_text()
+    assert "| vs tiny:ours |" in table
+    assert f"| demo:ours | 32 | {demo['images_per_second']:.2f} | " \
+        f"{demo['images_per_second'] / tiny['images_per_second']:.2f}x | " \
+        f"{tiny_per_image / demo_per_image:.2f}x |" in table
+
+
+def test_an_unknown_preset_in_a_variant_is_named(monkeypatch, capsys):
+    monkeypatch.setattr(sys, "argv", ["step_speed.py", "--variants", "tiny:ours,dmeo:ours"])
+    with pytest.raises(SystemExit, match="unknown preset 'dmeo' in 'dmeo:ours'"):
+        step_speed.main()

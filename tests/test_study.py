@@ -167,3 +167,39 @@ def test_a_finished_run_is_reused_only_with_the_config_the_grid_runs_now(tmp_pat
     assert len((run / "metrics.jsonl").read_text().splitlines()) == 2
     assert "resuming from" not in (run / "train.log").read_text()
     assert "epochs 1 → 2; running it again" in capsys.readouterr().out
+
+
+def test_kept_small_files_let_a_grid_continue_on_a_fresh_machine(tmp_path):
+    """--keep copies each finished run's numbers, report and two pictures (no checkpoint);
+    a study in a new folder with the same --keep counts them as finished and runs nothing.
+    A variant's own :N seed count overrides --seeds."""
+    kept = tmp_path / "kept"
+    argv = ["--preset", "tiny", "--variants", "elbo_beta1:2,lbo_no_realism", "--seeds", "1",
+            "--keep", str(kept), "--epochs", "1"]
+    assert study.main(argv + ["--out", str(tmp_path / "first")]) == 0
+    first = json.loads((tmp_path / "first" / "study.json").read_text())
+    assert first["elbo_beta1"]["seeds"] == [0, 1] and first["lbo_no_realism"]["seeds"] == [0]
+    for variant, seed in (("elbo_beta1", 0), ("elbo_beta1", 1), ("lbo_no_realism", 0)):
+        folder = kept / variant / f"seed_{seed}"
+        assert sorted(p.name for p in folder.iterdir()) == sorted(study.KEPT)
+        assert json.loads((folder / "study_run.json").read_text())["seconds"] > 0
+    assert not (kept / "elbo_beta1" / "seed_2").exists()
+    # A fresh machine: only the kept files. Nothing runs (no train.log), the numbers agree.
+    fresh = tmp_path / "fresh"
+    assert study.main(argv + ["--out", str(fresh)]) == 0
+    assert not list(fresh.glob("*/seed_*/train.log"))
+    again = json.loads((fresh / "study.json").read_text())
+    for variant in first:
+        assert again[variant]["metrics"]["ssim"] == first[variant]["metrics"]["ssim"]
+        assert all(m > 0 for m in again[variant]["metrics"]["run_minutes"])
+    report = (fresh / "study.md").read_text()
+    assert "seeds elbo_beta1 0..1, lbo_no_realism 0..0" in report and "| run_minutes |" in report
+    # A kept run made with other settings is refused like any other.
+    with pytest.raises(SystemExit, match="epochs 1 → 2"):
+        study.main([*argv[:-1], "2", "--out", str(tmp_path / "third")])
+
+
+def test_a_bad_seed_count_after_a_variant_is_refused(capsys):
+    with pytest.raises(SystemExit):
+        study.parse_args(["--variants", "lbo:0"])
+    assert "variant lbo:0: the seed count" in capsys.readouterr().err

@@ -206,12 +206,12 @@ def test_tensorboard_gets_step_and_epoch_scalars_and_images(tiny_cfg):
 def test_the_elbo_control_is_a_plain_beta_vae_whose_statistics_see_reconstructions_only(
         tiny_cfg):
     """Three control steps against a beta-VAE written out here: encode, reparameterise with
-    the step's eps, decode z alone, summed squared error + beta * KL, AdamW. Every parameter
-    and BatchNorm statistic agrees: logging LBO's measures changed nothing."""
+    the step's eps, decode z alone, summed squared error / (2 sigma^2) + beta * KL, AdamW.
+    Every parameter and BatchNorm statistic agrees: logging LBO's measures changed nothing."""
     import copy
 
     from losses import draw_step
-    cfg = dataclasses.replace(tiny_cfg, objective="elbo", beta=2.0)
+    cfg = dataclasses.replace(tiny_cfg, objective="elbo", beta=2.0, elbo_sigma=0.3)
     torch.manual_seed(0)
     trainer = train.Trainer(cfg, torch.device("cpu"))
     plain = copy.deepcopy(trainer.vae)
@@ -226,7 +226,8 @@ def test_the_elbo_control_is_a_plain_beta_vae_whose_statistics_see_reconstructio
         mu, logvar = plain.encode(x)
         recon = plain.decode(mu + torch.exp(0.5 * logvar) * eps)
         kl = 0.5 * (logvar.exp() + mu ** 2 - 1 - logvar)
-        loss = ((recon - x) ** 2).sum((1, 2, 3)).mean() + cfg.beta * kl.sum(1).mean()
+        loss = ((recon - x) ** 2).sum((1, 2, 3)).mean() / (2 * 0.3 ** 2) \
+            + cfg.beta * kl.sum(1).mean()
         opt.zero_grad()
         loss.backward()
         opt.step()

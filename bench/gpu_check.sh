@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# What only a GPU can show, in one short script (about 8 minutes on one H200):
+#   1. the full-width guarded step (batch 256, bf16 autocast, channels-last, compiled, and the
+#      next-batch guard) against the naive baseline -> bench/results/step_speed_cuda.{md,json}
+#   2. the default study grid at the study preset, 5 seeds, runs side by side
+#      -> bench/results/study_cuda.md (+ .json, .png), each run's small files kept under
+#         bench/results/study_runs_cuda/ so that an interrupted check continues
+#
+#   bash bench/gpu_check.sh            # both
+#   STEPS=6 SEEDS=1 bash bench/gpu_check.sh   # a quicker look
+# Exits at once, saying so, when no CUDA device is visible. Nothing here runs in CI.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python}
+STEPS=${STEPS:-12}
+SEEDS=${SEEDS:-5}
+JOBS=${JOBS:-12}
+if ! "$PYTHON" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)"; then
+    echo "gpu_check: no CUDA device visible to torch; this script is for a GPU machine" >&2
+    exit 1
+fi
+"$PYTHON" -c "import torch; print('gpu_check:', torch.cuda.get_device_name(), torch.__version__)"
+
+echo "== 1/2 full-width step: bf16, channels-last, compile, next-batch (batch 256)"
+"$PYTHON" bench/step_speed.py --device cuda --batch 256 --steps "$STEPS" \
+    --variants naive,ours,ours+amp+channels_last,ours+amp+channels_last+compile,ours+amp+channels_last+next_batch
+
+echo "== 2/2 the default study grid, --preset study, $SEEDS seeds, $JOBS runs at a time"
+# One CPU thread per run: a dozen runs share the host's cores (they fight otherwise).
+OMP_NUM_THREADS=1 "$PYTHON" study.py --device cuda --jobs "$JOBS" --seeds "$SEEDS" \
+    --out runs/study_cuda --keep bench/results/study_runs_cuda
+cp runs/study_cuda/study.md bench/results/study_cuda.md
+cp runs/study_cuda/study.json bench/results/study_cuda.json
+cp runs/study_cuda/study.png bench/results/study_cuda.png
+echo "gpu_check: wrote bench/results/step_speed_cuda.md, bench/results/study_cuda.md"
