@@ -187,14 +187,17 @@ class Config:
 
 PRESETS = {
     # The built-in dataset and a small model: the whole pipeline in minutes on a laptop CPU.
+    # 32x32 and batch 64: a 2-core CPU takes an LBO step on 4.9x the images per second of
+    # 64x64 batches of 32 (bench/results/step_speed_study_cpu.md), so the same minutes train
+    # on about 4x the images.
     "demo": dict(
-        dataset="synthetic", synthetic_size=1536, heldout_size=256, num_workers=0,
-        latent_dim=32, core_dim=8,
+        dataset="synthetic", image_size=32, synthetic_size=4096, heldout_size=256,
+        num_workers=0, latent_dim=32, core_dim=8,
         enc_channels=(16, 32, 64, 128), dec_channels=(64, 32, 16, 16),
         disc_channels=(16, 32, 64, 64), perceptual="random",
         # Tightening from epoch 2 at x0.5 an epoch reaches the refusal regime, the 5 % hold and
         # the early stop within minutes; the default (x0.95 from epoch 5) needs hours.
-        epochs=12, batch_size=32, calibration_batches=24,
+        epochs=12, batch_size=64, calibration_batches=24,
         tighten_start_epoch=2, tighten_rate=0.5,
         output_dir="outputs_demo", eval_images=256, dci_trees=20,
     ),
@@ -210,14 +213,11 @@ PRESETS = {
     ),
 }
 
-# study.py's runs: the demo's networks with the SPEC's tightening schedule (x0.95 an epoch from
-# epoch 5), at 32x32 and batch 64, where a 2-core CPU takes an LBO step on 4x the images per
-# second of the demo's 64x64 batches of 32 (bench/results/step_speed_study_cpu.md), so that a
-# run sees 32,768 images (the earlier 64x64 preset: 7,680) in about 5 minutes with its
-# evaluation. At 64x64 the same images would take 4x as long. Calibration is the first 24
-# batches of epoch 1.
-PRESETS["study"] = dict(PRESETS["demo"], image_size=32, batch_size=64, synthetic_size=4096,
-                        epochs=8, tighten_start_epoch=5, tighten_rate=0.05,
+# study.py's runs: the demo's networks, images and batches with the SPEC's tightening schedule
+# (x0.95 an epoch from epoch 5) for 8 epochs, so that a run sees 32,768 images (the earlier
+# 64x64 preset: 7,680) in about 5 minutes with its evaluation on a 2-core CPU. Calibration is
+# the first 24 batches of epoch 1.
+PRESETS["study"] = dict(PRESETS["demo"], epochs=8, tighten_start_epoch=5, tighten_rate=0.05,
                         output_dir="outputs_study")
 
 # Settings of the run rather than of the experiment: a resumed run may change them. `compile`

@@ -301,6 +301,14 @@ def run_metrics(folder):
     for group in history[-1]["bottleneck"]:
         m[f"bottleneck_{group}"] = sum(r["bottleneck"][group] * r["accepted"] for r in history
                                        if r["steps"]) / accepted if accepted else math.nan
+    # The squeeze: a group binds when it is the bottleneck of >= 5 % of one epoch's accepted
+    # steps; its largest share in any epoch says whether it ever did.
+    for group in history[-1]["bottleneck"]:
+        m[f"bottleneck_most_in_an_epoch_{group}"] = max(
+            (r["bottleneck"][group] for r in history if r["accepted"]), default=math.nan)
+    # Convergence: the held-out MSE's gain over the last fifth of the epochs (summary.py).
+    gain = history[-1].get("heldout_recent_gain")
+    m["heldout_mse_recent_gain"] = gain if gain is not None else math.nan
     record = folder / "study_run.json"
     seconds = json.loads(record.read_text()).get("seconds") if record.exists() else None
     m["run_minutes"] = seconds / 60 if seconds is not None else math.nan  # with evaluation
@@ -527,6 +535,8 @@ def parse_args(argv):
     args.argv = list(argv)
     if args.seeds < 1 or args.jobs < 1:
         parser.error("--seeds and --jobs must be at least 1")
+    if args.keep and Path(args.keep).resolve() == Path(args.out).resolve():
+        parser.error("--keep must be another folder than --out (it holds copies of its runs)")
     seeds = {}
     for item in (v.strip() for v in args.variants.split(",") if v.strip()):
         name, _, count = item.partition(":")

@@ -16,6 +16,11 @@ from conftest import violate_evaluations
 ROOT = Path(__file__).resolve().parent.parent
 
 
+
+def images(cfg):
+    """A batch of 8 random images at the config's size."""
+    return torch.rand(8, 3, cfg.image_size, cfg.image_size)
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -41,23 +46,23 @@ def worker(rank, world, port, out_dir, mode):
     torch.manual_seed(100 + rank)  # each rank its own data and draws
     stats = train.EpochStats()
     for _ in range(cfg.calibration_batches):
-        trainer.calibration_step(torch.rand(8, 3, 64, 64), stats)
+        trainer.calibration_step(images(cfg), stats)
     trainer.finish_calibration()
     start = flat_parameters(trainer.vae)
     # Evaluation 2 checks step 1's update (look-ahead: its own batch; next-batch: step 2's);
     # rank 1 finds it violated, rank 0 does not. Evaluation 3 is step 2's forward (next-batch:
     # after the rollback); rank 0 finds it violated: no step anywhere. Step 3 is clean.
     violate_evaluations(setattr, {2} if rank == 1 else {3})
-    trainer.lbo_step(torch.rand(8, 3, 64, 64), stats, "step 1", lambda line: None)
+    trainer.lbo_step(images(cfg), stats, "step 1", lambda line: None)
     after_step_1 = flat_parameters(trainer.vae)
-    trainer.lbo_step(torch.rand(8, 3, 64, 64), stats, "step 2", lambda line: None)
+    trainer.lbo_step(images(cfg), stats, "step 2", lambda line: None)
     after_rejection = flat_parameters(trainer.vae)
-    trainer.lbo_step(torch.rand(8, 3, 64, 64), stats, "step 3", lambda line: None)
+    trainer.lbo_step(images(cfg), stats, "step 3", lambda line: None)
     trainer.settle_pending(stats, lambda line: None)
     after_step = flat_parameters(trainer.vae)
     decision = trainer.tightener.end_epoch(1, stats.rollback_rate, trainer.goals)
     # An epoch in which one rank's second batch has a NaN pixel: every rank skips it.
-    batches = [torch.rand(8, 3, 64, 64) * (0.5 + rank) for _ in range(3)]  # ranks differ
+    batches = [images(cfg) * (0.5 + rank) for _ in range(3)]  # ranks differ
     batches[1][0, 0, 0, 0] = float("nan") if rank == 1 else 0.0
     local, real_sum = {}, distributed.sum_over_ranks
 

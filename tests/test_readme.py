@@ -96,42 +96,15 @@ def table_blocks(path):
     return blocks
 
 
-def study_tables():
-    """{row name: {variant: cell}} of every table of bench/results/study_cpu.md (a row name in
-    several tables: the last one's)."""
-    tables = {}
-    for block in table_blocks(ROOT / "bench" / "results" / "study_cpu.md"):
-        tables.update(block)
-    return tables
+STUDY = ROOT / "bench" / "results" / "study_cpu.md"
 
 
 def test_the_readme_study_line_is_what_the_study_measured():
+    """The README quotes bench/results/study_cpu.md: LBO's and the control's SSIM and split
+    score (5 seeds each), the paired differences with their verdicts, the commit, the preset's
+    images per run."""
     readme = " ".join(README.read_text().split())
-    tables = study_tables()
-    for variant in ("lbo", "elbo_beta1"):
-        mean, half_width = tables["ssim"][variant].split(" ± ")
-        assert f"{float(mean):.3f} ± {half_width}" in readme, variant
-        assert tables["seeds"][variant] == "5"
-    assert "5 seeds of LBO and of the control" in readme
-    assert tables["ssim (higher)"]["lbo"] == "worse" and "*worse* than the control's" in readme
-    split = [row for row in tables if row.endswith(("(higher)", "(lower)"))
-             and not row.startswith("ssim")]
-    assert len(split) == 7 and all(tables[row]["lbo"] == "overlap" for row in split)
-    assert "no disentanglement measure differs from the control's outside the intervals" in readme
-    study = (ROOT / "bench" / "results" / "study_cpu.md").read_text()
-    commit = re.search(r"device cpu; [^;]*; machine: AMD EPYC, 2 cores, Linux; commit (\w+)",
-                       study).group(1)
-    assert f"AMD EPYC, 2 cores, Linux, commit {commit}" in readme
-
-
-HEADLINE_STUDY = ROOT / "bench" / "results" / "study_headline_cpu.md"
-
-
-def test_the_readme_headline_study_line_is_what_the_re_run_measured():
-    """The re-run of LBO against the plain control with this session's measures: the README
-    quotes its SSIM and split score per variant and the paired differences with verdicts."""
-    readme = " ".join(README.read_text().split())
-    verdicts, paired, metrics = table_blocks(HEADLINE_STUDY)[:3]
+    _, paired, metrics = table_blocks(STUDY)[:3]
     for variant in ("lbo", "elbo_beta1"):
         assert metrics["seeds"][variant] == "5", variant
         for name in ("ssim", "swap_split_score"):
@@ -139,8 +112,9 @@ def test_the_readme_headline_study_line_is_what_the_re_run_measured():
     for name in ("ssim (higher)", "swap_split_score (higher)"):
         difference, verdict = paired[name]["lbo"].split(" (n=5 pairs) ")
         assert f"{difference} (paired, {verdict})" in readme, name
-    commit = re.search(r"every run made at commit (\w+)", HEADLINE_STUDY.read_text()).group(1)
+    commit = re.search(r"every run made at commit (\w+)", STUDY.read_text()).group(1)
     assert f"commit {commit[:7]}" in readme
+    assert "`--preset study`" in STUDY.read_text() or "preset `study`" in STUDY.read_text()
 
 
 # --- links ------------------------------------------------------------------------------------

@@ -172,14 +172,14 @@ def test_variants_of_two_presets_run_side_by_side_each_on_its_own_model_and_batc
     tiny, demo = rows["tiny:ours"], rows["demo:ours"]
     demo_cfg, tiny_cfg = (configs.parse_args(["--preset", p]) for p in ("demo", "tiny"))
     assert (tiny["batch"], demo["batch"]) == (tiny_cfg.batch_size, demo_cfg.batch_size)
-    assert (tiny["image_size"], demo["image_size"]) == (32, 64)
+    assert (tiny["image_size"], demo["image_size"]) == (tiny_cfg.image_size, demo_cfg.image_size)
     assert demo["vae_params"] > tiny["vae_params"]
-    # A 64x64 image through the wider nets costs more than a 32x32 one through the tiny nets.
+    # An image through the demo's wider nets costs more than one through the tiny nets.
     tiny_per_image, demo_per_image = (r["flops_per_step"] / r["batch"] for r in (tiny, demo))
-    assert demo_per_image > 4 * tiny_per_image
+    assert demo_per_image > tiny_per_image
     table = (tmp_path / "speed.md").read_text()
     assert "| vs tiny:ours |" in table
-    assert f"| demo:ours | 32 | {demo['images_per_second']:.2f} | " \
+    assert f"| demo:ours | {demo['batch']} | {demo['images_per_second']:.2f} | " \
         f"{demo['images_per_second'] / tiny['images_per_second']:.2f}x | " \
         f"{tiny_per_image / demo_per_image:.2f}x |" in table
 
@@ -188,3 +188,15 @@ def test_an_unknown_preset_in_a_variant_is_named(monkeypatch, capsys):
     monkeypatch.setattr(sys, "argv", ["step_speed.py", "--variants", "tiny:ours,dmeo:ours"])
     with pytest.raises(SystemExit, match="unknown preset 'dmeo' in 'dmeo:ours'"):
         step_speed.main()
+
+
+def test_the_gpu_check_script_refuses_a_machine_without_cuda(monkeypatch):
+    """bench/gpu_check.sh is for a GPU machine: without CUDA it says so and runs nothing."""
+    import subprocess
+    script = Path(__file__).resolve().parent.parent / "bench" / "gpu_check.sh"
+    assert subprocess.run(["bash", "-n", str(script)]).returncode == 0  # it parses
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    monkeypatch.setenv("PYTHON", sys.executable)
+    done = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1
+    assert "no CUDA device visible" in done.stderr and "== 1/2" not in done.stdout

@@ -41,6 +41,15 @@ def test_a_tiny_grid_runs_and_resumes_without_redoing_finished_runs(tmp_path):
     assert table["elbo_beta1"]["seeds"] == [0, 1]
     # The realism group was left out of the barrier: never a bottleneck, never refused.
     assert table["lbo_no_realism"]["metrics"]["bottleneck_realism"] == [0.0, 0.0]
+    assert table["lbo_no_realism"]["metrics"]["bottleneck_most_in_an_epoch_realism"] == [0, 0]
+    # The largest share in any epoch, and the held-out MSE's gain over the last epoch (of 2).
+    history = [json.loads(line) for line in
+               (runs[0] / "metrics.jsonl").read_text().splitlines()]
+    assert table["lbo_no_realism"]["metrics"]["bottleneck_most_in_an_epoch_recon"][0] == \
+        max(r["bottleneck"]["recon"] for r in history)
+    first, last = (r["heldout_mse"] for r in history)
+    assert table["lbo_no_realism"]["metrics"]["heldout_mse_recent_gain"][0] == \
+        pytest.approx((first - last) / first)
     assert all(len(v) == 2 for v in table["lbo_no_realism"]["metrics"].values())
     # An interrupted run: its checkpoint is there, its evaluation is not.
     interrupted = runs[1]
@@ -203,3 +212,6 @@ def test_a_bad_seed_count_after_a_variant_is_refused(capsys):
     with pytest.raises(SystemExit):
         study.parse_args(["--variants", "lbo:0"])
     assert "variant lbo:0: the seed count" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        study.parse_args(["--out", "runs/a", "--keep", "runs/a/"])
+    assert "--keep must be another folder than --out" in capsys.readouterr().err
