@@ -162,7 +162,7 @@ def realism_measures(disc, recon, swapped, real):
     SPEC §5 ("score", real.disc_features None): 1 - mean sigmoid(D(image)). Inside a min
     barrier that measure alone steers the decoder whenever realism is the bottleneck, and
     what fools a discriminator need not resemble the input: in the study every seed's
-    decoder drew one adversarial texture for every input (bench/results/study_cpu.md).
+    decoder drew one adversarial texture for every input (bench/results/study_cpu_64px.md).
     "features" keeps the discriminator, but measures in its features: a reconstruction
     against its own real image, stage by stage (a learned similarity: zero only when the
     discriminator sees no difference), a swap, which has no real counterpart, by the batch

@@ -245,7 +245,6 @@ def rerun_or_refuse(args):
 
 
 def run_grid(args):
-    restore_kept(args)
     rerun_or_refuse(args)
     todo = pending_runs(args)
     done = len(grid_runs(args)) - len(todo)
@@ -553,6 +552,7 @@ def parse_args(argv):
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
     started = time.monotonic()
+    restore_kept(args)
     if not args.report_only:
         run_grid(args)
     seconds = None if args.report_only else time.monotonic() - started

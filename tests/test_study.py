@@ -203,6 +203,10 @@ def test_kept_small_files_let_a_grid_continue_on_a_fresh_machine(tmp_path):
         assert all(m > 0 for m in again[variant]["metrics"]["run_minutes"])
     report = (fresh / "study.md").read_text()
     assert "seeds elbo_beta1 0..1, lbo_no_realism 0..0" in report and "| run_minutes |" in report
+    # A report alone from the kept files, in yet another folder.
+    elsewhere = tmp_path / "report"
+    assert study.main(argv + ["--out", str(elsewhere), "--report_only"]) == 0
+    assert json.loads((elsewhere / "study.json").read_text()) == again
     # A kept run made with other settings is refused like any other.
     with pytest.raises(SystemExit, match="epochs 1 → 2"):
         study.main([*argv[:-1], "2", "--out", str(tmp_path / "third")])
