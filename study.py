@@ -300,9 +300,8 @@ def run_metrics(folder):
     for group in history[-1]["bottleneck"]:
         m[f"bottleneck_{group}"] = sum(r["bottleneck"][group] * r["accepted"] for r in history
                                        if r["steps"]) / accepted if accepted else math.nan
-    # The squeeze: a group binds when it is the bottleneck of >= 5 % of one epoch's accepted
-    # steps; its largest share in any epoch says whether it ever did.
-    for group in history[-1]["bottleneck"]:
+        # The squeeze: a group binds when it is the bottleneck of >= 5 % of one epoch's
+        # accepted steps; its largest share in any epoch says whether it ever did.
         m[f"bottleneck_most_in_an_epoch_{group}"] = max(
             (r["bottleneck"][group] for r in history if r["accepted"]), default=math.nan)
     # Convergence: the held-out MSE's gain over the last fifth of the epochs (summary.py).

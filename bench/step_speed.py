@@ -497,9 +497,8 @@ def main():
     # On a CPU the phase timer costs nothing, so the timed steps record the phases too.
     phases_apart = device.type == "cuda"
     for i in range(args.warmup + args.steps):
-        step = i + 1
         for variant in variants:
-            x, seed, goals, _ = variant.setup.plan[i]
+            x, seed, goals, step = variant.setup.plan[i]  # every plan numbers its steps alike
             timed = step > args.warmup
             variant.run(x, seed, goals, step, timed, phases=timed and not phases_apart)
         print(f"step {step}/{args.warmup + args.steps}: " + ", ".join(

@@ -16,10 +16,10 @@ from conftest import violate_evaluations
 ROOT = Path(__file__).resolve().parent.parent
 
 
-
 def images(cfg):
     """A batch of 8 random images at the config's size."""
     return torch.rand(8, 3, cfg.image_size, cfg.image_size)
+
 
 def free_port():
     with socket.socket() as s:
