@@ -110,10 +110,18 @@ class Config:
     enc_channels: tuple = (64, 128, 256, 512)  # the encoder's four stride-2 stages
     dec_channels: tuple = (256, 128, 64, 32)   # the decoder's four upsampling stages
     disc_channels: tuple = (64, 128, 256, 512)  # the PatchGAN's four stride-2 stages
+    # spec: the SPEC's decoder, one linear layer from the whole latent to its first map.
+    # asymmetric: core alone makes the spatial map (a linear layer to the first map, then
+    # upsampled); detail enters every upsampling stage only as a per-channel scale and shift
+    # (FiLM), with no spatial path, so that it cannot say where things are
+    decoder: str = "spec"
     perceptual: str = "vgg16"        # vgg16 (ImageNet weights) | random (untrained, no download)
     vgg_weights: str = ""            # local VGG16 state-dict file; empty = torchvision's download
     # --- objective ---
-    objective: str = "lbo"           # lbo | elbo (plain beta-VAE control, same nets and data)
+    # lbo: -log(min_g S_g), the method. sum: the mean over groups of -log S_g with the same
+    # goals, calibration, guard and tightener (every group gets gradient every step: the
+    # control for what the min-barrier adds). elbo: a plain beta-VAE, same nets and data
+    objective: str = "lbo"
     beta: float = 1.0                # KL weight of the elbo objective
     # The elbo objective's Gaussian likelihood N(x; recon, sigma^2) per pixel: -ELBO =
     # summed squared error / (2 sigma^2) + beta * KL. 0.7071 (SSE + KL) let 27 of 32 dims
@@ -123,6 +131,21 @@ class Config:
     # real images in the discriminator's features. score: SPEC §5, 1 - mean sigmoid(D(image)),
     # which starved reconstruction on every seed of the study (docs/design.md, Design notes)
     realism: str = "features"
+    # What the realism distances are measured in units of, per discriminator stage.
+    # real_power: the real features' mean square. real_pairs: the distance between two
+    # different real images of the batch, through the same discriminator, so that the units
+    # move with it as it learns (the scales are calibrated while it is still untrained)
+    realism_units: str = "real_power"
+    # realism_swap compares the batch means of the swaps' and the real images' features.
+    # plain: their squared distance, which carries (Var_a + Var_b) / B, a floor that depends
+    # on the batch size. unbiased: that floor subtracted, estimated from the two batches
+    realism_swap_estimate: str = "plain"
+    # The core group's demand on the core-only decode. image: the SPEC's core_mse and
+    # core_edge (x's colours and edges). structure: core_edge alone, since colour is detail's
+    core_target: str = "image"
+    # Cycle goals in the swap group: the swap, re-encoded, gives back x's core and x[perm]'s
+    # detail (cycle_core, cycle_detail; one more encoder pass per step)
+    cycle_goals: bool = False
     drop_groups: str = ""            # ablations: comma-separated goal groups left out of the
                                      # barrier (their goals are not scored), e.g. "realism"
     # --- optimisation ---
@@ -231,7 +254,11 @@ RUN_ONLY_FIELDS = ("output_dir", "device", "num_workers", "eval_images", "epoch_
                    "face_probe_images", "dci_trees")
 
 CHOICES = {
-    "objective": ("lbo", "elbo"),
+    "objective": ("lbo", "sum", "elbo"),
+    "decoder": ("spec", "asymmetric"),
+    "realism_units": ("real_power", "real_pairs"),
+    "realism_swap_estimate": ("plain", "unbiased"),
+    "core_target": ("image", "structure"),
     "dataset": ("auto", "celeba", "folder", "synthetic", "shapes3d", "mpi3d", "dsprites"),
     "perceptual": ("vgg16", "random"),
     "guard_check": ("look-ahead", "next-batch"),
@@ -382,6 +409,31 @@ def validate(cfg):
 
 def dropped_groups(cfg):
     return [g.strip() for g in cfg.drop_groups.split(",") if g.strip()]
+
+
+def cycle_goals():
+    """The swap, re-encoded: mu_core(r_sw) against mu_core(x), mu_detail(r_sw) against
+    mu_detail(x[perm]) (Jha et al. 2018); auto-calibrated like the other swap goals."""
+    soft = "MINIMIZE_SOFT"
+    return [_goal("cycle_core", "swap", soft, scale="auto"),
+            _goal("cycle_detail", "swap", soft, scale="auto")]
+
+
+def goal_table(cfg):
+    """The goals a run scores: the table less the dropped groups, changed by the switches
+    (core_target, cycle_goals). The table itself (cfg.goals) stays the SPEC's."""
+    dropped = dropped_groups(cfg)
+    goals = [g for g in cfg.goals if g["group"] not in dropped]
+    if cfg.core_target == "structure":
+        goals = [g for g in goals if g["name"] != "core_mse"]
+    if cfg.cycle_goals and "swap" not in dropped:
+        goals += cycle_goals()
+    return copy.deepcopy(goals)
+
+
+def scores_goals(cfg):
+    """Whether the run trains on the goals (lbo and its sum control), not the beta-VAE loss."""
+    return cfg.objective != "elbo"
 
 
 def validate_goals(goals):

@@ -26,6 +26,10 @@ SSIM_WINDOW, SSIM_SIGMA = 11, 1.5
 _SOBEL_X = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]])
 
 
+def _mse(a, b):
+    return F.mse_loss(a, b)
+
+
 def edges(images):
     """Sobel gradient magnitude of the channel-mean image, (B, 1, H, W)."""
     gray = F.pad(images.mean(1, keepdim=True), (1, 1, 1, 1), mode="replicate")
@@ -139,20 +143,48 @@ class RealStats:
     histogram: torch.Tensor
     features: torch.Tensor
     disc_features: list = None  # the discriminator's stages, when realism = "features"
+    disc_units: list = None     # per stage: the units of realism_recon and realism_swap
+    disc_mean_noise: list = None  # per stage: the real batch mean's sampling variance, when
+                                  # realism_swap_estimate = "unbiased" (else None)
+
+
+def _mean_noise(features):
+    """The sampling variance of a batch mean, averaged over elements: Var / B (unbiased)."""
+    return features.var(0).mean() / features.shape[0]
 
 
 @torch.no_grad()
-def real_stats(x, perceptual, amp_context, disc=None):
-    """disc: the discriminator, for realism = "features" (None for the SPEC's score)."""
+def real_stats(x, perceptual, amp_context, disc=None, units="real_power",
+               swap_estimate="plain"):
+    """disc: the discriminator, for realism = "features" (None for the SPEC's score); units
+    and swap_estimate: the realism_units and realism_swap_estimate settings."""
     with amp_context():
         features = perceptual(x).float()
         disc_features = [f.float() for f in disc.features(x)] if disc is not None else None
-    return RealStats(edges(x), mean_color(x), color_histogram(x), features, disc_features)
+    stats = RealStats(edges(x), mean_color(x), color_histogram(x), features, disc_features)
+    if disc_features is not None:
+        stats.disc_units = [_realism_units(f, units) for f in disc_features]
+        if swap_estimate == "unbiased":
+            stats.disc_mean_noise = [_mean_noise(f) for f in disc_features]
+    return stats
 
 
-def _relative_mse(a, b):
-    """MSE(a, b) in units of b's mean square, so that every discriminator stage weighs alike."""
-    return _mse(a, b) / (b.pow(2).mean() + 1e-12)
+def _realism_units(features, units):
+    """(unit of realism_recon, unit of realism_swap) for one discriminator stage."""
+    if units == "real_power":  # the real features' mean square, their batch mean's for swaps
+        return features.pow(2).mean(), features.mean(0).pow(2).mean()
+    pairs = _mse(features, features.roll(1, 0))  # each image against another, never itself
+    return pairs, pairs
+
+
+def _swap_distance(swapped, real, real_noise):
+    """Squared distance of the batch means of swap and real features (mean over elements);
+    with real_noise, less both means' sampling variance, so that its expectation is the
+    distance of the two distributions' means whatever the batch size."""
+    distance = _mse(swapped.mean(0), real.mean(0))
+    if real_noise is None:
+        return distance
+    return distance - _mean_noise(swapped) - real_noise
 
 
 def realism_measures(disc, recon, swapped, real):
@@ -166,16 +198,20 @@ def realism_measures(disc, recon, swapped, real):
     "features" keeps the discriminator, but measures in its features: a reconstruction
     against its own real image, stage by stage (a learned similarity: zero only when the
     discriminator sees no difference), a swap, which has no real counterpart, by the batch
-    means of its features against the real batch's (feature matching)."""
+    means of its features against the real batch's (feature matching); both per stage in
+    the units real_stats chose (realism_units), the swap's less the batch means' sampling
+    noise when it was asked to (realism_swap_estimate)."""
     if real.disc_features is None:
         score = torch.sigmoid(disc(torch.cat([recon, swapped])).float()).flatten(1).mean(1)
         realism_recon, realism_swap = score.chunk(2)
         return 1 - realism_recon.mean(), 1 - realism_swap.mean()
     stages = [f.float().chunk(2) for f in disc.features(torch.cat([recon, swapped]))]
     count = len(stages)
-    realism_recon = sum(_relative_mse(r, t) for (r, _), t in zip(stages, real.disc_features))
-    realism_swap = sum(_relative_mse(s.mean(0), t.mean(0))
-                       for (_, s), t in zip(stages, real.disc_features))
+    noise = real.disc_mean_noise or [None] * count
+    realism_recon = sum(_mse(r, t) / (unit + 1e-12) for (r, _), t, (unit, _)
+                        in zip(stages, real.disc_features, real.disc_units))
+    realism_swap = sum(_swap_distance(s, t, n) / (unit + 1e-12) for (_, s), t, n, (_, unit)
+                       in zip(stages, real.disc_features, noise, real.disc_units))
     return realism_recon / count, realism_swap / count
 
 
@@ -187,10 +223,6 @@ class Forward:
     measures: dict          # name -> float32 scalar tensor (goal inputs and logged extras)
     recon: torch.Tensor     # the reconstruction (feeds the discriminator update and pictures)
     mu_variance: torch.Tensor  # per-dim batch variance of mu, detached (active/effective dims)
-
-
-def _mse(a, b):
-    return F.mse_loss(a, b)
 
 
 def _off_diagonal_energy(z):
@@ -215,8 +247,8 @@ def forward_measures(nets, x, real, draws, amp_context, update_stats=True):
     core_dim = draws.core_noise.shape[1]
     outer = contextlib.nullcontext() if update_stats else frozen_batchnorm_stats(vae)
     with outer, amp_context():
-        mu, logvar, mu_aug, z, decoded = vae(x, draws.augmented, draws.eps, draws.perm,
-                                             draws.core_noise, draws.detail_noise)
+        mu, logvar, mu_aug, z, decoded, mu_cycle = vae(
+            x, draws.augmented, draws.eps, draws.perm, draws.core_noise, draws.detail_noise)
         z_core, z_detail = z[:, :core_dim], z[:, core_dim:]
         recon, recon_core, swapped, core_moved, detail_moved = decoded.chunk(5)
         realism_recon, realism_swap = realism_measures(disc, recon, swapped, real)
@@ -272,6 +304,12 @@ def forward_measures(nets, x, real, draws, amp_context, update_stats=True):
         "core_var_max": var_core.max(),
         "detail_var_max": var_detail.max(),
     }
+    if mu_cycle is not None:
+        # Against mu of x, detached: the cycle asks the swap to carry the codes, not the
+        # encoder to move x's codes toward the swap's.
+        target = mu.detach()
+        m["cycle_core"] = _mse(mu_cycle[:, :core_dim], target[:, :core_dim])
+        m["cycle_detail"] = _mse(mu_cycle[:, core_dim:], target[draws.perm, core_dim:])
     return Forward(m, recon, var_mu.detach())
 
 
@@ -399,6 +437,15 @@ def barrier_loss(goals, evaluation):
     group = GROUPS[evaluation.bottleneck]
     logs = [evaluation.log_scores[g["name"]] for g in goals if g["group"] == group]
     return -torch.stack(logs).mean()
+
+
+def group_sum_loss(goals, evaluation):
+    """The sum control's loss: the mean over the groups with goals of -log S_g, so that every
+    group gets gradient on every step (-log S_g is minus the mean log-score of g's goals)."""
+    assert evaluation.ok, "group_sum_loss on a violated evaluation: reject the batch instead"
+    groups = [[evaluation.log_scores[g["name"]] for g in goals if g["group"] == group]
+              for group in GROUPS]
+    return torch.stack([-torch.stack(logs).mean() for logs in groups if logs]).mean()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -80,13 +80,51 @@ class Decoder(nn.Module):
         return self.net(h)
 
 
+class ModulatedDecoder(nn.Module):
+    """The asymmetric decoder (decoder = "asymmetric"): core alone is made into the first
+    spatial map and upsampled; detail only scales and shifts each upsampling stage's channels
+    (FiLM), the same at every position, so it has no path to say where things are: the
+    structure/appearance asymmetry of the Swapping Autoencoder (Park et al. 2020)."""
+
+    def __init__(self, channels, core_dim, detail_dim, image_size, top_channels):
+        super().__init__()
+        self.core_dim, self.top_channels, self.base = core_dim, top_channels, image_size // 16
+        self.fc = nn.Linear(core_dim, top_channels * self.base ** 2)
+        self.stages, self.films, in_ch = nn.ModuleList(), nn.ModuleList(), top_channels
+        for out_ch in channels:
+            self.stages.append(nn.Sequential(ResidualBlock(in_ch),
+                                             nn.Conv2d(in_ch, out_ch * 4, 3, padding=1),
+                                             nn.PixelShuffle(2), nn.BatchNorm2d(out_ch)))
+            film = nn.Linear(detail_dim, 2 * out_ch)
+            # Zero at the start: the decoder begins as core's alone, detail learns to modulate.
+            nn.init.zeros_(film.weight)
+            nn.init.zeros_(film.bias)
+            self.films.append(film)
+            in_ch = out_ch
+        self.act = _lrelu()
+        self.out = nn.Sequential(nn.Conv2d(in_ch, 3, 3, padding=1), nn.Sigmoid())
+
+    def forward(self, z):
+        core, detail = z[:, :self.core_dim], z[:, self.core_dim:]
+        h = self.fc(core).view(-1, self.top_channels, self.base, self.base)
+        for stage, film in zip(self.stages, self.films):
+            scale, shift = film(detail)[:, :, None, None].chunk(2, 1)
+            h = self.act(stage(h) * (1 + scale) + shift)
+        return self.out(h)
+
+
 class VAE(nn.Module):
     def __init__(self, cfg):
         super().__init__()
         self.core_dim, self.latent_dim = cfg.core_dim, cfg.latent_dim
         self.encoder = Encoder(cfg.enc_channels, cfg.latent_dim, cfg.image_size)
-        self.decoder = Decoder(cfg.dec_channels, cfg.latent_dim, cfg.image_size,
-                               cfg.enc_channels[-1])
+        if cfg.decoder == "asymmetric":
+            self.decoder = ModulatedDecoder(cfg.dec_channels, cfg.core_dim, cfg.detail_dim,
+                                            cfg.image_size, cfg.enc_channels[-1])
+        else:
+            self.decoder = Decoder(cfg.dec_channels, cfg.latent_dim, cfg.image_size,
+                                   cfg.enc_channels[-1])
+        self.reencode_swap = cfg.cycle_goals  # the cycle goals need mu of the swap
 
     def split(self, z):
         return z[:, :self.core_dim], z[:, self.core_dim:]
@@ -104,13 +142,14 @@ class VAE(nn.Module):
     def forward(self, x, augmented, eps, perm, core_noise, detail_noise):
         """Everything an LBO step needs from the VAE, in one call (the unit that
         DistributedDataParallel wraps): mu and log sigma^2 of x, mu of aug(x), the sampled z,
-        and the decodes of [z, core only, swapped detail, core + noise, detail + noise].
+        the decodes of [z, core only, swapped detail, core + noise, detail + noise], and mu of
+        the swapped decode re-encoded (None unless the cycle goals ask for it).
         With augmented None (the beta-VAE control): mu, log sigma^2, z and D(z) alone.
 
         The five latents are decoded in ONE decoder call: in training mode BatchNorm
         normalises with batch statistics, and separate calls would give D(z) and D(z + noise)
-        different normalisations, a spurious 'leak' even at zero noise. The pass on aug(x)
-        leaves the running statistics alone, so they describe real images."""
+        different normalisations, a spurious 'leak' even at zero noise. The passes on aug(x)
+        and on the swap leave the running statistics alone, so they describe real images."""
         mu, logvar = (t.float() for t in self.encode(x))
         if augmented is None:
             z = self.reparameterize(mu, logvar, eps)
@@ -126,7 +165,12 @@ class VAE(nn.Module):
             torch.cat([z_core + core_noise, z_detail], 1),         # core perturbed
             torch.cat([z_core, z_detail + detail_noise], 1),       # detail perturbed
         ])
-        return mu, logvar, mu_aug, z, self.decode(latents).float()
+        decoded = self.decode(latents).float()
+        mu_cycle = None
+        if self.reencode_swap:
+            with frozen_batchnorm_stats(self.encoder):
+                mu_cycle = self.encode(decoded.chunk(5)[2])[0].float()
+        return mu, logvar, mu_aug, z, decoded, mu_cycle
 
     def reconstruct(self, x):
         """decode(mu): the deterministic reconstruction used for evaluation and pictures."""

@@ -42,6 +42,9 @@ import plots
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT / "bench"))
 from data_throughput import cpu_machine  # noqa: E402
+# Every change that goes after the split (configs.py says what each does).
+SPLIT = ["--decoder", "asymmetric", "--cycle_goals", "true", "--core_target", "structure",
+         "--realism_units", "real_pairs", "--realism_swap_estimate", "unbiased"]
 VARIANTS = {
     "lbo": [],
     "elbo_beta1": ["--objective", "elbo", "--beta", "1"],
@@ -51,13 +54,22 @@ VARIANTS = {
     "lbo_next_batch": ["--guard_check", "next-batch"],
     "lbo_no_realism": ["--drop_groups", "realism"],
     "lbo_no_swap": ["--drop_groups", "swap"],
+    "sum": ["--objective", "sum"],  # LBO's goals, calibration, guard and tightener, mean loss
     # Beyond the default grid (--variants names them):
     "lbo_score_realism": ["--realism", "score"],  # the SPEC's realism measure
     "lbo_no_core": ["--drop_groups", "core"],  # core-only decodes need not match the image
+    # the changes that go after the split, one at a time...
+    "lbo_asymmetric": ["--decoder", "asymmetric"],
+    "lbo_cycle": ["--cycle_goals", "true"],
+    "lbo_core_structure": ["--core_target", "structure"],
+    "lbo_realism_units": ["--realism_units", "real_pairs", "--realism_swap_estimate", "unbiased"],
+    # ...and together, under the barrier and under the sum control:
+    "lbo_split": SPLIT,
+    "sum_split": ["--objective", "sum", *SPLIT],
 }
 # The grid `python study.py` runs: LBO, its controls and one ablation of each part.
-DEFAULT_GRID = ["lbo", "elbo_beta1", "elbo_beta4", "lbo_no_tightening", "lbo_fast_schedule",
-                "lbo_next_batch", "lbo_no_realism", "lbo_no_swap"]
+DEFAULT_GRID = ["lbo", "elbo_beta1", "elbo_beta4", "sum", "lbo_no_tightening",
+                "lbo_fast_schedule", "lbo_next_batch", "lbo_no_realism", "lbo_no_swap"]
 # The metrics drawn in study.png (all are in study.md), with the direction that is better.
 HEADLINE = {"ssim": "higher", "core_specificity": "higher", "detail_specificity": "higher",
             "swap_structure_error": "lower", "swap_appearance_error": "lower", "mig": "higher",
@@ -138,10 +150,15 @@ NOT_COMPARED = ("output_dir", "resume")
 
 
 def first_difference(stored, now):
-    """'field stored → now' for the first setting in which two configs differ, or None."""
+    """'field stored → now' for the first setting in which two configs differ, or None.
+
+    A setting the stored config lacks was added later, and new settings default to the
+    behaviour that came before them: it counts as its default."""
+    defaults = configs.to_dict(configs.Config())
     for key in [*now, *(k for k in stored if k not in now)]:
-        if key not in NOT_COMPARED and stored.get(key) != now.get(key):
-            return f"{key} {short(stored.get(key))} → {short(now.get(key))}"
+        before = stored[key] if key in stored else defaults.get(key)
+        if key not in NOT_COMPARED and before != now.get(key):
+            return f"{key} {short(before)} → {short(now.get(key))}"
     return None
 
 
@@ -342,6 +359,8 @@ def collect(args):
 
 # --- writing -------------------------------------------------------------------------------
 CONTROL = "elbo_beta1"  # what every variant is compared with in the verdict table
+# Paired tables: the beta-VAE, and LBO's own goals summed (what the min-barrier adds).
+PAIRED_CONTROLS = (CONTROL, "sum")
 
 
 def failed(values, control):
@@ -394,17 +413,17 @@ def compare_paired(row, control_row, name, better):
     return f"{mean:+.3g}{spread} (n={n} pairs) {verdict}"
 
 
-def verdict_table(table, intro, judge):
+def verdict_table(table, intro, judge, control=CONTROL):
     """The headline metrics of every variant against the control, one cell each from
     judge(variant's row, control's row, metric, better)."""
-    if CONTROL not in table:
+    if control not in table:
         return []
-    variants = [v for v in table if v != CONTROL]
+    variants = [v for v in table if v != control]
     lines = [intro, "", "| metric (better is) | " + " | ".join(variants) + " |",
              "|---|" + "---|" * len(variants)]
     for name, better in HEADLINE.items():
         lines.append(f"| {name} ({better}) | " + " | ".join(
-            judge(table[v], table[CONTROL], name, better) for v in variants) + " |")
+            judge(table[v], table[control], name, better) for v in variants) + " |")
     return lines + [""]
 
 
@@ -418,12 +437,12 @@ def verdict_lines(table):
 
 
 def paired_lines(table):
-    """The same, paired by seed."""
-    return verdict_table(
-        table, f"Paired with the control (`{CONTROL}`), seed by seed (the same seed shares the "
+    """The same, paired by seed, against each of PAIRED_CONTROLS in the study."""
+    return [line for control in PAIRED_CONTROLS for line in verdict_table(
+        table, f"Paired with the control (`{control}`), seed by seed (the same seed shares the "
         "data order): mean of variant − control over the seeds finite in both ± its 95 % "
         "interval (Student's t), n pairs; better / worse = the interval excludes 0.",
-        compare_paired)
+        compare_paired, control)]
 
 
 def cell(values):

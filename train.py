@@ -37,7 +37,8 @@ from control import RollbackGuard, Tightener
 from data import build_datasets, make_loader
 from evaluate import evaluate_run, reconstruction_metrics, summary_lines
 from losses import (Calibrator, GoalEvaluation, RealStats, StepDraws, barrier_loss, draw_step,
-                    evaluate_goals, forward_measures, kl_per_dim, measures_to_host, real_stats)
+                    evaluate_goals, forward_measures, group_sum_loss, kl_per_dim,
+                    measures_to_host, real_stats)
 from models import build_models, compile_networks
 from summary import EpochStats, format_summary, recent_gain
 
@@ -114,8 +115,7 @@ class Trainer:
         self.opt_disc = torch.optim.AdamW(self.disc.parameters(), cfg.disc_lr)
         self.schedulers = [torch.optim.lr_scheduler.CosineAnnealingLR(o, cfg.epochs, cfg.min_lr)
                            for o in (self.opt, self.opt_disc)]
-        dropped = configs.dropped_groups(cfg)  # ablations: these groups are not scored
-        self.goals = copy.deepcopy([g for g in cfg.goals if g["group"] not in dropped])
+        self.goals = configs.goal_table(cfg)  # less the ablations' groups, with the switches
         self.calibrator, self.calibrated = Calibrator(), False
         # Under DDP, every rank's calibration records so far, gathered when an interrupt
         # stops calibration: a resume gives each rank back its own (rank 0 writes them all).
@@ -153,7 +153,8 @@ class Trainer:
         """The real batch's statistics; the discriminator's features when realism measures
         the distance in them."""
         disc = self.disc if self.cfg.realism == "features" else None
-        return real_stats(x, self.perceptual, self.amp, disc)
+        return real_stats(x, self.perceptual, self.amp, disc, self.cfg.realism_units,
+                          self.cfg.realism_swap_estimate)
 
     def _forward(self, x):
         draws = draw_step(x, self.cfg)
@@ -182,7 +183,7 @@ class Trainer:
             self.log(line)
 
     def _auto_goal_names(self):
-        return [g["name"] for g in self.cfg.goals if g.get("scale") == "auto"]
+        return [g["name"] for g in configs.goal_table(self.cfg) if g.get("scale") == "auto"]
 
     # --- the control: a plain beta-VAE step --------------------------------------------------
     def elbo_step(self, x, stats):
@@ -242,7 +243,8 @@ class Trainer:
             self._count_failure(before, f"[REJECTED] {where}", log)
             return before
         with self.phase("backward"):
-            loss = barrier_loss(self.goals, before)
+            loss = barrier_loss(self.goals, before) if self.cfg.objective == "lbo" \
+                else group_sum_loss(self.goals, before)
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
             zero_fill_missing_grads(self.vae)
@@ -375,7 +377,7 @@ class Trainer:
                             rb=stats.failed, refresh=False)
         bar.close()
         self.settle_pending(stats, self.log)
-        if self.cfg.objective == "lbo" and not self.calibrated:
+        if configs.scores_goals(self.cfg) and not self.calibrated:
             if not len(self.calibrator):
                 raise UserError("epoch 1 had no usable batch to calibrate on (all had NaN/Inf "
                                 "pixels?); check the dataset")
@@ -384,11 +386,11 @@ class Trainer:
             self.finish_calibration()
         distributed.sum_over_ranks(self.context, stats, self.device)
         record = stats.record(epoch, self.cfg.core_dim,
-                              self.goals if self.cfg.objective == "lbo" else ())
+                              self.goals if configs.scores_goals(self.cfg) else ())
         record["lr"] = self.opt.param_groups[0]["lr"]
         record["objective"] = self.cfg.objective
         record["decision"], record["stop"] = self.tightener.end_epoch(
-            epoch, stats.rollback_rate, self.goals) if self.cfg.objective == "lbo" \
+            epoch, stats.rollback_rate, self.goals) if configs.scores_goals(self.cfg) \
             else ("none (elbo control)", False)
         record["tightening_rate"] = self.tightener.rate
         for scheduler in self.schedulers:

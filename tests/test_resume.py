@@ -1,5 +1,4 @@
 """Nothing lost: exact resume, interrupts, refused checkpoints."""
-import functools
 import json
 import math
 import os
@@ -56,12 +55,21 @@ def interrupt_after(monkeypatch, lbo_steps):
 # Epoch 1 has 4 LBO steps: its end, and mid-epoch 2. With the next-batch check, the update
 # pending at the interrupt is checked by the look-ahead before the checkpoint, where the
 # straight run checks it on the next batch; here both checks accept it, so the runs must agree.
-@pytest.mark.parametrize("lbo_steps, guard_check",
-                         [(4, "look-ahead"), (9, "look-ahead"), (9, "next-batch")])
+# The last case: every split switch on (configs.py), the sum objective among them.
+SPLIT_SWITCHES = ("--objective", "sum", "--decoder", "asymmetric", "--cycle_goals", "true",
+                  "--core_target", "structure", "--realism_units", "real_pairs",
+                  "--realism_swap_estimate", "unbiased")
+
+
+@pytest.mark.parametrize("lbo_steps, guard_check, switches",
+                         [(4, "look-ahead", ()), (9, "look-ahead", ()), (9, "next-batch", ()),
+                          (9, "look-ahead", SPLIT_SWITCHES)])
 def test_an_interrupted_run_resumes_to_the_same_parameters_and_metrics(
-        tmp_path, monkeypatch, capsys, lbo_steps, guard_check):
+        tmp_path, monkeypatch, capsys, lbo_steps, guard_check, switches):
     torch.use_deterministic_algorithms(True)
-    run_ = functools.partial(run, guard_check=guard_check)
+
+    def run_(out, *extra):
+        return run(out, *switches, *extra, guard_check=guard_check)
     try:
         assert run_(tmp_path / "straight") == 0
         interrupt_after(monkeypatch, lbo_steps)

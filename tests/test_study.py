@@ -5,6 +5,7 @@ import math
 
 import pytest
 
+import configs
 import study
 
 
@@ -219,3 +220,27 @@ def test_a_bad_seed_count_after_a_variant_is_refused(capsys):
     with pytest.raises(SystemExit):
         study.parse_args(["--out", "runs/a", "--keep", "runs/a/"])
     assert "--keep must be another folder than --out" in capsys.readouterr().err
+
+
+def test_a_setting_added_after_a_run_counts_as_its_default():
+    """Kept runs stay valid when a switch is added: new settings default to the behaviour
+    before them, so a stored config without the field is read as having its default."""
+    now = configs.to_dict(configs.parse_args(["--preset", "study"]))
+    stored = {k: v for k, v in now.items() if k != "cycle_goals"}
+    assert study.first_difference(stored, now) is None
+    assert study.first_difference(stored, dict(now, cycle_goals=True)) == \
+        "cycle_goals False → True"
+    assert study.first_difference(dict(stored, epochs=3), now) == "epochs 3 → 8"
+
+
+def test_the_report_pairs_every_variant_with_both_controls():
+    table = {"lbo": row([0, 1], [0.70, 0.74]), study.CONTROL: row([0, 1], [0.60, 0.62]),
+             "sum": row([0, 1], [0.71, 0.76])}
+    lines = study.paired_lines(table)
+    against_sum = lines[lines.index(next(line for line in lines if "(`sum`)" in line)):]
+    assert "| metric (better is) | lbo | elbo_beta1 |" in against_sum
+    # lbo - sum per seed: -0.01, -0.02 -> -0.015 +- 12.706 x 0.00707 / sqrt(2)
+    assert "| ssim (higher) | -0.015 ± 0.064 (n=2 pairs) includes 0 | -0.125 ± 0.19 " \
+        "(n=2 pairs) includes 0 |" in against_sum
+    assert any("(`elbo_beta1`)" in line for line in lines)
+    assert len(study.paired_lines({k: table[k] for k in ("lbo", "sum")})) < len(lines)

@@ -1,0 +1,251 @@
+"""The switches that go after the split (configs.py: objective sum, decoder, cycle_goals,
+core_target, realism_units, realism_swap_estimate): each does what its comment says, and
+each default leaves the SPEC's system as it was."""
+import contextlib
+import copy
+import json
+
+import pytest
+import torch
+
+import configs
+import train
+from configs import GROUPS
+from conftest import differing, snapshot, violate_evaluations
+from imagesets import SyntheticShapes
+from losses import draw_step, evaluate_goals, forward_measures, real_stats, realism_measures
+from models import VAE, Discriminator, ModulatedDecoder
+
+X = torch.rand(8, 3, 32, 32, generator=torch.Generator().manual_seed(5))
+
+
+def tiny(*switches):
+    return configs.parse_args(["--preset", "tiny", *switches])
+
+
+# --- objective = sum: the control for what the min-barrier adds ------------------------------
+def twin(trainer, objective):
+    other = train.Trainer(dataclass_with(trainer.cfg, objective=objective), trainer.device)
+    other.load_state_dict(copy.deepcopy(trainer.state_dict(2)))
+    other.goals = copy.deepcopy(trainer.goals)
+    return other
+
+
+def dataclass_with(cfg, **changes):
+    cfg = copy.deepcopy(cfg)
+    for name, value in changes.items():
+        setattr(cfg, name, value)
+    return cfg
+
+
+def step(trainer, monkeypatch):
+    with monkeypatch.context() as patch:
+        violate_evaluations(patch.setattr, (), others_pass=True)  # the guard accepts
+        torch.manual_seed(11)
+        trainer.lbo_step(X, train.EpochStats(), "here", print)
+
+
+def test_the_sum_objective_steps_on_the_mean_over_groups_of_minus_log_score(calibrated,
+                                                                           monkeypatch):
+    calibrated.lbo_batches = 2  # an odd step next: no discriminator update
+    ours, barrier = twin(calibrated, "sum"), twin(calibrated, "lbo")
+    reference = twin(calibrated, "sum")
+    torch.manual_seed(11)
+    _, _, fwd = reference._forward(X)
+    evaluation = evaluate_goals(reference.goals, fwd.measures)
+    loss = -torch.stack([torch.stack([evaluation.log_scores[g["name"]]
+                                      for g in reference.goals if g["group"] == group]).mean()
+                         for group in GROUPS]).mean()
+    reference.opt.zero_grad(set_to_none=True)
+    loss.backward()
+    reference.opt.step()
+    step(ours, monkeypatch)
+    step(barrier, monkeypatch)
+    assert differing(snapshot(ours), snapshot(reference)) == []
+    # ...and the test can tell the two objectives apart.
+    assert differing(snapshot(barrier), snapshot(reference))
+
+
+def test_the_sum_objective_keeps_calibration_guard_and_tightener(tmp_path):
+    assert train.main(["--preset", "tiny", "--objective", "sum", "--epochs", "2",
+                       "--output_dir", str(tmp_path)]) == 0
+    last = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[-1])
+    assert last["objective"] == "sum" and last["decision"] != "none (elbo control)"
+    assert last["accepted"] > 0 and "bottleneck" in last
+
+
+# --- the asymmetric decoder -------------------------------------------------------------------
+def asymmetric_vae():
+    torch.manual_seed(0)
+    vae = VAE(tiny("--decoder", "asymmetric")).eval()
+    with torch.no_grad():
+        for film in vae.decoder.films:
+            film.weight.normal_(0, 0.5)
+    return vae
+
+
+def test_the_asymmetric_decoder_makes_its_map_from_core_and_lets_detail_only_modulate():
+    vae = asymmetric_vae()
+    assert isinstance(vae.decoder, ModulatedDecoder)
+    core = torch.randn(4, vae.core_dim)
+    detail_a, detail_b = torch.randn(2, 4, vae.latent_dim - vae.core_dim)
+    with torch.no_grad():
+        a = vae.decode(torch.cat([core, detail_a], 1))
+        b = vae.decode(torch.cat([core, detail_b], 1))
+        assert (a - b).abs().max() > 1e-3  # detail does change the image...
+        for film in vae.decoder.films:
+            film.weight.zero_()
+        a = vae.decode(torch.cat([core, detail_a], 1))
+        b = vae.decode(torch.cat([core, detail_b], 1))
+    assert torch.equal(a, b)  # ...through the per-channel modulation alone
+    assert a.shape == (4, 3, 32, 32) and 0 <= a.min() and a.max() <= 1
+
+
+def test_the_asymmetric_decoder_modulates_every_position_of_a_channel_alike():
+    """Detail gives the first stage no map of its own: with the same core, its
+    pre-activation under detail b is, channel by channel, one affine map (the same at every
+    position) of the one under detail a."""
+    vae = asymmetric_vae()
+    inputs = []
+    # Before the (in-place) activation: what the stage hands it.
+    vae.decoder.act.register_forward_pre_hook(lambda module, args: inputs.append(args[0].clone()))
+    core = torch.randn(1, vae.core_dim).repeat(2, 1)
+    detail = torch.randn(2, vae.latent_dim - vae.core_dim)
+    with torch.no_grad():
+        vae.decode(torch.cat([core, detail], 1))
+    a, b = (t.flatten(1) for t in inputs[0])  # every stage's, the first stage's first
+    centred = a - a.mean(1, keepdim=True)
+    slope = (centred * (b - b.mean(1, keepdim=True))).sum(1) / centred.pow(2).sum(1)
+    fitted = b.mean(1, keepdim=True) + slope[:, None] * centred
+    assert torch.allclose(fitted, b, atol=1e-4)
+    assert not torch.allclose(slope, torch.ones_like(slope), atol=1e-3)  # it did modulate
+
+
+def test_the_asymmetric_decoder_trains_through_the_guard_and_the_joint_decode(tmp_path):
+    assert train.main(["--preset", "tiny", "--decoder", "asymmetric", "--epochs", "2",
+                       "--output_dir", str(tmp_path)]) == 0
+    state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    assert any(k.startswith("decoder.films.") for k in state["vae"])
+    assert (tmp_path / "cross_reconstruction.png").exists()
+
+
+# --- cycle goals -------------------------------------------------------------------------------
+def cycle_nets():
+    cfg = tiny("--cycle_goals", "true")
+    torch.manual_seed(0)
+    vae = VAE(cfg)
+    with torch.no_grad():  # an expressive encoder, not the collapsed one of the init
+        vae.encoder.mu.weight.normal_(0, 0.5)
+    disc = Discriminator(cfg.disc_channels).eval()
+    return cfg, (vae, disc, lambda images: images)
+
+
+def test_the_cycle_goals_reencode_the_swap_against_x_core_and_the_partner_detail():
+    cfg, nets = cycle_nets()
+    vae, c = nets[0], cfg.core_dim
+    torch.manual_seed(1)
+    draws = draw_step(X, cfg)
+    real = real_stats(X, nets[2], contextlib.nullcontext)
+    before = copy.deepcopy(vae.state_dict())
+    m = forward_measures(nets, X, real, draws, contextlib.nullcontext).measures
+    after_step = copy.deepcopy(vae.state_dict())
+    vae.load_state_dict(before)
+    with torch.no_grad():  # written out: the swap decoded jointly, then encoded again
+        mu, logvar = vae.encode(X)
+        z = mu + torch.exp(0.5 * logvar) * draws.eps
+        zc, zd = z[:, :c], z[:, c:]
+        latents = torch.cat([z, torch.cat([zc, 0 * zd], 1), torch.cat([zc, zd[draws.perm]], 1),
+                             torch.cat([zc + draws.core_noise, zd], 1),
+                             torch.cat([zc, zd + draws.detail_noise], 1)])
+        swapped = vae.decode(latents).chunk(5)[2]
+        mu_swap = vae.encode(swapped)[0]
+
+    def mse(a, b):
+        return torch.nn.functional.mse_loss(a, b).item()
+    assert m["cycle_core"].item() == pytest.approx(mse(mu_swap[:, :c], mu[:, :c]), rel=1e-4)
+    assert m["cycle_detail"].item() == pytest.approx(
+        mse(mu_swap[:, c:], mu[draws.perm, c:]), rel=1e-4)
+    assert m["cycle_detail"].item() != pytest.approx(mse(mu_swap[:, c:], mu[:, c:]), rel=0.01)
+    # The re-encoding leaves the running statistics alone: they describe real images.
+    vae.load_state_dict(before)
+    vae.reencode_swap = False
+    forward_measures(nets, X, real, draws, contextlib.nullcontext)
+    assert differing({k: v for k, v in vae.state_dict().items()}, after_step) == []
+
+
+def test_the_cycle_goals_are_swap_goals_calibrated_like_the_rest(tiny_cfg):
+    cfg = dataclass_with(tiny_cfg, cycle_goals=True)
+    torch.manual_seed(0)
+    trainer = train.Trainer(cfg, torch.device("cpu"))
+    stats = train.EpochStats()
+    for _ in range(cfg.calibration_batches):
+        trainer.calibration_step(torch.rand(8, 3, 32, 32), stats)
+    trainer.finish_calibration()
+    cycle = {g["name"]: g for g in trainer.goals if g["name"].startswith("cycle_")}
+    assert set(cycle) == {"cycle_core", "cycle_detail"}
+    assert all(g["group"] == "swap" and isinstance(g["scale"], float) for g in cycle.values())
+    # Without the switch (or with the swap group dropped) there are none.
+    assert not [g for g in configs.goal_table(tiny()) if g["name"].startswith("cycle_")]
+    assert not [g for g in configs.goal_table(tiny("--cycle_goals", "true", "--drop_groups",
+                                                   "swap")) if g["name"].startswith("cycle_")]
+
+
+# --- core_target ---------------------------------------------------------------------------------
+def test_core_target_structure_asks_the_core_decode_for_edges_not_colours():
+    def core_goals(cfg):
+        return [g["name"] for g in configs.goal_table(cfg) if g["group"] == "core"]
+    assert core_goals(tiny()) == ["core_mse", "core_edge"]
+    assert core_goals(tiny("--core_target", "structure")) == ["core_edge"]
+    # The table itself, which docs/settings.md lists, stays the SPEC's.
+    assert [g["name"] for g in tiny("--core_target", "structure").goals] == \
+        [g["name"] for g in configs.default_goals()]
+
+
+# --- realism units and the swap's noise floor ---------------------------------------------------
+def shapes(count, seed):
+    data = SyntheticShapes(count, 32, seed=seed)
+    return torch.stack([data[i] for i in range(count)])
+
+
+def realism(disc, recon, swapped, x, **options):
+    real = real_stats(x, lambda images: images, contextlib.nullcontext, disc, **options)
+    return [v.item() for v in realism_measures(disc, recon, swapped, real)]
+
+
+def test_real_pair_units_score_a_reconstruction_by_another_real_image_as_one():
+    torch.manual_seed(0)
+    disc = Discriminator((8, 8, 16, 16)).eval()
+    x = shapes(8, 0)
+    neighbour = x.roll(1, 0)  # each image's "reconstruction" is another real image
+    assert realism(disc, neighbour, x, x, units="real_pairs")[0] == pytest.approx(1, rel=1e-5)
+    assert realism(disc, x, x, x, units="real_pairs")[0] == pytest.approx(0, abs=1e-6)
+    assert realism(disc, neighbour, x, x)[0] != pytest.approx(1, rel=0.05)  # real_power
+
+
+def test_the_unbiased_swap_estimate_has_no_batch_size_floor():
+    """Two disjoint real batches of the same images: the plain squared distance of their
+    feature means is about (Var_a + Var_b) / B, so it falls with B; the unbiased one is about
+    0 at every batch size."""
+    torch.manual_seed(0)
+    disc = Discriminator((8, 8, 16, 16)).eval()
+    pool = shapes(640, 1)
+    floor = {}
+    for batch in (8, 64):
+        for estimate in ("plain", "unbiased"):
+            values = []
+            for draw in range(5):
+                order = torch.randperm(len(pool), generator=torch.Generator().manual_seed(draw))
+                a, b = pool[order[:batch]], pool[order[batch:2 * batch]]
+                with torch.no_grad():
+                    values.append(realism(disc, b, b, a, swap_estimate=estimate)[1])
+            floor[batch, estimate] = sum(values) / len(values)
+    assert floor[8, "plain"] > 4 * floor[64, "plain"] > 0
+    for batch in (8, 64):
+        assert abs(floor[batch, "unbiased"]) < 0.25 * floor[batch, "plain"]
+
+
+def test_every_split_switch_defaults_to_the_spec_system():
+    cfg = configs.Config()
+    assert (cfg.objective, cfg.decoder, cfg.cycle_goals, cfg.core_target, cfg.realism_units,
+            cfg.realism_swap_estimate) == ("lbo", "spec", False, "image", "real_power", "plain")
+    assert configs.goal_table(cfg) == cfg.goals
