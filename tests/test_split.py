@@ -4,6 +4,8 @@ each default leaves the SPEC's system as it was."""
 import contextlib
 import copy
 import json
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -15,6 +17,9 @@ from conftest import differing, snapshot, violate_evaluations
 from imagesets import SyntheticShapes
 from losses import draw_step, evaluate_goals, forward_measures, real_stats, realism_measures
 from models import VAE, Discriminator, ModulatedDecoder
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+import realism_swap_floor  # noqa: E402
 
 X = torch.rand(8, 3, 32, 32, generator=torch.Generator().manual_seed(5))
 
@@ -173,6 +178,26 @@ def test_the_cycle_goals_reencode_the_swap_against_x_core_and_the_partner_detail
     assert differing({k: v for k, v in vae.state_dict().items()}, after_step) == []
 
 
+def test_the_cycle_goals_move_the_swap_toward_the_codes_not_the_codes_toward_the_swap():
+    """The targets, mu of x, are fixed: with a decoder that draws one grey image whatever
+    the code, the swap (and so its code) does not depend on x, and the gradient on the
+    encoder's mu bias is the swap side's alone. Were the targets not detached, the bias would
+    move both sides alike and get no gradient at all."""
+    cfg, nets = cycle_nets()
+    vae = nets[0]
+    with torch.no_grad():
+        vae.decoder.net[-2].weight.zero_()  # the last convolution: sigmoid(0) = 0.5 everywhere
+        vae.decoder.net[-2].bias.zero_()
+    torch.manual_seed(1)
+    draws = draw_step(X, cfg)
+    real = real_stats(X, nets[2], contextlib.nullcontext)
+    m = forward_measures(nets, X, real, draws, contextlib.nullcontext).measures
+    for name, dims in (("cycle_core", slice(None, cfg.core_dim)),
+                       ("cycle_detail", slice(cfg.core_dim, None))):
+        grad, = torch.autograd.grad(m[name], vae.encoder.mu.bias, retain_graph=True)
+        assert grad[dims].abs().min() > 0
+
+
 def test_the_cycle_goals_are_swap_goals_calibrated_like_the_rest(tiny_cfg):
     cfg = dataclass_with(tiny_cfg, cycle_goals=True)
     torch.manual_seed(0)
@@ -249,3 +274,14 @@ def test_every_split_switch_defaults_to_the_spec_system():
     assert (cfg.objective, cfg.decoder, cfg.cycle_goals, cfg.core_target, cfg.realism_units,
             cfg.realism_swap_estimate) == ("lbo", "spec", False, "image", "real_power", "plain")
     assert configs.goal_table(cfg) == cfg.goals
+
+
+def test_the_floor_benchmark_reports_both_estimates_at_both_batch_sizes(tmp_path, monkeypatch):
+    monkeypatch.setattr(realism_swap_floor, "BATCHES", (8, 32))
+    out = tmp_path / "floor.md"
+    realism_swap_floor.main(["--draws", "3", "--out", str(out)])
+    rows = [line for line in out.read_text().splitlines() if line.startswith("| 8 |")
+            or line.startswith("| 32 |")]
+    plain = [float(row.split("|")[2].split("±")[0]) for row in rows]
+    assert len(rows) == 2 and plain[0] > 2 * plain[1] > 0  # the plain floor falls with B
+    assert "command: `python bench/realism_swap_floor.py --draws 3 --out" in out.read_text()
