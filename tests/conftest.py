@@ -49,10 +49,14 @@ def differing(a, b):
 @pytest.fixture
 def calibrated(tiny_cfg):
     """A trainer past calibration, with its optimizer state in place."""
+    return calibrated_trainer(tiny_cfg)
+
+
+def calibrated_trainer(cfg):
     torch.manual_seed(0)
-    trainer = train.Trainer(tiny_cfg, torch.device("cpu"))
+    trainer = train.Trainer(cfg, torch.device("cpu"))
     stats = train.EpochStats()
-    for _ in range(tiny_cfg.calibration_batches):
+    for _ in range(cfg.calibration_batches):
         trainer.calibration_step(torch.rand(8, 3, 32, 32), stats)
     trainer.finish_calibration()
     return trainer

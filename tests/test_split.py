@@ -13,7 +13,7 @@ import torch
 import configs
 import train
 from configs import GROUPS
-from conftest import differing, snapshot, violate_evaluations
+from conftest import calibrated_trainer, differing, snapshot, violate_evaluations
 from imagesets import SyntheticShapes
 from losses import draw_step, evaluate_goals, forward_measures, real_stats, realism_measures
 from models import VAE, Discriminator, ModulatedDecoder
@@ -199,13 +199,7 @@ def test_the_cycle_goals_move_the_swap_toward_the_codes_not_the_codes_toward_the
 
 
 def test_the_cycle_goals_are_swap_goals_calibrated_like_the_rest(tiny_cfg):
-    cfg = dataclass_with(tiny_cfg, cycle_goals=True)
-    torch.manual_seed(0)
-    trainer = train.Trainer(cfg, torch.device("cpu"))
-    stats = train.EpochStats()
-    for _ in range(cfg.calibration_batches):
-        trainer.calibration_step(torch.rand(8, 3, 32, 32), stats)
-    trainer.finish_calibration()
+    trainer = calibrated_trainer(dataclass_with(tiny_cfg, cycle_goals=True))
     cycle = {g["name"]: g for g in trainer.goals if g["name"].startswith("cycle_")}
     assert set(cycle) == {"cycle_core", "cycle_detail"}
     assert all(g["group"] == "swap" and isinstance(g["scale"], float) for g in cycle.values())
