@@ -204,13 +204,15 @@ def test_a_violation_on_one_rank_refuses_the_step_on_every_rank(tmp_path, mode):
             (r0["local"][key] + r1["local"][key]) / 2, rel=1e-6)
 
 
-def test_torchrun_trains_with_two_processes_and_rank0_writes(tmp_path):
+@pytest.mark.parametrize("switches", [(), ("--objective", "sum", "--decoder", "asymmetric",
+                                          "--cycle_goals", "true")])
+def test_torchrun_trains_with_two_processes_and_rank0_writes(tmp_path, switches):
     out = tmp_path / "run"
     env = dict(os.environ, OMP_NUM_THREADS="1")
     result = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
          "--master_port", str(free_port()), str(ROOT / "train.py"), "--preset", "tiny",
-         "--epochs", "2", "--output_dir", str(out)],
+         "--epochs", "2", "--output_dir", str(out), *switches],
         cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.count("=== epoch 2/2") == 1  # one summary: rank 0's

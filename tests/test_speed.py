@@ -49,13 +49,16 @@ def test_channels_last_changes_the_layout_and_the_numbers_by_rounding_only(tiny_
     assert a == pytest.approx(b, rel=1e-4, abs=1e-6)
 
 
+@pytest.mark.parametrize("switches", [{}, {"decoder": "asymmetric", "cycle_goals": True}])
 def test_compiled_networks_roll_back_exactly_without_recompiling(tiny_cfg, batches,
-                                                                  monkeypatch):
+                                                                  monkeypatch, switches):
     # aot_eager runs the same graph capture and autograd tracing as the default inductor
     # backend, without generating C++ (minutes on a 2-core machine).
     monkeypatch.setattr(torch, "compile",
                         functools.partial(torch.compile, backend="aot_eager"))
     torch._dynamo.reset()
+    for name, value in switches.items():  # the split's decoder and its re-encoding too
+        setattr(tiny_cfg, name, value)
     tiny_cfg.compile = True
     trainer = calibrated_trainer(tiny_cfg, batches)
     tiny_cfg.compile = False
