@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import configs  # noqa: E402
 from data import build_datasets, make_loader  # noqa: E402
 from data_throughput import cpu_machine  # noqa: E402  (bench/ is this script's folder)
 from evaluate import load_checkpoint, reconstruction_metrics  # noqa: E402
@@ -77,7 +78,7 @@ def main():
              "|---|---|---|---|---|---|"]
     for path in args.checkpoints:
         cfg, joint, alone = measure(path, device, args.batches)
-        saved = "saved (joint decode)" if cfg.objective == "lbo" else "saved (reconstructions)"
+        saved = "saved (joint decode)" if configs.scores_goals(cfg) else "saved (reconstructions)"
         for name, result in ((saved, joint),
                              (f"reconstructions alone ({args.batches} batches)", alone)):
             lines.append(f"| {path} | {cfg.objective} | {name} | {result['images']} | "
