@@ -15,6 +15,7 @@ import datetime
 import json
 import os
 import platform
+import subprocess
 import shlex
 import sys
 import tempfile
@@ -60,6 +61,12 @@ def repeated(dataset, times):
     if isinstance(dataset, data.CachedImages):
         return data.CachedImages(dataset.array_path, np.tile(dataset.rows, times))
     return data.ImageFiles(dataset.root, dataset.names * times, dataset.image_size)
+
+
+def short_commit():
+    """The repository's HEAD commit, abbreviated, for a results file."""
+    return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=Path(__file__).parent,
+                          capture_output=True, text=True).stdout.strip()
 
 
 def cpu_machine():

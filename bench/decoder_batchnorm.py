@@ -15,7 +15,6 @@ bench/results/decoder_batchnorm_<device>.md.
 import argparse
 import datetime
 import shlex
-import subprocess
 import sys
 from pathlib import Path
 
@@ -24,7 +23,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import configs  # noqa: E402
 from data import build_datasets, make_loader  # noqa: E402
-from data_throughput import cpu_machine  # noqa: E402  (bench/ is this script's folder)
+from data_throughput import cpu_machine, short_commit  # noqa: E402  (bench/ is this script's folder)
 from evaluate import load_checkpoint, reconstruction_metrics  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -68,8 +67,7 @@ def main():
     args = parser.parse_args()
     device = torch.device(args.device)
     torch.manual_seed(0)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True).stdout.strip()
+    commit = short_commit()
     lines = ["# Decoder BatchNorm statistics: joint decode against reconstructions alone", "",
              f"Machine: {cpu_machine() if device.type == 'cpu' else torch.cuda.get_device_name()}"
              f"; commit {commit}; {datetime.date.today()}.",

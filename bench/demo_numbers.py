@@ -22,7 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 import configs  # noqa: E402
-from data_throughput import cpu_machine  # noqa: E402  (bench/ is this script's folder)
+from data_throughput import cpu_machine, short_commit  # noqa: E402  (bench/ is this script's folder)
 from summary import format_summary  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "demo_cpu.md"
@@ -114,8 +114,7 @@ def replace_block(text, block):
 
 
 def main():
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
-                            capture_output=True, text=True).stdout.strip()
+    commit = short_commit()
     dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
                            capture_output=True, text=True).stdout.strip()
     commit += " (with uncommitted changes)" if dirty else ""

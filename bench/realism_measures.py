@@ -17,7 +17,6 @@ import argparse
 import contextlib
 import datetime
 import shlex
-import subprocess
 import sys
 from pathlib import Path
 
@@ -27,7 +26,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from checkpoint import read_checkpoint  # noqa: E402
 from data import build_datasets  # noqa: E402
-from data_throughput import cpu_machine  # noqa: E402  (bench/ is this script's folder)
+from data_throughput import cpu_machine, short_commit  # noqa: E402  (bench/ is this script's folder)
 from evaluate import load_checkpoint  # noqa: E402
 from losses import real_stats, realism_measures  # noqa: E402
 from models import Discriminator, PerceptualFeatures  # noqa: E402
@@ -84,8 +83,7 @@ def main():
         "collapsed decoder's outputs (one texture)": reconstructions(args.collapsed, x, device),
     }
     table = {name: scores(images, x, disc, perceptual) for name, images in candidates.items()}
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True).stdout.strip()
+    commit = short_commit()
     columns = list(next(iter(table.values())))
     lines = ["# What the realism and perceptual measures reward", "",
              f"Machine: {cpu_machine() if device.type == 'cpu' else torch.cuda.get_device_name()}"

@@ -12,7 +12,6 @@ import argparse
 import contextlib
 import datetime
 import shlex
-import subprocess
 import sys
 from pathlib import Path
 
@@ -22,7 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 import configs  # noqa: E402
 from checkpoint import read_checkpoint  # noqa: E402
-from data_throughput import cpu_machine  # noqa: E402  (bench/ is this script's folder)
+from data_throughput import cpu_machine, short_commit  # noqa: E402  (bench/ is this script's folder)
 from imagesets import SyntheticShapes  # noqa: E402
 from losses import real_stats, realism_measures  # noqa: E402
 from models import Discriminator  # noqa: E402
@@ -64,8 +63,7 @@ def main(argv=None):
     disc = discriminator(args.checkpoint)
     shapes = SyntheticShapes(2 * max(BATCHES) * 4, 32, seed=5)
     pool = torch.stack([shapes[i] for i in range(len(shapes))])
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
-                            capture_output=True, text=True).stdout.strip()
+    commit = short_commit()
     lines = ["# realism_swap of two disjoint real batches (true distance 0)", "",
              f"- command: `{shlex.join(['python', 'bench/realism_swap_floor.py', *argv])}`",
              f"- {datetime.date.today()}, {cpu_machine()}, commit {commit}; the demo "
