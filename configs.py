@@ -146,6 +146,13 @@ class Config:
     # Cycle goals in the swap group: the swap, re-encoded, gives back x's core and x[perm]'s
     # detail (cycle_core, cycle_detail; one more encoder pass per step)
     cycle_goals: bool = False
+    # What each code is asked to be invariant to (the latent group's consistency goals).
+    # spec: core_consistency alone, mu_core unchanged by a random h-flip and colour jitter
+    # (SPEC §6). split: core unchanged by colour jitter alone, and detail_consistency asks
+    # mu_detail unchanged by random h- and v-flips: each code ignores what the other carries.
+    # On the built-in shapes a flip moves the shape (x, y, rotation are structure), so the
+    # SPEC's flip asks core NOT to know where the shape is (docs/study.md, "The split")
+    consistency: str = "spec"
     drop_groups: str = ""            # ablations: comma-separated goal groups left out of the
                                      # barrier (their goals are not scored), e.g. "realism"
     # --- optimisation ---
@@ -259,6 +266,7 @@ CHOICES = {
     "realism_units": ("real_power", "real_pairs"),
     "realism_swap_estimate": ("plain", "unbiased"),
     "core_target": ("image", "structure"),
+    "consistency": ("spec", "split"),
     "dataset": ("auto", "celeba", "folder", "synthetic", "shapes3d", "mpi3d", "dsprites"),
     "perceptual": ("vgg16", "random"),
     "guard_check": ("look-ahead", "next-batch"),
@@ -419,15 +427,23 @@ def cycle_goals():
             _goal("cycle_detail", "swap", soft, scale="auto")]
 
 
+def detail_consistency_goal():
+    """mu_detail unchanged by flips (consistency = split); auto-calibrated like
+    core_consistency, in the same group."""
+    return _goal("detail_consistency", "latent", "MINIMIZE_SOFT", scale="auto")
+
+
 def goal_table(cfg):
     """The goals a run scores: the table less the dropped groups, changed by the switches
-    (core_target, cycle_goals). The table itself (cfg.goals) stays the SPEC's."""
+    (core_target, cycle_goals, consistency). The table itself (cfg.goals) stays the SPEC's."""
     dropped = dropped_groups(cfg)
     goals = [g for g in cfg.goals if g["group"] not in dropped]
     if cfg.core_target == "structure":
         goals = [g for g in goals if g["name"] != "core_mse"]
     if cfg.cycle_goals and "swap" not in dropped:
         goals += cycle_goals()
+    if cfg.consistency == "split" and "latent" not in dropped:
+        goals.append(detail_consistency_goal())
     return copy.deepcopy(goals)
 
 

@@ -87,7 +87,7 @@ class StepDraws:
     perm: torch.Tensor           # swap permutation of the batch
     core_noise: torch.Tensor     # perturbation of z_core for the colour-leak goal
     detail_noise: torch.Tensor   # perturbation of z_detail for the edge-leak goal
-    augmented: torch.Tensor      # aug(x) for core_consistency
+    augmented: torch.Tensor      # what the consistency goals encode (consistency_inputs)
 
 
 def _hue_rotation(angles):
@@ -101,8 +101,9 @@ def _hue_rotation(angles):
     return torch.linalg.inv(to_yiq) @ rot @ to_yiq
 
 
-def augment(x):
-    """Random horizontal flip and colour jitter (0.2, 0.2, 0.2, hue 0.05), drawn per image.
+def augment(x, flip=True):
+    """Random horizontal flip (unless flip is False) and colour jitter (0.2, 0.2, 0.2, hue
+    0.05), drawn per image.
 
     Per image, not per batch: one flip for the whole batch made core_consistency jump for
     every image at once and pushed it past the barrier (5 of 8 batches rejected)."""
@@ -111,8 +112,7 @@ def augment(x):
     def factor(spread):
         return (1 + spread * (2 * torch.rand(b, 1, 1, 1, device=x.device) - 1))
 
-    flip = torch.rand(b, 1, 1, 1, device=x.device) < 0.5
-    out = torch.where(flip, x.flip(3), x)
+    out = random_flips(x, horizontal=True, vertical=False) if flip else x
     out = (out * factor(0.2)).clamp(0, 1)                                   # brightness
     gray_mean = out.mean((1, 2, 3), keepdim=True)
     out = ((out - gray_mean) * factor(0.2) + gray_mean).clamp(0, 1)         # contrast
@@ -123,6 +123,24 @@ def augment(x):
     return out.clamp(0, 1)
 
 
+def random_flips(x, horizontal=True, vertical=True):
+    """Each image flipped left-right and/or upside down, each with probability 1/2."""
+    for wanted, dim in ((horizontal, 3), (vertical, 2)):
+        if wanted:
+            flip = torch.rand(x.shape[0], 1, 1, 1, device=x.device) < 0.5
+            x = torch.where(flip, x.flip(dim), x)
+    return x
+
+
+def consistency_inputs(x, cfg):
+    """The images the consistency goals encode. spec: aug(x) for core. split: colour-jittered
+    x for core, then flipped x for detail, stacked (2B rows) so that one encoder pass takes
+    both."""
+    if cfg.consistency == "spec":
+        return augment(x)
+    return torch.cat([augment(x, flip=False), random_flips(x)])
+
+
 def draw_step(x, cfg):
     b = x.shape[0]
     eps = torch.randn(b, cfg.latent_dim, device=x.device)
@@ -131,7 +149,7 @@ def draw_step(x, cfg):
         perm=torch.randperm(b, device=x.device),
         core_noise=cfg.noise_std * torch.randn(b, cfg.core_dim, device=x.device),
         detail_noise=cfg.noise_std * torch.randn(b, cfg.detail_dim, device=x.device),
-        augmented=augment(x),
+        augmented=consistency_inputs(x, cfg),
     )
 
 
@@ -291,7 +309,7 @@ def forward_measures(nets, x, real, draws, amp_context, update_stats=True):
         "logvar_core": logvar[:, :core_dim].mean(),
         "logvar_detail": logvar[:, core_dim:].mean(),
         "cov": _off_diagonal_energy(z_core),
-        "core_consistency": _mse(mu[:, :core_dim], mu_aug[:, :core_dim]),
+        "core_consistency": _mse(mu[:, :core_dim], mu_aug[:len(x), :core_dim]),
         # A soft fraction of weak core dims, so the goal has a gradient: a dim with variance
         # v counts max(0, 1 - v / 0.1); it is 0 exactly when every dim is active.
         "weak": F.relu(1 - var_core / ACTIVE_VARIANCE).mean(),
@@ -304,6 +322,8 @@ def forward_measures(nets, x, real, draws, amp_context, update_stats=True):
         "core_var_max": var_core.max(),
         "detail_var_max": var_detail.max(),
     }
+    if len(mu_aug) > len(x):  # consistency = split: the flipped images follow the jittered
+        m["detail_consistency"] = _mse(mu_detail, mu_aug[len(x):, core_dim:])
     if mu_cycle is not None:
         # Against mu of x, detached: the cycle asks the swap to carry the codes, not the
         # encoder to move x's codes toward the swap's.

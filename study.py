@@ -63,6 +63,9 @@ VARIANTS = {
     "lbo_cycle": ["--cycle_goals", "true"],
     "lbo_core_structure": ["--core_target", "structure"],
     "lbo_realism_units": ["--realism_units", "real_pairs", "--realism_swap_estimate", "unbiased"],
+    "lbo_consistency": ["--consistency", "split"],  # core ignores colour, detail ignores flips
+    "sum_consistency": ["--objective", "sum", "--consistency", "split"],
+    "lbo_consistency_asymmetric": ["--consistency", "split", "--decoder", "asymmetric"],
     # ...and together, under the barrier and under the sum control:
     "lbo_split": SPLIT,
     "sum_split": ["--objective", "sum", *SPLIT],
