@@ -66,6 +66,8 @@ VARIANTS = {
     "lbo_consistency": ["--consistency", "split"],  # core ignores colour, detail ignores flips
     "sum_consistency": ["--objective", "sum", "--consistency", "split"],
     "lbo_consistency_asymmetric": ["--consistency", "split", "--decoder", "asymmetric"],
+    "sum_consistency_asymmetric": ["--objective", "sum", "--consistency", "split", "--decoder",
+                                   "asymmetric"],
     # ...and together, under the barrier and under the sum control:
     "lbo_split": SPLIT,
     "sum_split": ["--objective", "sum", *SPLIT],
