@@ -1,5 +1,5 @@
 """The switches that go after the split (configs.py: objective sum, decoder, cycle_goals,
-core_target, realism_units, realism_swap_estimate): each does what its comment says, and
+core_target, realism_units, realism_swap_estimate, consistency): each does what its comment says, and
 each default leaves the SPEC's system as it was."""
 import contextlib
 import copy
@@ -15,8 +15,9 @@ import train
 from configs import GROUPS
 from conftest import calibrated_trainer, differing, snapshot, violate_evaluations
 from imagesets import SyntheticShapes
-from losses import draw_step, evaluate_goals, forward_measures, real_stats, realism_measures
-from models import VAE, Discriminator, ModulatedDecoder
+from losses import (augment, draw_step, evaluate_goals, forward_measures, real_stats,
+                    realism_measures)
+from models import VAE, Discriminator, ModulatedDecoder, frozen_batchnorm_stats
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 import realism_swap_floor  # noqa: E402
@@ -135,8 +136,8 @@ def test_the_asymmetric_decoder_trains_through_the_guard_and_the_joint_decode(tm
 
 
 # --- cycle goals -------------------------------------------------------------------------------
-def cycle_nets():
-    cfg = tiny("--cycle_goals", "true")
+def expressive_nets(*switches):
+    cfg = tiny(*switches)
     torch.manual_seed(0)
     vae = VAE(cfg)
     with torch.no_grad():  # an expressive encoder, not the collapsed one of the init
@@ -146,7 +147,7 @@ def cycle_nets():
 
 
 def test_the_cycle_goals_reencode_the_swap_against_x_core_and_the_partner_detail():
-    cfg, nets = cycle_nets()
+    cfg, nets = expressive_nets("--cycle_goals", "true")
     vae, c = nets[0], cfg.core_dim
     torch.manual_seed(1)
     draws = draw_step(X, cfg)
@@ -183,7 +184,7 @@ def test_the_cycle_goals_move_the_swap_toward_the_codes_not_the_codes_toward_the
     the code, the swap (and so its code) does not depend on x, and the gradient on the
     encoder's mu bias is the swap side's alone. Were the targets not detached, the bias would
     move both sides alike and get no gradient at all."""
-    cfg, nets = cycle_nets()
+    cfg, nets = expressive_nets("--cycle_goals", "true")
     vae = nets[0]
     with torch.no_grad():
         vae.decoder.net[-2].weight.zero_()  # the last convolution: sigmoid(0) = 0.5 everywhere
@@ -263,10 +264,67 @@ def test_the_unbiased_swap_estimate_has_no_batch_size_floor():
         assert abs(floor[batch, "unbiased"]) < 0.25 * floor[batch, "plain"]
 
 
+# --- consistency = split: each code unchanged by what the other carries ------------------------
+def test_split_consistency_encodes_jittered_images_for_core_and_flipped_ones_for_detail():
+    cfg = tiny("--consistency", "split")
+    x = torch.rand(64, 3, 32, 32, generator=torch.Generator().manual_seed(2))
+    torch.manual_seed(3)
+    draws = draw_step(x, cfg)
+    jittered, flipped = draws.augmented.chunk(2)
+    # Detail's images are x itself, flipped left-right and/or upside down (all four kinds).
+    kinds = [next(k for k, f in enumerate((lambda v: v, lambda v: v.flip(2),
+                                           lambda v: v.flip(1), lambda v: v.flip(1, 2)))
+                  if torch.equal(f(v), w)) for v, w in zip(x, flipped)]
+    assert set(kinds) == {0, 1, 2, 3}
+    # Core's are colour-jittered, never flipped: closer to x than to its mirror image.
+    assert not torch.equal(jittered, x)
+    to_x, to_mirror = ((jittered - t).abs().mean((1, 2, 3)) for t in (x, x.flip(3)))
+    assert (to_x < to_mirror).all()
+    # The SPEC's: one batch for core, about half of it flipped left-right.
+    torch.manual_seed(3)
+    spec = draw_step(x, tiny()).augmented
+    to_x, to_mirror = ((spec - t).abs().mean((1, 2, 3)) for t in (x, x.flip(3)))
+    assert len(spec) == len(x) and 10 < int((to_mirror < to_x).sum()) < 54
+
+
+def test_detail_consistency_compares_mu_detail_of_x_and_of_its_flips():
+    cfg, nets = expressive_nets("--consistency", "split")
+    vae, c, b = nets[0], cfg.core_dim, len(X)
+    torch.manual_seed(1)
+    draws = draw_step(X, cfg)
+    real = real_stats(X, nets[2], contextlib.nullcontext)
+    before = copy.deepcopy(vae.state_dict())
+    m = forward_measures(nets, X, real, draws, contextlib.nullcontext).measures
+    vae.load_state_dict(before)
+    with torch.no_grad():  # written out: x, then both kinds of variant in one frozen pass
+        mu = vae.encode(X)[0]
+        with frozen_batchnorm_stats(vae):
+            mu_variants = vae.encode(draws.augmented)[0]
+
+    def mse(a, v):
+        return torch.nn.functional.mse_loss(a, v).item()
+    assert m["detail_consistency"].item() == pytest.approx(
+        mse(mu[:, c:], mu_variants[b:, c:]), rel=1e-4)
+    assert m["core_consistency"].item() == pytest.approx(
+        mse(mu[:, :c], mu_variants[:b, :c]), rel=1e-4)
+    assert m["detail_consistency"].item() != pytest.approx(
+        mse(mu[:, c:], mu_variants[:b, c:]), rel=0.01)
+
+
+def test_detail_consistency_is_a_latent_goal_calibrated_like_core_consistency(tiny_cfg):
+    trainer = calibrated_trainer(dataclass_with(tiny_cfg, consistency="split"))
+    goal, = [g for g in trainer.goals if g["name"] == "detail_consistency"]
+    assert goal["group"] == "latent" and isinstance(goal["scale"], float) and goal["scale"] > 0
+    assert "detail_consistency" not in [g["name"] for g in configs.goal_table(tiny())]
+    assert "detail_consistency" not in [g["name"] for g in configs.goal_table(
+        tiny("--consistency", "split", "--drop_groups", "latent"))]
+
+
 def test_every_split_switch_defaults_to_the_spec_system():
     cfg = configs.Config()
     assert (cfg.objective, cfg.decoder, cfg.cycle_goals, cfg.core_target, cfg.realism_units,
-            cfg.realism_swap_estimate) == ("lbo", "spec", False, "image", "real_power", "plain")
+            cfg.realism_swap_estimate, cfg.consistency) == (
+        "lbo", "spec", False, "image", "real_power", "plain", "spec")
     assert configs.goal_table(cfg) == cfg.goals
 
 
