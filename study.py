@@ -441,9 +441,9 @@ def verdict_lines(table):
             row["metrics"].get(name, []), control_row["metrics"].get(name, []), better))
 
 
-def paired_lines(table):
-    """The same, paired by seed, against each of PAIRED_CONTROLS in the study."""
-    return [line for control in PAIRED_CONTROLS for line in verdict_table(
+def paired_lines(table, controls=PAIRED_CONTROLS):
+    """The same, paired by seed, against each of the controls in the study."""
+    return [line for control in controls for line in verdict_table(
         table, f"Paired with the control (`{control}`), seed by seed (the same seed shares the "
         "data order): mean of variant − control over the seeds finite in both ± its 95 % "
         "interval (Student's t), n pairs; better / worse = the interval excludes 0.",
@@ -480,7 +480,7 @@ def markdown(table, args, seconds):
              "a transfer where the decoder draws one image for all inputs) counts as a failed "
              "seed: a metric on which the variant or the control has one gets no verdict, its "
              "verdict cells say \"– (k/n failed)\"", "",
-             *verdict_lines(table), *paired_lines(table),
+             *verdict_lines(table), *paired_lines(table, args.paired_with),
              "| metric | " + " | ".join(variants) + " |", "|---|" + "---|" * len(variants),
              "| seeds | " + " | ".join(str(len(table[v]["seeds"])) for v in variants) + " |"]
     for name in names:
@@ -547,6 +547,10 @@ def parse_args(argv):
                         "files (no checkpoints); runs found there count as finished")
     parser.add_argument("--jobs", type=int, default=1, help="runs side by side")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--paired_with", default=",".join(PAIRED_CONTROLS),
+                        help="comma-separated variants each of which gets a table of the "
+                        "others' paired differences from it (e.g. add lbo: what a switch adds "
+                        "to the method)")
     parser.add_argument("--report_only", action="store_true",
                         help="write study.md from the finished runs, run nothing")
     parser.add_argument("--rerun_changed", action="store_true",
@@ -569,6 +573,11 @@ def parse_args(argv):
                          ">= 1")
         seeds[name] = list(range(int(count) if count else args.seeds))
     args.variants, args.seeds = list(seeds), seeds
+    args.paired_with = [v.strip() for v in args.paired_with.split(",") if v.strip()]
+    unknown = [v for v in args.paired_with if v not in VARIANTS]
+    if unknown:
+        parser.error(f"--paired_with {', '.join(unknown)}: unknown variant; known: "
+                     f"{', '.join(VARIANTS)}")
     return args
 
 

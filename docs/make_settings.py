@@ -78,9 +78,9 @@ NOTES = """
   two compiling. A resumed run may switch it, and is then not bit-exact.
 - `objective = elbo` trains the β-VAE control on the same networks and data; `sum` keeps
   everything of LBO but the min: the loss is the mean of every group's −log S_g.
-- `decoder`, `cycle_goals`, `core_target`, `realism_units`, `realism_swap_estimate`: the
-  changes that go after the core/detail split, each off by default (docs/study.md, "The
-  split").
+- `decoder`, `cycle_goals`, `core_target`, `realism_units`, `realism_swap_estimate`,
+  `consistency`: the changes that go after the core/detail split, each off by default
+  (docs/study.md, "The split").
 - `realism = score` restores the specification's measure, `1 − mean sigmoid(D)`
   (docs/design.md, Design notes).
 - `drop_groups`: a dropped group's goals are not scored; the group shows score 1 and is never
@@ -217,9 +217,11 @@ def render(path=CONFIGS):
     for goal in module.default_goals():
         out.append(goal_row(module, goal))
     out += ["", "The switches change the goals a run scores (`goal_table()` in `configs.py`): "
-            "`core_target = structure` leaves out `core_mse`; `cycle_goals` adds\n",
+            "`core_target = structure` leaves out `core_mse`; `cycle_goals` adds the first "
+            "two, `consistency = split` the third\n",
             "| goal | group | type | parameters |", "|---|---|---|---|",
-            *(goal_row(module, goal) for goal in module.cycle_goals())]
+            *(goal_row(module, goal) for goal in
+              [*module.cycle_goals(), module.detail_consistency_goal()])]
     covered = [n for names, _ in field_comments(source) for n in names]
     assert covered == list(fields), "every field of Config, in order, once"
     return "\n".join(out) + "\n"

@@ -244,3 +244,12 @@ def test_the_report_pairs_every_variant_with_both_controls():
         "(n=2 pairs) includes 0 |" in against_sum
     assert any("(`elbo_beta1`)" in line for line in lines)
     assert len(study.paired_lines({k: table[k] for k in ("lbo", "sum")})) < len(lines)
+    # --paired_with adds a table per named variant, in the report too.
+    args = study.parse_args(["--variants", "lbo,sum,elbo_beta1", "--paired_with",
+                             "elbo_beta1,sum,lbo"])
+    full = {k: {**v, "stops": ["epoch budget"], "commits": ["abc1234"] * 2}
+            for k, v in table.items()}
+    against_lbo = study.markdown(full, args, None).split("(`lbo`), seed by seed")[1]
+    assert "| metric (better is) | elbo_beta1 | sum |" in against_lbo
+    with pytest.raises(SystemExit):
+        study.parse_args(["--paired_with", "lbo,nonesuch"])
