@@ -99,6 +99,15 @@ def table_blocks(path):
 STUDY = ROOT / "bench" / "results" / "study_cpu.md"
 
 
+def paired_tables(path):
+    """{control: its paired table} of a study report. The tables follow their introductions
+    in order: the verdict, then one paired table per control."""
+    blocks = table_blocks(path)
+    intros = [ln for ln in path.read_text().splitlines() if ln.startswith(("Against", "Paired"))]
+    return {control: blocks[i] for i, line in enumerate(intros)
+            for control in re.findall(r"Paired with the control \(`(\w+)`\)", line)}
+
+
 def test_the_readme_study_line_is_what_the_study_measured():
     """The README quotes bench/results/study_cpu.md: LBO's and the control's SSIM and split
     score (5 seeds each), LBO's paired differences from the beta-VAE and from the sum control
@@ -107,10 +116,7 @@ def test_the_readme_study_line_is_what_the_study_measured():
     text = STUDY.read_text()
     blocks = table_blocks(STUDY)
     metrics = next(b for b in blocks if "seeds" in b)
-    # The tables follow their introductions in order: the verdict, then one paired per control.
-    paired = {control: blocks[i] for i, line in enumerate(
-        [ln for ln in text.splitlines() if ln.startswith(("Against", "Paired"))])
-        for control in re.findall(r"Paired with the control \(`(\w+)`\)", line)}
+    paired = paired_tables(STUDY)
     assert set(paired) == {"elbo_beta1", "sum"}
     for variant in ("lbo", "elbo_beta1", "sum"):
         assert metrics["seeds"][variant] == "5", variant
@@ -126,6 +132,29 @@ def test_the_readme_study_line_is_what_the_study_measured():
     for commit in commits:
         assert f"{commit[:7]}" in readme, commit
     assert "`--preset study`" in text or "preset `study`" in text
+
+
+CONSISTENCY = ROOT / "bench" / "results" / "study_consistency_cpu.md"
+
+
+def test_the_readme_consistency_line_is_what_its_study_measured():
+    """The README quotes bench/results/study_consistency_cpu.md: the consistency split with the
+    asymmetric decoder, under LBO (SSIM, split score) and under the sum (split score), 5 seeds
+    each, and its verdicts against LBO's defaults, the beta-VAE and the sum control."""
+    readme = " ".join(README.read_text().split())
+    blocks = table_blocks(CONSISTENCY)
+    metrics = next(b for b in blocks if "seeds" in b)
+    lbo, summed = "lbo_consistency_asymmetric", "sum_consistency_asymmetric"
+    assert metrics["seeds"][lbo] == metrics["seeds"][summed] == "5"
+    quoted = [metrics["ssim"][lbo], metrics["swap_split_score"][lbo],
+              metrics["swap_split_score"][summed]]
+    for cell in quoted:
+        assert cell.split(" (n=")[0] in readme, cell
+    # "better than LBO's defaults, the beta-VAE and the sum control (paired)"
+    paired = paired_tables(CONSISTENCY)
+    for control in ("lbo", "elbo_beta1", "sum"):
+        assert paired[control]["swap_split_score (higher)"][lbo].endswith(" better"), control
+    assert "better than LBO's defaults, the β-VAE and the sum control (paired)" in readme
 
 
 # --- links ------------------------------------------------------------------------------------

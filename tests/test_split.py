@@ -1,6 +1,6 @@
 """The switches that go after the split (configs.py: objective sum, decoder, cycle_goals,
-core_target, realism_units, realism_swap_estimate, consistency): each does what its comment says, and
-each default leaves the SPEC's system as it was."""
+core_target, realism_units, realism_swap_estimate, consistency): each does what its comment
+says, and each default leaves the SPEC's system as it was."""
 import contextlib
 import copy
 import json
@@ -15,8 +15,7 @@ import train
 from configs import GROUPS
 from conftest import calibrated_trainer, differing, snapshot, violate_evaluations
 from imagesets import SyntheticShapes
-from losses import (augment, draw_step, evaluate_goals, forward_measures, real_stats,
-                    realism_measures)
+from losses import draw_step, evaluate_goals, forward_measures, real_stats, realism_measures
 from models import VAE, Discriminator, ModulatedDecoder, frozen_batchnorm_stats
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
