@@ -141,14 +141,15 @@ class VAE(nn.Module):
 
     def forward(self, x, augmented, eps, perm, core_noise, detail_noise):
         """Everything an LBO step needs from the VAE, in one call (the unit that
-        DistributedDataParallel wraps): mu and log sigma^2 of x, mu of aug(x), the sampled z,
-        the decodes of [z, core only, swapped detail, core + noise, detail + noise], and mu of
-        the swapped decode re-encoded (None unless the cycle goals ask for it).
+        DistributedDataParallel wraps): mu and log sigma^2 of x, mu of `augmented` (the
+        consistency goals' images, losses.consistency_inputs), the sampled z, the decodes of
+        [z, core only, swapped detail, core + noise, detail + noise], and mu of the swapped
+        decode re-encoded (None unless the cycle goals ask for it).
         With augmented None (the beta-VAE control): mu, log sigma^2, z and D(z) alone.
 
         The five latents are decoded in ONE decoder call: in training mode BatchNorm
         normalises with batch statistics, and separate calls would give D(z) and D(z + noise)
-        different normalisations, a spurious 'leak' even at zero noise. The passes on aug(x)
+        different normalisations, a spurious 'leak' even at zero noise. The passes on `augmented`
         and on the swap leave the running statistics alone, so they describe real images."""
         mu, logvar = (t.float() for t in self.encode(x))
         if augmented is None:
