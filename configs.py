@@ -153,6 +153,11 @@ class Config:
     # On the built-in shapes a flip moves the shape (x, y, rotation are structure), so the
     # SPEC's flip asks core NOT to know where the shape is (docs/study.md, "The split")
     consistency: str = "spec"
+    # The consistency goals' colour jitter, its spreads times this: brightness, contrast and
+    # saturation by 1 +- 0.2 x it, hue by +- 0.05 x it of the colour wheel (SPEC: 1; at most
+    # 5, where a factor reaches 0). Wider, it spans more of the data's appearance, which core
+    # is then asked to ignore
+    jitter_scale: float = 1.0
     drop_groups: str = ""            # ablations: comma-separated goal groups left out of the
                                      # barrier (their goals are not scored), e.g. "realism"
     # --- optimisation ---
@@ -410,6 +415,9 @@ def validate(cfg):
              f"{', '.join(unknown)}; groups are {', '.join(GROUPS)}")
     _require(len(set(dropped)) < len(GROUPS),
              f"drop_groups = {cfg.drop_groups!r}: at least one group must stay")
+    _require(0 < cfg.jitter_scale <= 5,
+             f"jitter_scale = {cfg.jitter_scale!r}: must be > 0 and at most 5 (the brightness "
+             "factor 1 +- 0.2 x jitter_scale must stay >= 0)")
     _require(cfg.tighten_start_epoch >= 1,
              f"tighten_start_epoch = {cfg.tighten_start_epoch}: must be >= 1")
     validate_goals(cfg.goals)

@@ -101,9 +101,9 @@ def _hue_rotation(angles):
     return torch.linalg.inv(to_yiq) @ rot @ to_yiq
 
 
-def augment(x, flip=True):
+def augment(x, flip=True, spread=1.0):
     """Random horizontal flip (unless flip is False) and colour jitter (0.2, 0.2, 0.2, hue
-    0.05), drawn per image.
+    0.05, each times spread), drawn per image.
 
     Per image, not per batch: one flip for the whole batch made core_consistency jump for
     every image at once and pushed it past the barrier (5 of 8 batches rejected)."""
@@ -113,12 +113,12 @@ def augment(x, flip=True):
         return (1 + spread * (2 * torch.rand(b, 1, 1, 1, device=x.device) - 1))
 
     out = random_flips(x, horizontal=True, vertical=False) if flip else x
-    out = (out * factor(0.2)).clamp(0, 1)                                   # brightness
+    out = (out * factor(0.2 * spread)).clamp(0, 1)                          # brightness
     gray_mean = out.mean((1, 2, 3), keepdim=True)
-    out = ((out - gray_mean) * factor(0.2) + gray_mean).clamp(0, 1)         # contrast
+    out = ((out - gray_mean) * factor(0.2 * spread) + gray_mean).clamp(0, 1)  # contrast
     gray = out.mean(1, keepdim=True)
-    out = ((out - gray) * factor(0.2) + gray).clamp(0, 1)                   # saturation
-    angles = 2 * math.pi * 0.05 * (2 * torch.rand(b, device=x.device) - 1)  # hue
+    out = ((out - gray) * factor(0.2 * spread) + gray).clamp(0, 1)          # saturation
+    angles = 2 * math.pi * 0.05 * spread * (2 * torch.rand(b, device=x.device) - 1)  # hue
     out = torch.einsum("bij,bjhw->bihw", _hue_rotation(angles).to(out), out)
     return out.clamp(0, 1)
 
@@ -137,8 +137,8 @@ def consistency_inputs(x, cfg):
     x for core, then flipped x for detail, stacked (2B rows) so that one encoder pass takes
     both."""
     if cfg.consistency == "spec":
-        return augment(x)
-    return torch.cat([augment(x, flip=False), random_flips(x)])
+        return augment(x, spread=cfg.jitter_scale)
+    return torch.cat([augment(x, flip=False, spread=cfg.jitter_scale), random_flips(x)])
 
 
 def draw_step(x, cfg):

@@ -68,6 +68,11 @@ VARIANTS = {
     "lbo_consistency_asymmetric": ["--consistency", "split", "--decoder", "asymmetric"],
     "sum_consistency_asymmetric": ["--objective", "sum", "--consistency", "split", "--decoder",
                                    "asymmetric"],
+    # ...with a colour jitter 4x as wide (brightness 1 +- 0.8, hue +- 0.2 of the wheel)
+    "lbo_consistency_asymmetric_wide": ["--consistency", "split", "--decoder", "asymmetric",
+                                        "--jitter_scale", "4"],
+    "sum_consistency_asymmetric_wide": ["--objective", "sum", "--consistency", "split",
+                                        "--decoder", "asymmetric", "--jitter_scale", "4"],
     # ...and together, under the barrier and under the sum control:
     "lbo_split": SPLIT,
     "sum_split": ["--objective", "sum", *SPLIT],

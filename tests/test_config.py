@@ -34,6 +34,7 @@ def test_overrides_in_both_forms_and_presets_apply_first():
     (["--preset", "dmeo"], "unknown preset 'dmeo'; did you mean 'demo'?"),
     (["--enc_channels", "8,16"], "enc_channels = (8, 16): must be four positive channel counts"),
     (["--tighten_rate", "1.5"], "tighten_rate = 1.5: must be strictly between 0 and 1"),
+    (["--jitter_scale", "6"], "jitter_scale = 6.0: must be > 0 and at most 5"),
     (["--epochs"], "--epochs needs a value"),
     (["epochs=3"], "unexpected argument 'epochs=3'"),
 ])

@@ -4,6 +4,7 @@ says, and each default leaves the SPEC's system as it was."""
 import contextlib
 import copy
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -15,7 +16,9 @@ import train
 from configs import GROUPS
 from conftest import calibrated_trainer, differing, snapshot, violate_evaluations
 from imagesets import SyntheticShapes
-from losses import draw_step, evaluate_goals, forward_measures, real_stats, realism_measures
+import losses
+from losses import (augment, draw_step, evaluate_goals, forward_measures, real_stats,
+                    realism_measures)
 from models import VAE, Discriminator, ModulatedDecoder, frozen_batchnorm_stats
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
@@ -284,6 +287,33 @@ def test_split_consistency_encodes_jittered_images_for_core_and_flipped_ones_for
     spec = draw_step(x, tiny()).augmented
     to_x, to_mirror = ((spec - t).abs().mean((1, 2, 3)) for t in (x, x.flip(3)))
     assert len(spec) == len(x) and 10 < int((to_mirror < to_x).sum()) < 54
+
+
+def test_jitter_scale_widens_the_colour_jitter_the_consistency_goals_draw():
+    x = torch.full((256, 3, 16, 16), 0.5)
+    x[:, 0] = 0.3  # a colour, so that saturation and hue move it too
+    for switches in ((), ("--consistency", "split")):
+        wide = tiny(*switches, "--jitter_scale", "4")
+        torch.manual_seed(4)
+        drawn = losses.consistency_inputs(x, wide)[:len(x)]
+        torch.manual_seed(4)
+        assert torch.equal(drawn, augment(x, flip=not switches, spread=4))
+    torch.manual_seed(4)
+    narrow = augment(x, flip=False)
+    torch.manual_seed(4)
+    spread4 = augment(x, flip=False, spread=4)
+
+    def moved(images):  # how far each image's mean colour moved, on average
+        return (images.mean((2, 3)) - x.mean((2, 3))).abs().mean().item()
+
+    def turned(images):  # how far each image's hue turned (the angle of its YIQ chroma)
+        r, g, b = images.mean((2, 3)).unbind(1)
+        angle = torch.atan2(0.211 * r - 0.523 * g + 0.312 * b, 0.596 * r - 0.274 * g - 0.322 * b)
+        r, g, b = x.mean((2, 3)).unbind(1)
+        start = torch.atan2(0.211 * r - 0.523 * g + 0.312 * b, 0.596 * r - 0.274 * g - 0.322 * b)
+        return torch.remainder(angle - start + math.pi, 2 * math.pi).sub(math.pi).abs().mean()
+    assert moved(spread4) > 2.5 * moved(narrow) > 0
+    assert turned(spread4) > 2.5 * turned(narrow) > 0
 
 
 def test_detail_consistency_compares_mu_detail_of_x_and_of_its_flips():
