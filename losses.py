@@ -109,15 +109,15 @@ def augment(x, flip=True, spread=1.0):
     every image at once and pushed it past the barrier (5 of 8 batches rejected)."""
     b = x.shape[0]
 
-    def factor(spread):
-        return (1 + spread * (2 * torch.rand(b, 1, 1, 1, device=x.device) - 1))
+    def factor():  # 1 +- 0.2 x spread, per image
+        return (1 + 0.2 * spread * (2 * torch.rand(b, 1, 1, 1, device=x.device) - 1))
 
     out = random_flips(x, horizontal=True, vertical=False) if flip else x
-    out = (out * factor(0.2 * spread)).clamp(0, 1)                          # brightness
+    out = (out * factor()).clamp(0, 1)                                      # brightness
     gray_mean = out.mean((1, 2, 3), keepdim=True)
-    out = ((out - gray_mean) * factor(0.2 * spread) + gray_mean).clamp(0, 1)  # contrast
+    out = ((out - gray_mean) * factor() + gray_mean).clamp(0, 1)            # contrast
     gray = out.mean(1, keepdim=True)
-    out = ((out - gray) * factor(0.2 * spread) + gray).clamp(0, 1)          # saturation
+    out = ((out - gray) * factor() + gray).clamp(0, 1)                      # saturation
     angles = 2 * math.pi * 0.05 * spread * (2 * torch.rand(b, device=x.device) - 1)  # hue
     out = torch.einsum("bij,bjhw->bihw", _hue_rotation(angles).to(out), out)
     return out.clamp(0, 1)

@@ -306,12 +306,13 @@ def test_jitter_scale_widens_the_colour_jitter_the_consistency_goals_draw():
     def moved(images):  # how far each image's mean colour moved, on average
         return (images.mean((2, 3)) - x.mean((2, 3))).abs().mean().item()
 
-    def turned(images):  # how far each image's hue turned (the angle of its YIQ chroma)
+    def hue(images):  # the angle of each image's mean colour in YIQ's chroma plane
         r, g, b = images.mean((2, 3)).unbind(1)
-        angle = torch.atan2(0.211 * r - 0.523 * g + 0.312 * b, 0.596 * r - 0.274 * g - 0.322 * b)
-        r, g, b = x.mean((2, 3)).unbind(1)
-        start = torch.atan2(0.211 * r - 0.523 * g + 0.312 * b, 0.596 * r - 0.274 * g - 0.322 * b)
-        return torch.remainder(angle - start + math.pi, 2 * math.pi).sub(math.pi).abs().mean()
+        return torch.atan2(0.211 * r - 0.523 * g + 0.312 * b, 0.596 * r - 0.274 * g - 0.322 * b)
+
+    def turned(images):  # how far each image's hue turned, on average
+        turn = hue(images) - hue(x)
+        return torch.remainder(turn + math.pi, 2 * math.pi).sub(math.pi).abs().mean()
     assert moved(spread4) > 2.5 * moved(narrow) > 0
     assert turned(spread4) > 2.5 * turned(narrow) > 0
 
