@@ -22,6 +22,18 @@ def test_overrides_in_both_forms_and_presets_apply_first():
     assert cfg.dataset == "synthetic"  # from the preset
 
 
+def test_the_demo_runs_the_split_and_the_study_the_spec():
+    """The demo shows the best split found; the study's variants start from the SPEC's
+    decoder and consistency goals, or its kept runs and their names would change meaning."""
+    spec, demo, study = (configs.Config(), parse_args(["--preset", "demo"]),
+                         parse_args(["--preset", "study"]))
+    assert (demo.consistency, demo.decoder) == ("split", "asymmetric")
+    assert (study.consistency, study.decoder) == (spec.consistency, spec.decoder) == \
+        ("spec", "spec")
+    assert (study.tighten_start_epoch, study.tighten_rate) == \
+        (spec.tighten_start_epoch, spec.tighten_rate)
+
+
 @pytest.mark.parametrize("argv,expected", [
     (["--lr", "-1"], "lr = -1.0: must be > 0"),
     (["--core_dim", "128"], "core_dim = 128: must be < latent_dim (128)"),
