@@ -245,3 +245,13 @@ def test_the_readme_states_the_images_each_preset_sees_per_run():
         total, per_epoch, epochs, side, _ = (int(g.replace(",", "")) for g in found.groups())
         assert (per_epoch, epochs, side) == (cfg.synthetic_size, cfg.epochs, cfg.image_size)
         assert total == per_epoch * epochs
+
+
+def test_the_readme_states_the_demo_model_and_schedule_the_preset_runs():
+    """The demo paragraph names the split switches and the tightening schedule: both from
+    PRESETS["demo"], so a changed preset makes the text wrong until it is rewritten."""
+    readme = " ".join(README.read_text().split())
+    cfg = configs.parse_args(["--preset", "demo"])
+    assert f"`--consistency {cfg.consistency} --decoder {cfg.decoder}`" in readme
+    assert f"It tightens at ×{1 - cfg.tighten_rate:g} an epoch from epoch " \
+        f"{cfg.tighten_start_epoch}," in readme
