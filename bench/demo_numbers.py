@@ -5,10 +5,10 @@
 Runs the LBO demo and the beta-VAE control on the same data and budget (`python train.py
 --preset demo`, the same plus `--objective elbo --decoder spec`), each timed as a whole
 command, and writes bench/results/demo_cpu.md: machine, commit, commands, wall times, the
-held-out table and the LBO run's last epoch summary. The same table replaces the block between the
-`demo-numbers` markers in README.md (a test checks that the two agree), and the LBO run's
-reconstructions.png becomes the README's picture, docs/demo_reconstructions.png. Run it again
-whenever the training step or the defaults change.
+held-out table and the LBO run's last epoch summary. The same table replaces the block
+between the `demo-numbers` markers in README.md (a test checks that the two agree), and the
+LBO run's reconstructions.png becomes the README's picture, docs/demo_reconstructions.png.
+Run it again whenever the training step or the defaults change.
 """
 import datetime
 import json
