@@ -236,8 +236,8 @@ PRESETS = {
         # "The split"). The SPEC's settings stay the default for faces, and the study's.
         consistency="split", decoder="asymmetric",
         # Tightening from epoch 2 at x0.6 an epoch reaches the refusal regime, the 5 % hold and
-        # the early stop within minutes (x0.5 overshot into a backoff, x0.7 reached the hold
-        # only in the last epoch); the default (x0.95 from epoch 5) needs hours.
+        # the early stop within minutes (x0.5 overshot into a backoff, x0.7 first refused, and
+        # backed off, in the last epoch); the default (x0.95 from epoch 5) needs hours.
         epochs=12, batch_size=64, calibration_batches=24,
         tighten_start_epoch=2, tighten_rate=0.4,
         output_dir="outputs_demo", eval_images=256, dci_trees=20,
