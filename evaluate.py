@@ -251,6 +251,63 @@ def behaviour_report(vae, dataset, device):
     return report
 
 
+# Held-out built-in shapes whose drawings are scored against renderings of their factors.
+DRAWN_IMAGES = 512
+
+
+def _kind_distances(images, factors, image_size):
+    """(N, kinds): MSE of each image against the rendering of its factors with the shape's
+    kind set to each kind in turn (the other factors as given)."""
+    shapes = imagesets.SyntheticShapes
+    distances = np.empty((len(images), len(shapes.SHAPES)))
+    for k in range(len(shapes.SHAPES)):
+        variant = factors.copy()
+        variant[:, 0] = k / (len(shapes.SHAPES) - 1)
+        renders = torch.from_numpy(np.stack([shapes.render(f, image_size) for f in variant]))
+        distances[:, k] = (images - renders).pow(2).flatten(1).mean(1).numpy()
+    return distances
+
+
+@torch.no_grad()
+def drawn_shapes_report(vae, dataset, device, amp=contextlib.nullcontext):
+    """What the pictures draw, on the built-in shapes (None for other data): each decode is
+    scored against renderings of the factors it should show, the true images.
+
+      recon_kind  balanced accuracy of the kind the reconstruction draws (the kind whose
+                  rendering, the image's other factors unchanged, is nearest in MSE); a blob
+                  nearest one kind for every image scores chance, 1 / kinds
+      swap_kind   the same for the swap decode(core of x1, detail of x2), against x1's kind,
+                  rendered with x1's structure factors and x2's appearance factors
+      swap_mse    MSE of the swap against the true swap image (that rendering, x1's kind)
+      recon_mse   MSE of the reconstructions of the same x1: a swap as good as a
+                  reconstruction scores this
+    The first DRAWN_IMAGES held-out images; x1 the first half, x2 the second."""
+    if not isinstance(dataset, imagesets.SyntheticShapes):
+        return None
+    shapes = imagesets.SyntheticShapes
+    n = min(DRAWN_IMAGES, len(dataset)) // 2 * 2
+    half, size = n // 2, dataset.image_size
+    factors = np.stack([dataset.factors(i) for i in range(n)])
+    images = torch.from_numpy(np.stack([shapes.render(f, size) for f in factors]))
+    mu = torch.cat([torch.from_numpy(_encode(vae, batch, device, amp))
+                    for batch in images.split(ENCODE_BATCH)])
+    core = vae.core_dim
+    cross = torch.cat([mu[:half, :core], mu[half:, core:]], 1)
+    recon, swapped = _decode(vae, mu, device, amp), _decode(vae, cross, device, amp)
+    kinds = np.rint(factors[:, 0] * (len(shapes.SHAPES) - 1)).astype(int)
+    swap_factors = np.concatenate([factors[:half, :len(shapes.STRUCTURE_FACTORS)],
+                                   factors[half:, len(shapes.STRUCTURE_FACTORS):]], 1)
+    recon_distances = _kind_distances(recon, factors, size)
+    swap_distances = _kind_distances(swapped, swap_factors, size)
+    rows = np.arange(half)
+    return {"images": n, "chance": 1 / len(shapes.SHAPES),
+            "recon_kind": disentanglement.balanced_accuracy(recon_distances.argmin(1), kinds),
+            "swap_kind": disentanglement.balanced_accuracy(swap_distances.argmin(1),
+                                                           kinds[:half]),
+            "swap_mse": float(swap_distances[rows, kinds[:half]].mean()),
+            "recon_mse": float(recon_distances[rows, kinds[:half]].mean())}
+
+
 ENCODE_BATCH = 256         # images per encoder call in the factor and face probes
 FACTOR_SEED_OFFSET, FACTOR_VAE_SEED_OFFSET, FACE_SEED_OFFSET = 7, 11, 13
 
@@ -258,6 +315,12 @@ FACTOR_SEED_OFFSET, FACTOR_VAE_SEED_OFFSET, FACE_SEED_OFFSET = 7, 11, 13
 def _encode(vae, x, device, amp):
     with amp():
         return vae.encode(x.to(device))[0].float().cpu().numpy()
+
+
+def _decode(vae, z, device, amp):
+    with amp():
+        return torch.cat([vae.decode(batch.to(device)).float().cpu()
+                          for batch in z.split(ENCODE_BATCH)])
 
 
 def _encode_rows(vae, images, rows, device, amp):
@@ -696,6 +759,26 @@ def factor_vae_text(result):
             "images: disentanglement_lib uses 10000 / 5000 votes of 64, variances from 10000)")
 
 
+def drawn_text(drawn):
+    """One line on what the decodes draw (drawn_shapes_report)."""
+    return (f"kind drawn right (balanced accuracy, chance {_number(drawn['chance'], 3)}): "
+            f"reconstruction {_number(drawn['recon_kind'], 3)}, swap (x1's kind) "
+            f"{_number(drawn['swap_kind'], 3)}; swap MSE against the true swap image "
+            f"{_number(drawn['swap_mse'])} (reconstruction MSE {_number(drawn['recon_mse'])})")
+
+
+def drawn_lines(drawn):
+    """report.md's section on what the decodes of the built-in shapes draw."""
+    if not drawn:
+        return []
+    return ["## What the pictures draw (built-in shapes)", "",
+            f"Each decode of {drawn['images']} held-out images against renderings of the "
+            "factors it should show. The kind it draws is the one whose rendering (its other "
+            "factors unchanged) is nearest in MSE; the true swap image is x1's shape at x1's "
+            "place, size and rotation in x2's colours and background, rendered:", "",
+            f"- {drawn_text(drawn)}.", ""]
+
+
 def factor_lines(factors):
     """report.md's section on a dataset with known factors."""
     if not factors:
@@ -843,6 +926,7 @@ def write_report(out, cfg, history, results, pictures):
                     ("structure vs x1 (edge MSE)", "structure", "structure_error_vs_x1"),
                     ("appearance vs x2 (mean-colour MSE)", "appearance",
                      "appearance_error_vs_x2"))), ""]
+    lines += drawn_lines(results.get("drawn_shapes"))
     lines += factor_lines(results.get("factors")) + face_lines(results.get("faces"))
     lines += ["## Pictures", ""] + [f"![{p.stem}]({p.name})" for p in pictures]
     settings = {k: v for k, v in configs.to_dict(cfg).items() if k != "goals"}
@@ -859,6 +943,9 @@ def evaluate_run(vae, cfg, heldout, history, out, device, amp=contextlib.nullcon
         results = {"reconstruction": reconstruction_metrics(vae, heldout, cfg, device, amp),
                    "perceptual": perceptual_metrics(vae, heldout, cfg, device, amp),
                    "behaviour": behaviour_report(vae, heldout, device)}
+        drawn = drawn_shapes_report(vae, heldout, device, amp)
+        if drawn is not None:
+            results["drawn_shapes"] = drawn
         factors = factor_report(vae, cfg, device, amp)
         if factors is not None:
             results["factors"] = factors
@@ -899,6 +986,8 @@ def summary_lines(results):
              f"{_number(swap['appearance_transfer'], 3)})"]
     perceptual = results["perceptual"]
     lines.append(perceptual_line(perceptual))
+    if results.get("drawn_shapes"):
+        lines.append(drawn_text(results["drawn_shapes"]))
     factors = results.get("factors")
     if factors:
         probes = factors["probes"]

@@ -83,6 +83,12 @@ def rows(runs):
                 for p in ("structure", "appearance")))),
         ("**split score** = min of the two bounded transfers", cell(
             lambda r: _transfer(r["results"]["behaviour"]["swap"]["split_score"]))),
+        ("kind drawn right, reconstruction / swap (balanced accuracy, chance 0.33)", cell(
+            lambda r: "{recon_kind:.2f} / {swap_kind:.2f}".format(
+                **r["results"]["drawn_shapes"]))),
+        ("swap MSE against the true swap image (the reconstruction's MSE)", cell(
+            lambda r: "{swap_mse:.4f} ({recon_mse:.4f})".format(
+                **r["results"]["drawn_shapes"]))),
         ("MIG / DCI disentanglement", cell(
             lambda r: f"{r['results']['factors']['mig']:.3f} / "
                       f"{r['results']['factors']['dci']['disentanglement']:.3f}")),

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import evaluate
+import imagesets
 import train
 
 
@@ -381,7 +382,10 @@ def test_a_run_writes_the_report_with_metrics_factors_and_pictures(tiny_cfg):
     out = Path(tiny_cfg.output_dir)
     assert train.main(["--preset", "tiny", "--epochs", "2", "--output_dir", str(out)]) == 0
     results = json.loads((out / "final_metrics.json").read_text())
-    assert set(results) >= {"reconstruction", "perceptual", "behaviour", "factors"}
+    assert set(results) >= {"reconstruction", "perceptual", "behaviour", "factors",
+                            "drawn_shapes"}
+    drawn = results["drawn_shapes"]
+    assert drawn["images"] == 32 and 0 <= drawn["recon_kind"] <= 1
     assert len(results["behaviour"]["effects"]) == 12  # one row per latent dim
     probes = results["factors"]["probes"]
     assert set(probes) == set(results["factors"]["structure_factors"]
@@ -397,7 +401,8 @@ def test_a_run_writes_the_report_with_metrics_factors_and_pictures(tiny_cfg):
     for text in ("## Held-out reconstruction", "core → structure", "| factor | kind |",
                  "| from all | classes |", "MIG", "Split score = min of the two: "
                  f"{evaluate._number(split, 3)}", "bounded transfer (vs reconstructions)",
-                 "![reconstructions](reconstructions.png)", "![dim_effects]"):
+                 "![reconstructions](reconstructions.png)", "![dim_effects]",
+                 "## What the pictures draw (built-in shapes)", evaluate.drawn_text(drawn)):
         assert text in report, text
     shape_row = next(line for line in report.splitlines() if line.startswith("| shape |"))
     assert shape_row.startswith("| shape | structure | balanced accuracy | 0.333 |")
@@ -421,3 +426,49 @@ def test_evaluation_may_change_what_is_measured_not_the_experiment():
     assert (changed.dci_trees, changed.probe_images, changed.latent_dim) == (7, 40, 12)
     with pytest.raises(evaluate.UserError, match="--latent_dim is a setting of the experiment"):
         evaluate.with_run_settings(cfg, ["--latent_dim", "256"])
+
+
+class FactorVAE(torch.nn.Module):
+    """A model of the built-in shapes whose latent is the 9 factors (core: the 5 structure
+    ones), read from a table of the images it will see; decode renders them, with the kind
+    forced to `kind` when set (a decoder that draws one kind for every image)."""
+    core_dim = len(imagesets.SyntheticShapes.STRUCTURE_FACTORS)
+
+    def __init__(self, dataset, kind=None):
+        super().__init__()
+        self.kind = kind
+        self.table = {dataset[i].numpy().tobytes(): torch.from_numpy(dataset.factors(i))
+                      for i in range(len(dataset))}
+
+    def encode(self, x):
+        mu = torch.stack([self.table[image.numpy().tobytes()] for image in x])
+        return mu, torch.zeros_like(mu)
+
+    def decode(self, z):
+        z = z.clone()
+        if self.kind is not None:
+            z[:, 0] = self.kind
+        return torch.stack([torch.from_numpy(imagesets.SyntheticShapes.render(f.numpy(), 32))
+                            for f in z])
+
+
+def test_the_drawn_shapes_of_a_perfect_model_are_the_true_images():
+    heldout = imagesets.SyntheticShapes(60, 32, seed=3)
+    drawn = evaluate.drawn_shapes_report(FactorVAE(heldout), heldout, "cpu")
+    assert drawn["images"] == 60
+    assert drawn["recon_kind"] == 1.0 and drawn["swap_kind"] == 1.0
+    # The swap of this model is x1's shape in x2's colours: the true swap image, exactly.
+    assert drawn["swap_mse"] < 1e-10 and drawn["recon_mse"] < 1e-10
+
+
+def test_a_model_that_draws_one_kind_scores_chance_and_misses_the_true_swap():
+    heldout = imagesets.SyntheticShapes(60, 32, seed=3)
+    drawn = evaluate.drawn_shapes_report(FactorVAE(heldout, kind=0.0), heldout, "cpu")
+    assert drawn["recon_kind"] == pytest.approx(1 / 3) and drawn["swap_kind"] == \
+        pytest.approx(1 / 3)
+    assert drawn["swap_mse"] > 1e-4 and drawn["swap_mse"] == pytest.approx(drawn["recon_mse"],
+                                                                           rel=0.5)
+
+
+def test_drawn_shapes_are_measured_on_the_built_in_shapes_only():
+    assert evaluate.drawn_shapes_report(None, [torch.zeros(3, 32, 32)] * 4, "cpu") is None
