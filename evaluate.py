@@ -262,8 +262,8 @@ def _kind_distances(images, factors, image_size):
     distances = np.empty((len(images), len(shapes.SHAPES)))
     for k in range(len(shapes.SHAPES)):
         variant = factors.copy()
-        variant[:, 0] = k / (len(shapes.SHAPES) - 1)
-        renders = torch.from_numpy(np.stack([shapes.render(f, image_size) for f in variant]))
+        variant[:, 0] = shapes.kind_factor(k)
+        renders = shapes.render_all(variant, image_size)
         distances[:, k] = (images - renders).pow(2).flatten(1).mean(1).numpy()
     return distances
 
@@ -288,13 +288,13 @@ def drawn_shapes_report(vae, dataset, device, amp=contextlib.nullcontext):
     n = min(DRAWN_IMAGES, len(dataset)) // 2 * 2
     half, size = n // 2, dataset.image_size
     factors = np.stack([dataset.factors(i) for i in range(n)])
-    images = torch.from_numpy(np.stack([shapes.render(f, size) for f in factors]))
+    images = shapes.render_all(factors, size)
     mu = torch.cat([torch.from_numpy(_encode(vae, batch, device, amp))
                     for batch in images.split(ENCODE_BATCH)])
     core = vae.core_dim
     cross = torch.cat([mu[:half, :core], mu[half:, core:]], 1)
     recon, swapped = _decode(vae, mu, device, amp), _decode(vae, cross, device, amp)
-    kinds = np.rint(factors[:, 0] * (len(shapes.SHAPES) - 1)).astype(int)
+    kinds = shapes.kind_index(factors[:, 0])
     swap_factors = np.concatenate([factors[:half, :len(shapes.STRUCTURE_FACTORS)],
                                    factors[half:, len(shapes.STRUCTURE_FACTORS):]], 1)
     recon_distances = _kind_distances(recon, factors, size)
@@ -415,11 +415,11 @@ def rotation_symmetry(cfg, factor_set):
     if cfg.dataset != "synthetic" or not {"rotation", "shape"} <= set(factor_set.names):
         return None
     shapes = imagesets.SyntheticShapes
-    last = len(shapes.SHAPES) - 1
     return {"factor": "rotation", "shape_factor": "shape",
-            "orders": {k / last: order for k, order in enumerate(shapes.SYMMETRY_ORDERS)},
-            "span": shapes.ROTATION_SPAN, "names": dict(zip(
-                (k / last for k in range(last + 1)), shapes.SHAPES))}
+            "orders": {shapes.kind_factor(k): order
+                       for k, order in enumerate(shapes.SYMMETRY_ORDERS)},
+            "span": shapes.ROTATION_SPAN,
+            "names": {shapes.kind_factor(k): name for k, name in enumerate(shapes.SHAPES)}}
 
 
 def symmetry_target(angle, order, span):

@@ -76,13 +76,30 @@ class SyntheticShapes(Dataset):
             raise IndexError(f"index {i} out of range for {self.n} images")
         rng = np.random.default_rng([self.seed % 2 ** 64, i])
         values = rng.random(len(self.FACTORS))
-        values[0] = rng.integers(len(self.SHAPES)) / (len(self.SHAPES) - 1)
+        values[0] = self.kind_factor(rng.integers(len(self.SHAPES)))
         return values.astype(np.float32)
 
     def __getitem__(self, i):
         factors = self.factors(i)
         image = torch.from_numpy(self.render(factors, self.image_size))
         return (image, torch.from_numpy(factors)) if self.return_factors else image
+
+    @classmethod
+    def kind_factor(cls, index):
+        """The shape factor of the kind SHAPES[index]: index / (kinds - 1)."""
+        return index / (len(cls.SHAPES) - 1)
+
+    @classmethod
+    def kind_index(cls, shape_factor):
+        """The index into SHAPES that a shape factor stands for (an int, or an int array for an
+        array of factors)."""
+        index = np.rint(np.asarray(shape_factor) * (len(cls.SHAPES) - 1)).astype(int)
+        return int(index) if index.ndim == 0 else index
+
+    @classmethod
+    def render_all(cls, factors, image_size):
+        """float32 tensor (N, 3, S, S): render() of each row of the (N, 9) factors."""
+        return torch.from_numpy(np.stack([cls.render(f, image_size) for f in factors]))
 
     @classmethod
     def coverage(cls, factors, image_size):
@@ -93,7 +110,7 @@ class SyntheticShapes(Dataset):
         centre_x, centre_y = s * (0.32 + 0.36 * x), s * (0.32 + 0.36 * y)
         grid = np.arange(s, dtype=np.float32) + 0.5  # pixel centres
         dx, dy = grid[None, :] - centre_x, grid[:, None] - centre_y
-        kind = cls.SHAPES[round(shape * (len(cls.SHAPES) - 1))]
+        kind = cls.SHAPES[cls.kind_index(shape)]
         if kind == "circle":
             distance = np.sqrt(dx * dx + dy * dy) - radius
         else:  # regular polygons of the circle's area; 45 degrees stays short of either symmetry

@@ -97,13 +97,13 @@ class BroadcastDecoder(nn.Module):
 def images_and_factors(n, size, seed):
     shapes = SyntheticShapes(n, size, seed=seed)
     factors = np.stack([shapes.factors(i) for i in range(n)])
-    return torch.from_numpy(np.stack([shapes.render(f, size) for f in factors])), factors
+    return SyntheticShapes.render_all(factors, size), factors
 
 
 def kind_drawn(recon, factors, size):
     distances = evaluate._kind_distances(recon, factors, size)
-    kinds = np.rint(factors[:, 0] * (len(SyntheticShapes.SHAPES) - 1)).astype(int)
-    return disentanglement.balanced_accuracy(distances.argmin(1), kinds)
+    return disentanglement.balanced_accuracy(distances.argmin(1),
+                                             SyntheticShapes.kind_index(factors[:, 0]))
 
 
 def edge_error(recon, x, channels):
