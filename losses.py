@@ -39,6 +39,13 @@ def edges(images):
     return torch.sqrt(grad.pow(2).sum(1, keepdim=True) + 1e-12)
 
 
+def edge_strength(edge_maps):
+    """(B, 1, H, W) edge strength near each pixel, mean 1 an image: the edge maps widened by
+    a 3x3 mean, so that the pixels on either side of an outline count, not its centre alone."""
+    near = F.avg_pool2d(edge_maps, 3, stride=1, padding=1, count_include_pad=False)
+    return near / near.mean((1, 2, 3), keepdim=True).clamp_min(1e-6)
+
+
 def mean_color(images):
     return images.mean((2, 3))
 
@@ -164,6 +171,8 @@ class RealStats:
     disc_units: list = None     # per stage: the units of realism_recon and realism_swap
     disc_mean_noise: list = None  # per stage: the real batch mean's sampling variance, when
                                   # realism_swap_estimate = "unbiased" (else None)
+    pixel_weight: torch.Tensor = None  # (B, 1, H, W) the pixel goal's weights, when
+                                       # pixel_emphasis > 0 (else None: plain MSE)
 
 
 def _mean_noise(features):
@@ -173,13 +182,15 @@ def _mean_noise(features):
 
 @torch.no_grad()
 def real_stats(x, perceptual, amp_context, disc=None, units="real_power",
-               swap_estimate="plain"):
-    """disc: the discriminator, for realism = "features" (None for the SPEC's score); units
-    and swap_estimate: the realism_units and realism_swap_estimate settings."""
+               swap_estimate="plain", pixel_emphasis=0.0):
+    """disc: the discriminator, for realism = "features" (None for the SPEC's score); units,
+    swap_estimate and pixel_emphasis: the settings of those names."""
     with amp_context():
         features = perceptual(x).float()
         disc_features = [f.float() for f in disc.features(x)] if disc is not None else None
     stats = RealStats(edges(x), mean_color(x), color_histogram(x), features, disc_features)
+    if pixel_emphasis:
+        stats.pixel_weight = 1 + pixel_emphasis * edge_strength(stats.edges)
     if disc_features is not None:
         stats.disc_units = [_realism_units(f, units) for f in disc_features]
         if swap_estimate == "unbiased":
@@ -281,13 +292,15 @@ def forward_measures(nets, x, real, draws, amp_context, update_stats=True):
     detail_dim = mu.shape[1] - core_dim
 
     mse = _mse(recon, x)
+    pixel_error = mse if real.pixel_weight is None else \
+        ((recon - x).pow(2) * real.pixel_weight).mean()
     ssim = ssim_per_image(recon, x).mean()
     kl_core = kl[:, :core_dim].sum(1).mean()
     kl_detail = kl[:, core_dim:].sum(1).mean()
     m = {
         "mse": mse,
         "ssim": ssim,
-        "pixel": mse + 0.1 * (1 - ssim),
+        "pixel": pixel_error + 0.1 * (1 - ssim),
         "edge": _mse(edges_recon, real.edges),
         "perceptual": _mse(recon_features, real.features),
         "core_mse": _mse(recon_core, x),

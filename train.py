@@ -154,7 +154,7 @@ class Trainer:
         the distance in them."""
         disc = self.disc if self.cfg.realism == "features" else None
         return real_stats(x, self.perceptual, self.amp, disc, self.cfg.realism_units,
-                          self.cfg.realism_swap_estimate)
+                          self.cfg.realism_swap_estimate, self.cfg.pixel_emphasis)
 
     def _forward(self, x):
         draws = draw_step(x, self.cfg)

@@ -31,16 +31,18 @@ import evaluate  # noqa: E402
 from data import HELDOUT_SEED_OFFSET  # noqa: E402
 from data_throughput import cpu_machine, short_commit  # noqa: E402  (bench/ is this folder)
 from imagesets import SyntheticShapes  # noqa: E402
-from losses import edges  # noqa: E402
+from losses import edge_strength, edges, ssim_per_image  # noqa: E402
 from models import Decoder, Encoder  # noqa: E402
 
 DEMO = configs.parse_args(["--preset", "demo"])
-BASE = dict(epochs=DEMO.epochs, batch=DEMO.batch_size, lr=DEMO.lr, loss="mse", edge=0.0,
-            edge_channels="mean", decoder="spec", image_size=DEMO.image_size, seed=0)
+BASE = dict(epochs=DEMO.epochs, batch=DEMO.batch_size, lr=DEMO.lr, loss="mse", ssim=0.0,
+            edge=0.0, near_edge=0.0, edge_channels="mean", decoder="spec",
+            image_size=DEMO.image_size, seed=0)
 # name: what it changes from the baseline (the demo's images, batches, lr and cosine schedule)
 SCREENS = {
     "baseline": {},
     "seed_1": dict(seed=1),
+    "epochs_24": dict(epochs=2 * DEMO.epochs),
     "epochs_48": dict(epochs=4 * DEMO.epochs),
     "batch_16": dict(batch=DEMO.batch_size // 4),
     "l1": dict(loss="l1"),
@@ -52,10 +54,19 @@ SCREENS = {
     "size_64": dict(image_size=64),
     "color_edge_3": dict(edge=3.0, edge_channels="each"),
     "color_edge_3_epochs_24": dict(edge=3.0, edge_channels="each", epochs=2 * DEMO.epochs),
+    "ssim_0.1": dict(ssim=0.1),
+    "ssim_1_epochs_24": dict(ssim=1.0, epochs=2 * DEMO.epochs),
+    "edge_0.3_epochs_24": dict(edge=0.3, epochs=2 * DEMO.epochs),
+    "lr_3x": dict(lr=3 * DEMO.lr),
+    "near_edge_3": dict(near_edge=3.0),
+    "near_edge_10": dict(near_edge=10.0),
+    "near_edge_3_epochs_24": dict(near_edge=3.0, epochs=2 * DEMO.epochs),
+    "near_edge_10_epochs_24": dict(near_edge=10.0, epochs=2 * DEMO.epochs),
 }
 LABELS = {
     "baseline": "the demo's images (12 epochs of 4,096), batch 64, MSE",
     "seed_1": "the same, seed 1",
+    "epochs_24": "2x the images (24 epochs)",
     "epochs_48": "4x the images (48 epochs)",
     "batch_16": "batch 16: 4x the steps on the same images",
     "l1": "L1 loss instead of MSE",
@@ -68,6 +79,15 @@ LABELS = {
     "size_64": "64x64 images (the shapes have 4x the pixels)",
     "color_edge_3": "MSE + 3 x edge MSE of each colour channel (edges of R, G, B, averaged)",
     "color_edge_3_epochs_24": "the same, 2x the images (24 epochs)",
+    "ssim_0.1": "MSE + 0.1 x (1 - SSIM): the pipeline's pixel goal",
+    "ssim_1_epochs_24": "MSE + 1 x (1 - SSIM), 2x the images (24 epochs)",
+    "edge_0.3_epochs_24": "MSE + 0.3 x edge MSE, 2x the images (24 epochs)",
+    "lr_3x": "3x the learning rate (3e-3 at the cosine's start)",
+    "near_edge_3": "MSE with each pixel weighted 1 + 3 x the original's edge strength there "
+                   "(losses.edge_strength; the pipeline's --pixel_emphasis 3)",
+    "near_edge_10": "the same, 1 + 10 x edge strength",
+    "near_edge_3_epochs_24": "1 + 3 x edge strength, 2x the images (24 epochs)",
+    "near_edge_10_epochs_24": "1 + 10 x edge strength, 2x the images (24 epochs)",
 }
 TRAIN_IMAGES, HELDOUT_IMAGES, PICTURE_IMAGES = DEMO.synthetic_size, 256, 8
 
@@ -136,7 +156,11 @@ def run_screen(s, train, heldout):
             x = x_train[order[first:first + s["batch"]]]
             recon = decoder(encoder(x)[0])
             error = recon - x
+            if s["near_edge"]:
+                error = error * (1 + s["near_edge"] * edge_strength(edges(x))).sqrt()
             loss = error.pow(2).mean() if s["loss"] == "mse" else error.abs().mean()
+            if s["ssim"]:
+                loss = loss + s["ssim"] * (1 - ssim_per_image(recon, x).mean())
             if s["edge"]:
                 loss = loss + s["edge"] * edge_error(recon, x, s["edge_channels"])
             optimizer.zero_grad()
