@@ -47,6 +47,7 @@ def test_the_demo_runs_the_split_and_the_study_the_spec():
     (["--enc_channels", "8,16"], "enc_channels = (8, 16): must be four positive channel counts"),
     (["--tighten_rate", "1.5"], "tighten_rate = 1.5: must be strictly between 0 and 1"),
     (["--jitter_scale", "6"], "jitter_scale = 6.0: must be > 0 and at most 5"),
+    (["--pixel_emphasis", "-1"], "pixel_emphasis = -1.0: must be >= 0"),
     (["--epochs"], "--epochs needs a value"),
     (["epochs=3"], "unexpected argument 'epochs=3'"),
 ])

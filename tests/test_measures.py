@@ -10,8 +10,8 @@ from skimage.transform import resize
 
 import configs
 import losses
-from losses import (augment, color_histogram, draw_step, edges, forward_measures, mean_color,
-                    real_stats, ssim_per_image)
+from losses import (augment, color_histogram, draw_step, edge_strength, edges, forward_measures,
+                    mean_color, real_stats, ssim_per_image)
 from models import build_models
 
 
@@ -22,6 +22,60 @@ def test_edges_are_zero_on_flat_images_and_peak_on_a_step():
     step[..., 8:] = 1.0
     e = edges(step)[0, 0]
     assert e[:, 7:9].min() > 1.0 and e[:, :6].max() < 1e-5 and e[:, 10:].max() < 1e-5
+
+
+def square_on_background(batch=4, size=32):
+    x = torch.full((batch, 3, size, size), 0.2)
+    x[..., 12:20, 12:20] = 0.8
+    return x
+
+
+def test_edge_strength_is_mean_one_and_lies_beside_the_outlines():
+    strength = edge_strength(edges(square_on_background()))
+    assert strength.mean((1, 2, 3)).tolist() == pytest.approx([1.0] * 4)
+    inside_the_outline, far_from_it = strength[:, 0, 14:18, 12], strength[:, 0, 14:18, 2]
+    assert inside_the_outline.min() > 5 and far_from_it.max() < 1e-3
+    # A flat image has no outline to favour: every pixel weighs the same.
+    flat = edge_strength(edges(torch.full((2, 3, 8, 8), 0.4)))
+    assert torch.allclose(flat, torch.ones(2, 1, 8, 8), atol=1e-4)
+
+
+@pytest.mark.parametrize("emphasis", [0.0, 3.0])
+def test_pixel_emphasis_weighs_errors_beside_the_outlines(tiny_nets, monkeypatch, emphasis):
+    """The same error at the square's outline and on the flat background: the plain pixel goal
+    scores them alike; with pixel_emphasis the error at the outline costs more, by the weights
+    1 + emphasis x edge_strength. The reported MSE is the plain one either way."""
+    cfg, nets = tiny_nets
+    x = square_on_background()
+    parts = {}
+    for where in (12, 2):
+        recon = x.clone()
+        recon[..., 14:18, where] += 0.1
+        monkeypatch.setattr(nets[0], "decode", lambda z, r=recon: r.repeat(len(z) // len(r),
+                                                                           1, 1, 1))
+        torch.manual_seed(1)
+        real = real_stats(x, nets[2], contextlib.nullcontext, pixel_emphasis=emphasis)
+        m = forward_measures(nets, x, real, draw_step(x, cfg), contextlib.nullcontext).measures
+        parts[where] = m["pixel"].item() - 0.1 * (1 - m["ssim"].item())
+        weights = 1 + emphasis * edge_strength(edges(x))
+        assert parts[where] == pytest.approx(((recon - x).pow(2) * weights).mean().item(),
+                                             rel=1e-4)
+        assert m["mse"].item() == pytest.approx((recon - x).pow(2).mean().item(), rel=1e-4)
+    if emphasis:
+        assert parts[12] > 5 * parts[2]
+    else:
+        assert parts[12] == pytest.approx(parts[2], rel=1e-6)
+
+
+def test_the_trainer_weighs_the_pixel_goal_as_configured():
+    import dataclasses
+
+    import train
+    cfg = configs.parse_args(["--preset", "tiny"])
+    x = square_on_background(8)
+    assert train.Trainer(cfg, torch.device("cpu")).real_stats(x).pixel_weight is None
+    trainer = train.Trainer(dataclasses.replace(cfg, pixel_emphasis=2.0), torch.device("cpu"))
+    assert torch.allclose(trainer.real_stats(x).pixel_weight, 1 + 2 * edge_strength(edges(x)))
 
 
 def test_color_histogram_is_normalised_and_peaks_at_the_colour():
