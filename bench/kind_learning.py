@@ -32,11 +32,11 @@ from data import HELDOUT_SEED_OFFSET  # noqa: E402
 from data_throughput import cpu_machine, short_commit  # noqa: E402  (bench/ is this folder)
 from imagesets import SyntheticShapes  # noqa: E402
 from losses import edge_strength, edges, ssim_per_image  # noqa: E402
-from models import Decoder, Encoder  # noqa: E402
+from models import Decoder, Encoder, ModulatedDecoder  # noqa: E402
 
 DEMO = configs.parse_args(["--preset", "demo"])
 BASE = dict(epochs=DEMO.epochs, batch=DEMO.batch_size, lr=DEMO.lr, loss="mse", ssim=0.0,
-            edge=0.0, near_edge=0.0, edge_channels="mean", decoder="spec",
+            edge=0.0, near_edge=0.0, noise=0.0, edge_channels="mean", decoder="spec",
             image_size=DEMO.image_size, seed=0)
 # name: what it changes from the baseline (the demo's images, batches, lr and cosine schedule)
 SCREENS = {
@@ -62,6 +62,12 @@ SCREENS = {
     "near_edge_10": dict(near_edge=10.0),
     "near_edge_3_epochs_24": dict(near_edge=3.0, epochs=2 * DEMO.epochs),
     "near_edge_10_epochs_24": dict(near_edge=10.0, epochs=2 * DEMO.epochs),
+    "asymmetric_near_edge_3_epochs_24": dict(decoder="asymmetric", near_edge=3.0,
+                                             epochs=2 * DEMO.epochs),
+    "asymmetric_epochs_24": dict(decoder="asymmetric", epochs=2 * DEMO.epochs),
+    "noise_0.1_near_edge_3_epochs_24": dict(noise=0.1, near_edge=3.0, epochs=2 * DEMO.epochs),
+    "noise_0.3_near_edge_3_epochs_24": dict(noise=0.3, near_edge=3.0, epochs=2 * DEMO.epochs),
+    "ssim_0.1_near_edge_3_epochs_24": dict(ssim=0.1, near_edge=3.0, epochs=2 * DEMO.epochs),
 }
 LABELS = {
     "baseline": "the demo's images (12 epochs of 4,096), batch 64, MSE",
@@ -88,6 +94,16 @@ LABELS = {
     "near_edge_10": "the same, 1 + 10 x edge strength",
     "near_edge_3_epochs_24": "1 + 3 x edge strength, 2x the images (24 epochs)",
     "near_edge_10_epochs_24": "1 + 10 x edge strength, 2x the images (24 epochs)",
+    "asymmetric_near_edge_3_epochs_24": "the demo's asymmetric decoder (core's 8 dims make the "
+                                        "map, detail's 24 only FiLM), 1 + 3 x edge strength, 2x "
+                                        "the images",
+    "asymmetric_epochs_24": "the asymmetric decoder, MSE, 2x the images",
+    "noise_0.1_near_edge_3_epochs_24": "a VAE's sampling noise: z = mu + 0.1 x each dim's batch "
+                                       "std of mu x N(0, 1) in training; 1 + 3 x edge strength, "
+                                       "2x the images",
+    "noise_0.3_near_edge_3_epochs_24": "the same at 0.3 x the std of mu",
+    "ssim_0.1_near_edge_3_epochs_24": "the pixel goal with --pixel_emphasis 3: 1 + 3 x edge "
+                                      "strength, + 0.1 x (1 - SSIM), 2x the images",
 }
 TRAIN_IMAGES, HELDOUT_IMAGES, PICTURE_IMAGES = DEMO.synthetic_size, 256, 8
 
@@ -140,9 +156,14 @@ def run_screen(s, train, heldout):
     encoder = Encoder(DEMO.enc_channels, DEMO.latent_dim, s["image_size"])
     # The encoder's mu layer starts at zero (a VAE's quiet start); an autoencoder needs it live.
     nn.init.normal_(encoder.mu.weight, std=0.01)
-    decoder = (BroadcastDecoder(DEMO.latent_dim, s["image_size"]) if s["decoder"] == "broadcast"
-               else Decoder(DEMO.dec_channels, DEMO.latent_dim, s["image_size"],
-                            DEMO.enc_channels[-1]))
+    if s["decoder"] == "broadcast":
+        decoder = BroadcastDecoder(DEMO.latent_dim, s["image_size"])
+    elif s["decoder"] == "asymmetric":
+        decoder = ModulatedDecoder(DEMO.dec_channels, DEMO.core_dim, DEMO.detail_dim,
+                                   s["image_size"], DEMO.enc_channels[-1])
+    else:
+        decoder = Decoder(DEMO.dec_channels, DEMO.latent_dim, s["image_size"],
+                          DEMO.enc_channels[-1])
     params = list(encoder.parameters()) + list(decoder.parameters())
     optimizer = torch.optim.AdamW(params, s["lr"], weight_decay=DEMO.weight_decay)
     steps = s["epochs"] * (TRAIN_IMAGES // s["batch"])
@@ -154,7 +175,10 @@ def run_screen(s, train, heldout):
         order = torch.randperm(len(x_train))
         for first in range(0, len(x_train) - s["batch"] + 1, s["batch"]):
             x = x_train[order[first:first + s["batch"]]]
-            recon = decoder(encoder(x)[0])
+            z = encoder(x)[0]
+            if s["noise"]:
+                z = z + s["noise"] * z.detach().std(0) * torch.randn_like(z)
+            recon = decoder(z)
             error = recon - x
             if s["near_edge"]:
                 error = error * (1 + s["near_edge"] * edge_strength(edges(x))).sqrt()
