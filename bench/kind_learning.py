@@ -32,11 +32,12 @@ from data import HELDOUT_SEED_OFFSET  # noqa: E402
 from data_throughput import cpu_machine, short_commit  # noqa: E402  (bench/ is this folder)
 from imagesets import SyntheticShapes  # noqa: E402
 from losses import edge_strength, edges, ssim_per_image  # noqa: E402
-from models import Decoder, Encoder, ModulatedDecoder  # noqa: E402
+from models import Decoder, Encoder, ModulatedDecoder, PerceptualFeatures  # noqa: E402
 
 DEMO = configs.parse_args(["--preset", "demo"])
 BASE = dict(epochs=DEMO.epochs, batch=DEMO.batch_size, lr=DEMO.lr, loss="mse", ssim=0.0,
-            edge=0.0, near_edge=0.0, noise=0.0, edge_channels="mean", decoder="spec",
+            edge=0.0, near_edge=0.0, noise=0.0, recon_group=False, edge_channels="mean",
+            decoder="spec",
             image_size=DEMO.image_size, seed=0)
 # name: what it changes from the baseline (the demo's images, batches, lr and cosine schedule)
 SCREENS = {
@@ -68,6 +69,8 @@ SCREENS = {
     "noise_0.1_near_edge_3_epochs_24": dict(noise=0.1, near_edge=3.0, epochs=2 * DEMO.epochs),
     "noise_0.3_near_edge_3_epochs_24": dict(noise=0.3, near_edge=3.0, epochs=2 * DEMO.epochs),
     "ssim_0.1_near_edge_3_epochs_24": dict(ssim=0.1, near_edge=3.0, epochs=2 * DEMO.epochs),
+    "recon_group_near_edge_3_epochs_24": dict(recon_group=True, near_edge=3.0,
+                                              epochs=2 * DEMO.epochs),
 }
 LABELS = {
     "baseline": "the demo's images (12 epochs of 4,096), batch 64, MSE",
@@ -104,6 +107,10 @@ LABELS = {
     "noise_0.3_near_edge_3_epochs_24": "the same at 0.3 x the std of mu",
     "ssim_0.1_near_edge_3_epochs_24": "the pixel goal with --pixel_emphasis 3: 1 + 3 x edge "
                                       "strength, + 0.1 x (1 - SSIM), 2x the images",
+    "recon_group_near_edge_3_epochs_24": "LBO's recon group as the loss: the mean of the pixel "
+                                         "goal (--pixel_emphasis 3), edge MSE and the random "
+                                         "perceptual features' MSE, each over its median on "
+                                         "the first 24 batches; 2x the images",
 }
 TRAIN_IMAGES, HELDOUT_IMAGES, PICTURE_IMAGES = DEMO.synthetic_size, 256, 8
 
@@ -151,6 +158,15 @@ def edge_error(recon, x, channels):
                for c in range(x.shape[1])) / x.shape[1]
 
 
+def recon_group_terms(recon, x, near_edge, perceptual):
+    """LBO's recon group's measures (losses.forward_measures): the pixel goal under
+    pixel_emphasis = near_edge, the edge MSE, the perceptual features' MSE."""
+    weight = 1 + near_edge * edge_strength(edges(x))
+    pixel = ((recon - x).pow(2) * weight).mean() + 0.1 * (1 - ssim_per_image(recon, x).mean())
+    return torch.stack([pixel, (edges(recon) - edges(x)).pow(2).mean(),
+                        (perceptual(recon) - perceptual(x)).pow(2).mean()])
+
+
 def run_screen(s, train, heldout):
     torch.manual_seed(s["seed"])
     encoder = Encoder(DEMO.enc_channels, DEMO.latent_dim, s["image_size"])
@@ -170,6 +186,7 @@ def run_screen(s, train, heldout):
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps, DEMO.min_lr)
     x_train, (x_held, f_held) = train, heldout
     trace, started = [], time.monotonic()
+    perceptual, warm_up, scales = PerceptualFeatures(pretrained=False), [], None
     for epoch in range(1, s["epochs"] + 1):
         encoder.train(), decoder.train()
         order = torch.randperm(len(x_train))
@@ -183,6 +200,13 @@ def run_screen(s, train, heldout):
             if s["near_edge"]:
                 error = error * (1 + s["near_edge"] * edge_strength(edges(x))).sqrt()
             loss = error.pow(2).mean() if s["loss"] == "mse" else error.abs().mean()
+            if s["recon_group"]:  # each term in units of its warm-up level, as LBO calibrates
+                terms = recon_group_terms(recon, x, s["near_edge"], perceptual)
+                if scales is None:
+                    warm_up.append(terms.detach())
+                    if len(warm_up) == DEMO.calibration_batches:
+                        scales = torch.stack(warm_up).median(0).values
+                loss = (terms / (terms.detach() if scales is None else scales)).mean()
             if s["ssim"]:
                 loss = loss + s["ssim"] * (1 - ssim_per_image(recon, x).mean())
             if s["edge"]:
