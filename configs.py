@@ -146,8 +146,8 @@ class Config:
     # The pixel goal's squared error weights each pixel 1 + this x the original's edge
     # strength near it (Sobel of the channel mean, widened 3x3, mean 1 an image). 0: the SPEC's
     # plain MSE, where an object of a few pixels and the few pixels that tell its kind weigh
-    # little against the background (docs/study.md, "Drawing the kind"). The reported MSE stays
-    # the plain one
+    # little against the background. The reported MSE stays the plain one (docs/study.md,
+    # "Weighting the pixels beside the outlines": an autoencoder draws the kinds, LBO not yet)
     pixel_emphasis: float = 0.0
     # Cycle goals in the swap group: the swap, re-encoded, gives back x's core and x[perm]'s
     # detail (cycle_core, cycle_detail; one more encoder pass per step)

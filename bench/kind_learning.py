@@ -36,8 +36,8 @@ from models import Decoder, Encoder, ModulatedDecoder, PerceptualFeatures  # noq
 
 DEMO = configs.parse_args(["--preset", "demo"])
 BASE = dict(epochs=DEMO.epochs, batch=DEMO.batch_size, lr=DEMO.lr, loss="mse", ssim=0.0,
-            edge=0.0, near_edge=0.0, noise=0.0, recon_group=False, edge_channels="mean",
-            decoder="spec",
+            edge=0.0, near_edge=0.0, noise=0.0, recon_group=False, mu_init="live",
+            edge_channels="mean", decoder="spec",
             image_size=DEMO.image_size, seed=0)
 # name: what it changes from the baseline (the demo's images, batches, lr and cosine schedule)
 SCREENS = {
@@ -71,6 +71,7 @@ SCREENS = {
     "ssim_0.1_near_edge_3_epochs_24": dict(ssim=0.1, near_edge=3.0, epochs=2 * DEMO.epochs),
     "recon_group_near_edge_3_epochs_24": dict(recon_group=True, near_edge=3.0,
                                               epochs=2 * DEMO.epochs),
+    "mu_zero_near_edge_3_epochs_24": dict(mu_init="zero", near_edge=3.0, epochs=2 * DEMO.epochs),
 }
 LABELS = {
     "baseline": "the demo's images (12 epochs of 4,096), batch 64, MSE",
@@ -111,6 +112,8 @@ LABELS = {
                                          "goal (--pixel_emphasis 3), edge MSE and the random "
                                          "perceptual features' MSE, each over its median on "
                                          "the first 24 batches; 2x the images",
+    "mu_zero_near_edge_3_epochs_24": "the VAE's mu layer, zero at the start; 1 + 3 x edge "
+                                     "strength, 2x the images",
 }
 TRAIN_IMAGES, HELDOUT_IMAGES, PICTURE_IMAGES = DEMO.synthetic_size, 256, 8
 
@@ -170,8 +173,10 @@ def recon_group_terms(recon, x, near_edge, perceptual):
 def run_screen(s, train, heldout):
     torch.manual_seed(s["seed"])
     encoder = Encoder(DEMO.enc_channels, DEMO.latent_dim, s["image_size"])
-    # The encoder's mu layer starts at zero (a VAE's quiet start); an autoencoder needs it live.
-    nn.init.normal_(encoder.mu.weight, std=0.01)
+    if s["mu_init"] == "live":
+        # The encoder's mu layer starts at zero (a VAE's quiet start); an autoencoder is given
+        # a live one, unless the screen asks for the VAE's.
+        nn.init.normal_(encoder.mu.weight, std=0.01)
     if s["decoder"] == "broadcast":
         decoder = BroadcastDecoder(DEMO.latent_dim, s["image_size"])
     elif s["decoder"] == "asymmetric":
