@@ -115,6 +115,10 @@ class Config:
     # upsampled); detail enters every upsampling stage only as a per-channel scale and shift
     # (FiLM), with no spatial path, so that it cannot say where things are
     decoder: str = "spec"
+    # The std of the encoder's mu head's initial weights. 0: the SPEC's all-zero head (a quiet
+    # start), under which an autoencoder of the demo's size never learns the shape's kind
+    # (docs/study.md, "Weighting the pixels beside the outlines")
+    mu_init_std: float = 0.0
     perceptual: str = "vgg16"        # vgg16 (ImageNet weights) | random (untrained, no download)
     vgg_weights: str = ""            # local VGG16 state-dict file; empty = torchvision's download
     # --- objective ---
@@ -404,7 +408,7 @@ def validate(cfg):
         _require(getattr(cfg, name) > 0, f"{name} = {getattr(cfg, name)!r}: must be > 0")
     for name in ("weight_decay", "min_lr", "num_workers", "noise_std", "beta", "fid_images",
                  "calibration_grad_clip", "disc_grad_clip", "factor_vae_train",
-                 "factor_vae_eval", "epoch_eval_images", "pixel_emphasis"):
+                 "factor_vae_eval", "epoch_eval_images", "pixel_emphasis", "mu_init_std"):
         _require(getattr(cfg, name) >= 0, f"{name} = {getattr(cfg, name)!r}: must be >= 0")
     _require(cfg.min_lr <= cfg.lr, f"min_lr = {cfg.min_lr}: must be <= lr ({cfg.lr})")
     _require(cfg.core_dim < cfg.latent_dim,

@@ -36,7 +36,9 @@ class ResidualBlock(nn.Module):
 
 
 class Encoder(nn.Module):
-    def __init__(self, channels, latent_dim, image_size):
+    """mu_init_std: the std of the mu head's initial weights; 0 is the SPEC's all-zero head."""
+
+    def __init__(self, channels, latent_dim, image_size, mu_init_std=0.0):
         super().__init__()
         layers, in_ch = [], 3
         for out_ch in channels:
@@ -47,7 +49,10 @@ class Encoder(nn.Module):
         flat = in_ch * (image_size // 16) ** 2
         self.mu = nn.Linear(flat, latent_dim)
         self.logvar = nn.Linear(flat, latent_dim)
-        nn.init.zeros_(self.mu.weight)
+        if mu_init_std:
+            nn.init.normal_(self.mu.weight, std=mu_init_std)
+        else:
+            nn.init.zeros_(self.mu.weight)
         nn.init.zeros_(self.mu.bias)
         nn.init.zeros_(self.logvar.weight)
         nn.init.constant_(self.logvar.bias, LOGVAR_INIT_BIAS)
@@ -117,7 +122,8 @@ class VAE(nn.Module):
     def __init__(self, cfg):
         super().__init__()
         self.core_dim, self.latent_dim = cfg.core_dim, cfg.latent_dim
-        self.encoder = Encoder(cfg.enc_channels, cfg.latent_dim, cfg.image_size)
+        self.encoder = Encoder(cfg.enc_channels, cfg.latent_dim, cfg.image_size,
+                               cfg.mu_init_std)
         if cfg.decoder == "asymmetric":
             self.decoder = ModulatedDecoder(cfg.dec_channels, cfg.core_dim, cfg.detail_dim,
                                             cfg.image_size, cfg.enc_channels[-1])

@@ -37,7 +37,7 @@ from models import Decoder, Encoder, ModulatedDecoder, PerceptualFeatures  # noq
 DEMO = configs.parse_args(["--preset", "demo"])
 BASE = dict(epochs=DEMO.epochs, batch=DEMO.batch_size, lr=DEMO.lr, loss="mse", ssim=0.0,
             edge=0.0, near_edge=0.0, noise=0.0, recon_group=False, mu_init="live",
-            edge_channels="mean", decoder="spec",
+            joint_decode=False, edge_channels="mean", decoder="spec",
             image_size=DEMO.image_size, seed=0)
 # name: what it changes from the baseline (the demo's images, batches, lr and cosine schedule)
 SCREENS = {
@@ -72,6 +72,11 @@ SCREENS = {
     "recon_group_near_edge_3_epochs_24": dict(recon_group=True, near_edge=3.0,
                                               epochs=2 * DEMO.epochs),
     "mu_zero_near_edge_3_epochs_24": dict(mu_init="zero", near_edge=3.0, epochs=2 * DEMO.epochs),
+    "joint_decode_near_edge_3_epochs_24": dict(joint_decode=True, near_edge=3.0,
+                                               epochs=2 * DEMO.epochs),
+    "near_edge_3_epochs_24_seed_1": dict(near_edge=3.0, epochs=2 * DEMO.epochs, seed=1),
+    "mu_zero_near_edge_3_epochs_24_seed_1": dict(mu_init="zero", near_edge=3.0,
+                                                 epochs=2 * DEMO.epochs, seed=1),
 }
 LABELS = {
     "baseline": "the demo's images (12 epochs of 4,096), batch 64, MSE",
@@ -114,6 +119,14 @@ LABELS = {
                                          "the first 24 batches; 2x the images",
     "mu_zero_near_edge_3_epochs_24": "the VAE's mu layer, zero at the start; 1 + 3 x edge "
                                      "strength, 2x the images",
+    "joint_decode_near_edge_3_epochs_24": "LBO's joint decode: the reconstructions decoded in "
+                                          "one call with the core-only, swapped and perturbed "
+                                          "latents (their BatchNorm statistics mixed), trained "
+                                          "on the reconstructions alone; 1 + 3 x edge strength, "
+                                          "2x the images",
+    "near_edge_3_epochs_24_seed_1": "1 + 3 x edge strength, 2x the images, seed 1",
+    "mu_zero_near_edge_3_epochs_24_seed_1": "the VAE's zero mu head, 1 + 3 x edge strength, 2x "
+                                            "the images, seed 1",
 }
 TRAIN_IMAGES, HELDOUT_IMAGES, PICTURE_IMAGES = DEMO.synthetic_size, 256, 8
 
@@ -161,6 +174,18 @@ def edge_error(recon, x, channels):
                for c in range(x.shape[1])) / x.shape[1]
 
 
+def joint_latents(z):
+    """LBO's five latents of one decoder call (models.VAE.forward): z, core only, detail
+    swapped, core and detail perturbed, so that BatchNorm normalises the reconstructions
+    with the statistics of them all; the noise is the demo's noise_std."""
+    core, detail = z[:, :DEMO.core_dim], z[:, DEMO.core_dim:]
+    noise = DEMO.noise_std
+    return torch.cat([z, torch.cat([core, torch.zeros_like(detail)], 1),
+                      torch.cat([core, detail[torch.randperm(len(z))]], 1),
+                      torch.cat([core + noise * torch.randn_like(core), detail], 1),
+                      torch.cat([core, detail + noise * torch.randn_like(detail)], 1)])
+
+
 def recon_group_terms(recon, x, near_edge, perceptual):
     """LBO's recon group's measures (losses.forward_measures): the pixel goal under
     pixel_emphasis = near_edge, the edge MSE, the perceptual features' MSE."""
@@ -174,8 +199,8 @@ def run_screen(s, train, heldout):
     torch.manual_seed(s["seed"])
     encoder = Encoder(DEMO.enc_channels, DEMO.latent_dim, s["image_size"])
     if s["mu_init"] == "live":
-        # The encoder's mu layer starts at zero (a VAE's quiet start); an autoencoder is given
-        # a live one, unless the screen asks for the VAE's.
+        # The encoder's mu head starts at zero (the SPEC's quiet start); an autoencoder is
+        # given a live one, unless the screen asks for the VAE's.
         nn.init.normal_(encoder.mu.weight, std=0.01)
     if s["decoder"] == "broadcast":
         decoder = BroadcastDecoder(DEMO.latent_dim, s["image_size"])
@@ -200,7 +225,7 @@ def run_screen(s, train, heldout):
             z = encoder(x)[0]
             if s["noise"]:
                 z = z + s["noise"] * z.detach().std(0) * torch.randn_like(z)
-            recon = decoder(z)
+            recon = decoder(joint_latents(z) if s["joint_decode"] else z)[:len(z)]
             error = recon - x
             if s["near_edge"]:
                 error = error * (1 + s["near_edge"] * edge_strength(edges(x))).sqrt()

@@ -48,6 +48,7 @@ def test_the_demo_runs_the_split_and_the_study_the_spec():
     (["--tighten_rate", "1.5"], "tighten_rate = 1.5: must be strictly between 0 and 1"),
     (["--jitter_scale", "6"], "jitter_scale = 6.0: must be > 0 and at most 5"),
     (["--pixel_emphasis", "-1"], "pixel_emphasis = -1.0: must be >= 0"),
+    (["--mu_init_std", "-0.1"], "mu_init_std = -0.1: must be >= 0"),
     (["--epochs"], "--epochs needs a value"),
     (["epochs=3"], "unexpected argument 'epochs=3'"),
 ])

@@ -22,6 +22,20 @@ def test_full_size_shapes_and_quiet_posterior_at_init():
     assert disc(x).shape == (2, 1, 4, 4)                    # a 4x4 map of logits
 
 
+def test_a_live_mu_head_on_request():
+    """mu_init_std draws the mu head's weights; 0 keeps the SPEC's zeros."""
+    cfg = configs.parse_args(["--preset", "tiny"])
+    torch.manual_seed(0)
+    spec = models.VAE(cfg)
+    torch.manual_seed(0)
+    live = models.VAE(configs.parse_args(["--preset", "tiny", "--mu_init_std", "0.05"]))
+    assert torch.equal(spec.encoder.mu.weight, torch.zeros_like(spec.encoder.mu.weight))
+    assert live.encoder.mu.weight.std().item() == pytest.approx(0.05, rel=0.2)
+    assert torch.equal(live.encoder.mu.bias, torch.zeros_like(live.encoder.mu.bias))
+    x = torch.rand(4, 3, 32, 32)
+    assert live.encode(x)[0].std(0).min() > 0  # every dim of mu differs between images
+
+
 def test_decoder_accepts_any_latent_and_outputs_images_in_unit_range():
     cfg = configs.parse_args(["--preset", "tiny"])
     vae = models.VAE(cfg).eval()
