@@ -116,8 +116,8 @@ class Config:
     # (FiLM), with no spatial path, so that it cannot say where things are
     decoder: str = "spec"
     # The std of the encoder's mu head's initial weights. 0: the SPEC's all-zero head (a quiet
-    # start), under which an autoencoder of the demo's size never learns the shape's kind
-    # (docs/study.md, "Weighting the pixels beside the outlines")
+    # start), which cost an autoencoder of the demo's size part of the shape's kind (docs/
+    # study.md, "Weighting the pixels beside the outlines"; LBO with 0.01 draws it no better)
     mu_init_std: float = 0.0
     perceptual: str = "vgg16"        # vgg16 (ImageNet weights) | random (untrained, no download)
     vgg_weights: str = ""            # local VGG16 state-dict file; empty = torchvision's download
