@@ -23,6 +23,7 @@ from models import frozen_batchnorm_stats
 HIST_BINS = 16
 HIST_BANDWIDTH = 0.01  # Gaussian bin weights exp(-d^2 / 0.01)
 SSIM_WINDOW, SSIM_SIGMA = 11, 1.5
+PIXEL_SSIM_WEIGHT = 0.1  # the pixel goal: squared error + this x (1 - SSIM) (SPEC §5)
 _SOBEL_X = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]])
 
 
@@ -300,7 +301,7 @@ def forward_measures(nets, x, real, draws, amp_context, update_stats=True):
     m = {
         "mse": mse,
         "ssim": ssim,
-        "pixel": pixel_error + 0.1 * (1 - ssim),
+        "pixel": pixel_error + PIXEL_SSIM_WEIGHT * (1 - ssim),
         "edge": _mse(edges_recon, real.edges),
         "perceptual": _mse(recon_features, real.features),
         "core_mse": _mse(recon_core, x),

@@ -49,7 +49,7 @@ class Encoder(nn.Module):
         flat = in_ch * (image_size // 16) ** 2
         self.mu = nn.Linear(flat, latent_dim)
         self.logvar = nn.Linear(flat, latent_dim)
-        if mu_init_std:
+        if mu_init_std:  # zeros_ draws nothing: at 0 every other parameter starts as before
             nn.init.normal_(self.mu.weight, std=mu_init_std)
         else:
             nn.init.zeros_(self.mu.weight)

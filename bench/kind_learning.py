@@ -31,7 +31,7 @@ import evaluate  # noqa: E402
 from data import HELDOUT_SEED_OFFSET  # noqa: E402
 from data_throughput import cpu_machine, short_commit  # noqa: E402  (bench/ is this folder)
 from imagesets import SyntheticShapes  # noqa: E402
-from losses import edge_strength, edges, ssim_per_image  # noqa: E402
+from losses import PIXEL_SSIM_WEIGHT, edge_strength, edges, ssim_per_image  # noqa: E402
 from models import Decoder, Encoder, ModulatedDecoder, PerceptualFeatures  # noqa: E402
 
 DEMO = configs.parse_args(["--preset", "demo"])
@@ -186,12 +186,12 @@ def joint_latents(z):
                       torch.cat([core, detail + noise * torch.randn_like(detail)], 1)])
 
 
-def recon_group_terms(recon, x, near_edge, perceptual):
-    """LBO's recon group's measures (losses.forward_measures): the pixel goal under
-    pixel_emphasis = near_edge, the edge MSE, the perceptual features' MSE."""
-    weight = 1 + near_edge * edge_strength(edges(x))
-    pixel = ((recon - x).pow(2) * weight).mean() + 0.1 * (1 - ssim_per_image(recon, x).mean())
-    return torch.stack([pixel, (edges(recon) - edges(x)).pow(2).mean(),
+def recon_group_terms(recon, x, x_edges, weight, perceptual):
+    """LBO's recon group's measures (losses.forward_measures): the pixel goal with the pixel
+    weights `weight` (pixel_emphasis), the edge MSE, the perceptual features' MSE."""
+    pixel = ((recon - x).pow(2) * weight).mean() \
+        + PIXEL_SSIM_WEIGHT * (1 - ssim_per_image(recon, x).mean())
+    return torch.stack([pixel, (edges(recon) - x_edges).pow(2).mean(),
                         (perceptual(recon) - perceptual(x)).pow(2).mean()])
 
 
@@ -216,7 +216,8 @@ def run_screen(s, train, heldout):
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps, DEMO.min_lr)
     x_train, (x_held, f_held) = train, heldout
     trace, started = [], time.monotonic()
-    perceptual, warm_up, scales = PerceptualFeatures(pretrained=False), [], None
+    perceptual = PerceptualFeatures(pretrained=False) if s["recon_group"] else None
+    warm_up, scales = [], None
     for epoch in range(1, s["epochs"] + 1):
         encoder.train(), decoder.train()
         order = torch.randperm(len(x_train))
@@ -226,17 +227,20 @@ def run_screen(s, train, heldout):
             if s["noise"]:
                 z = z + s["noise"] * z.detach().std(0) * torch.randn_like(z)
             recon = decoder(joint_latents(z) if s["joint_decode"] else z)[:len(z)]
-            error = recon - x
-            if s["near_edge"]:
-                error = error * (1 + s["near_edge"] * edge_strength(edges(x))).sqrt()
-            loss = error.pow(2).mean() if s["loss"] == "mse" else error.abs().mean()
+            x_edges = edges(x)
+            weight = 1 + s["near_edge"] * edge_strength(x_edges) if s["near_edge"] else 1.0
             if s["recon_group"]:  # each term in units of its warm-up level, as LBO calibrates
-                terms = recon_group_terms(recon, x, s["near_edge"], perceptual)
+                terms = recon_group_terms(recon, x, x_edges, weight, perceptual)
                 if scales is None:
                     warm_up.append(terms.detach())
                     if len(warm_up) == DEMO.calibration_batches:
                         scales = torch.stack(warm_up).median(0).values
                 loss = (terms / (terms.detach() if scales is None else scales)).mean()
+            else:
+                error = recon - x
+                if s["near_edge"]:
+                    error = error * weight.sqrt()
+                loss = error.pow(2).mean() if s["loss"] == "mse" else error.abs().mean()
             if s["ssim"]:
                 loss = loss + s["ssim"] * (1 - ssim_per_image(recon, x).mean())
             if s["edge"]:
