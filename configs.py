@@ -115,6 +115,11 @@ class Config:
     # upsampled); detail enters every upsampling stage only as a per-channel scale and shift
     # (FiLM), with no spatial path, so that it cannot say where things are
     decoder: str = "spec"
+    # Where the decoder's BatchNorm takes its training statistics in LBO's one decoder call
+    # over the reconstructions and the core-only, swapped and perturbed decodes. joint: from
+    # all five together. reconstructions: from the reconstructions alone, applied to all five,
+    # so the reconstructions are normalised as a plain VAE's and every decode as at evaluation
+    decode_batchnorm: str = "joint"
     # The std of the encoder's mu head's initial weights. 0: the SPEC's all-zero head (a quiet
     # start), which cost an autoencoder of the demo's size part of the shape's kind (docs/
     # study.md, "Weighting the pixels beside the outlines"; LBO with 0.01 draws it no better)
@@ -285,6 +290,7 @@ RUN_ONLY_FIELDS = ("output_dir", "device", "num_workers", "eval_images", "epoch_
 CHOICES = {
     "objective": ("lbo", "sum", "elbo"),
     "decoder": ("spec", "asymmetric"),
+    "decode_batchnorm": ("joint", "reconstructions"),
     "realism_units": ("real_power", "real_pairs"),
     "realism_swap_estimate": ("plain", "unbiased"),
     "core_target": ("image", "structure"),

@@ -17,6 +17,50 @@ def _lrelu():
     return nn.LeakyReLU(0.2, inplace=True)
 
 
+class BatchNorm2d(nn.BatchNorm2d):
+    """nn.BatchNorm2d that, in training mode, can take its batch statistics from the first
+    `reference_rows` rows alone and normalise every row with them (batchnorm_reference_rows).
+
+    The joint decode uses it so that the reconstructions are normalised as a plain VAE's
+    are, by statistics of reconstructions only, and the core-only, swapped and perturbed
+    decodes by the same function (as at evaluation, where all use the running statistics).
+    Every row goes through one formula, so equal rows still decode to equal pixels."""
+    reference_rows = None
+
+    def forward(self, x):
+        n = self.reference_rows
+        if not self.training or n is None:
+            return super().forward(x)
+        reference = x[:n].float()
+        dims = (0, 2, 3)
+        mean, var = reference.mean(dims), reference.var(dims, unbiased=False)
+        if self.track_running_stats:  # off in frozen_batchnorm_stats: nothing is updated
+            with torch.no_grad():
+                self.num_batches_tracked.add_(1)
+                rate = self.momentum if self.momentum is not None \
+                    else 1.0 / float(self.num_batches_tracked)
+                count = reference.numel() / reference.size(1)
+                self.running_mean.lerp_(mean, rate)
+                self.running_var.lerp_(var * (count / (count - 1)), rate)
+        scale = torch.rsqrt(var + self.eps) * self.weight
+        shift = self.bias - mean * scale
+        return (x.float() * scale[:, None, None] + shift[:, None, None]).to(x.dtype)
+
+
+@contextlib.contextmanager
+def batchnorm_reference_rows(module, rows):
+    """Every BatchNorm2d of `module` takes its training statistics from the first `rows` rows
+    of its input (None: from all rows, the ordinary BatchNorm)."""
+    norms = [m for m in module.modules() if isinstance(m, BatchNorm2d)]
+    for m in norms:
+        m.reference_rows = rows
+    try:
+        yield
+    finally:
+        for m in norms:
+            m.reference_rows = None
+
+
 class ResidualBlock(nn.Module):
     """conv3x3-BN-LReLU-conv3x3-BN, added to the input; the last BN starts at zero so the
     block is the identity at initialisation."""
@@ -24,9 +68,9 @@ class ResidualBlock(nn.Module):
     def __init__(self, channels):
         super().__init__()
         self.body = nn.Sequential(
-            nn.Conv2d(channels, channels, 3, padding=1, bias=False), nn.BatchNorm2d(channels),
+            nn.Conv2d(channels, channels, 3, padding=1, bias=False), BatchNorm2d(channels),
             _lrelu(),
-            nn.Conv2d(channels, channels, 3, padding=1, bias=False), nn.BatchNorm2d(channels),
+            nn.Conv2d(channels, channels, 3, padding=1, bias=False), BatchNorm2d(channels),
         )
         nn.init.zeros_(self.body[-1].weight)
         self.act = _lrelu()
@@ -43,7 +87,7 @@ class Encoder(nn.Module):
         layers, in_ch = [], 3
         for out_ch in channels:
             layers += [nn.Conv2d(in_ch, out_ch, 4, stride=2, padding=1, bias=False),
-                       nn.BatchNorm2d(out_ch), _lrelu(), ResidualBlock(out_ch)]
+                       BatchNorm2d(out_ch), _lrelu(), ResidualBlock(out_ch)]
             in_ch = out_ch
         self.features = nn.Sequential(*layers, nn.Flatten())
         flat = in_ch * (image_size // 16) ** 2
@@ -75,7 +119,7 @@ class Decoder(nn.Module):
                 layers.append(ResidualBlock(in_ch))
             # Sub-pixel upsampling: conv to 4x channels, then PixelShuffle(2).
             layers += [nn.Conv2d(in_ch, out_ch * 4, 3, padding=1), nn.PixelShuffle(2),
-                       nn.BatchNorm2d(out_ch), _lrelu()]
+                       BatchNorm2d(out_ch), _lrelu()]
             in_ch = out_ch
         layers += [nn.Conv2d(in_ch, 3, 3, padding=1), nn.Sigmoid()]
         self.net = nn.Sequential(*layers)
@@ -99,7 +143,7 @@ class ModulatedDecoder(nn.Module):
         for out_ch in channels:
             self.stages.append(nn.Sequential(ResidualBlock(in_ch),
                                              nn.Conv2d(in_ch, out_ch * 4, 3, padding=1),
-                                             nn.PixelShuffle(2), nn.BatchNorm2d(out_ch)))
+                                             nn.PixelShuffle(2), BatchNorm2d(out_ch)))
             film = nn.Linear(detail_dim, 2 * out_ch)
             # Zero at the start: the decoder begins as core's alone, detail learns to modulate.
             nn.init.zeros_(film.weight)
@@ -131,6 +175,7 @@ class VAE(nn.Module):
             self.decoder = Decoder(cfg.dec_channels, cfg.latent_dim, cfg.image_size,
                                    cfg.enc_channels[-1])
         self.reencode_swap = cfg.cycle_goals  # the cycle goals need mu of the swap
+        self.reference_decode = cfg.decode_batchnorm == "reconstructions"
 
     def split(self, z):
         return z[:, :self.core_dim], z[:, self.core_dim:]
@@ -155,8 +200,10 @@ class VAE(nn.Module):
 
         The five latents are decoded in ONE decoder call: in training mode BatchNorm
         normalises with batch statistics, and separate calls would give D(z) and D(z + noise)
-        different normalisations, a spurious 'leak' even at zero noise. The passes on `augmented`
-        and on the swap leave the running statistics alone, so they describe real images."""
+        different normalisations, a spurious 'leak' even at zero noise. decode_batchnorm =
+        reconstructions takes those statistics from D(z)'s rows alone. The passes on
+        `augmented` and on the swap leave the running statistics alone, so they describe real
+        images."""
         mu, logvar = (t.float() for t in self.encode(x))
         if augmented is None:
             z = self.reparameterize(mu, logvar, eps)
@@ -172,7 +219,8 @@ class VAE(nn.Module):
             torch.cat([z_core + core_noise, z_detail], 1),         # core perturbed
             torch.cat([z_core, z_detail + detail_noise], 1),       # detail perturbed
         ])
-        decoded = self.decode(latents).float()
+        with batchnorm_reference_rows(self.decoder, len(z) if self.reference_decode else None):
+            decoded = self.decode(latents).float()
         mu_cycle = None
         if self.reencode_swap:
             with frozen_batchnorm_stats(self.encoder):

@@ -73,6 +73,10 @@ VARIANTS = {
                                         "--jitter_scale", "4"],
     "sum_consistency_asymmetric_wide": ["--objective", "sum", "--consistency", "split",
                                         "--decoder", "asymmetric", "--jitter_scale", "4"],
+    # ...each decode normalised by the reconstructions' BatchNorm statistics
+    "lbo_consistency_asymmetric_reference_bn": ["--consistency", "split", "--decoder",
+                                                "asymmetric", "--decode_batchnorm",
+                                                "reconstructions"],
     # ...and together, under the barrier and under the sum control:
     "lbo_split": SPLIT,
     "sum_split": ["--objective", "sum", *SPLIT],

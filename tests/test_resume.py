@@ -58,7 +58,8 @@ def interrupt_after(monkeypatch, lbo_steps):
 # The last case: every split switch on (configs.py), the sum objective among them.
 SPLIT_SWITCHES = ("--objective", "sum", "--decoder", "asymmetric", "--cycle_goals", "true",
                   "--core_target", "structure", "--realism_units", "real_pairs",
-                  "--realism_swap_estimate", "unbiased", "--consistency", "split")
+                  "--realism_swap_estimate", "unbiased", "--consistency", "split",
+                  "--decode_batchnorm", "reconstructions")
 
 
 @pytest.mark.parametrize("lbo_steps, guard_check, switches",

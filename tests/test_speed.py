@@ -50,7 +50,8 @@ def test_channels_last_changes_the_layout_and_the_numbers_by_rounding_only(tiny_
 
 
 @pytest.mark.parametrize("switches", [{}, {"decoder": "asymmetric", "cycle_goals": True,
-                                           "consistency": "split"}])
+                                           "consistency": "split",
+                                           "decode_batchnorm": "reconstructions"}])
 def test_compiled_networks_roll_back_exactly_without_recompiling(tiny_cfg, batches,
                                                                   monkeypatch, switches):
     # aot_eager runs the same graph capture and autograd tracing as the default inductor

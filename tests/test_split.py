@@ -19,7 +19,8 @@ from imagesets import SyntheticShapes
 import losses
 from losses import (augment, draw_step, evaluate_goals, forward_measures, real_stats,
                     realism_measures)
-from models import VAE, Discriminator, ModulatedDecoder, frozen_batchnorm_stats
+from models import (VAE, BatchNorm2d, Discriminator, ModulatedDecoder, batchnorm_reference_rows,
+                    frozen_batchnorm_stats)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 import realism_swap_floor  # noqa: E402
@@ -135,6 +136,74 @@ def test_the_asymmetric_decoder_trains_through_the_guard_and_the_joint_decode(tm
     state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
     assert any(k.startswith("decoder.films.") for k in state["vae"])
     assert (tmp_path / "cross_reconstruction.png").exists()
+
+
+# --- decode_batchnorm = reconstructions --------------------------------------------------------
+def normalised(rows, x, norm=None, seed=0):
+    """(output, running mean, running var) of a training-mode BatchNorm2d with random affine
+    parameters on x, its statistics from the first `rows` rows (None: all)."""
+    torch.manual_seed(seed)
+    norm = norm or BatchNorm2d(x.shape[1])
+    with torch.no_grad():
+        norm.weight.uniform_(0.5, 1.5), norm.bias.normal_()
+    with batchnorm_reference_rows(norm, rows):
+        out = norm(x)
+    return out, norm.running_mean.clone(), norm.running_var.clone()
+
+
+def test_reference_rows_normalise_every_row_by_the_first_rows_statistics_alone():
+    x = 3 * torch.randn(12, 5, 4, 4, generator=torch.Generator().manual_seed(0)) + 1
+    out, mean, var = normalised(4, x)
+    alone, alone_mean, alone_var = normalised(None, x[:4])  # an ordinary BN of them alone
+    assert torch.allclose(out[:4], alone, atol=1e-5)
+    assert torch.allclose(mean, alone_mean) and torch.allclose(var, alone_var)
+    # The other rows change neither the reference rows' output nor the statistics...
+    other = x.clone()
+    other[4:] = 100 * torch.randn(8, 5, 4, 4)
+    out2, mean2, var2 = normalised(4, other)
+    assert torch.equal(out2[:4], out[:4]) and torch.equal(mean2, mean) and torch.equal(var2, var)
+    # ... and each is normalised by the same function: a copy of a reference row decodes
+    # exactly as it does (no spurious leak at zero noise).
+    other[7] = x[2]
+    assert torch.equal(normalised(4, other)[0][7], out[2])
+    assert not torch.allclose(normalised(None, x)[0][:4], alone, atol=1e-2)  # all rows: not so
+
+
+def test_reference_rows_leave_running_statistics_alone_where_frozen_and_eval_unchanged():
+    x = torch.randn(6, 3, 4, 4, generator=torch.Generator().manual_seed(1))
+    norm = BatchNorm2d(3)
+    with frozen_batchnorm_stats(norm):
+        normalised(2, x, norm)
+    assert torch.equal(norm.running_mean, torch.zeros(3)) and norm.num_batches_tracked == 0
+    norm.eval()
+    plain = torch.nn.BatchNorm2d(3).eval()
+    plain.load_state_dict(norm.state_dict())
+    with batchnorm_reference_rows(norm, 2):
+        assert torch.equal(norm(x), plain(x))  # evaluation: the running statistics, as ever
+
+
+@pytest.mark.parametrize("decoder", ["spec", "asymmetric"])
+def test_the_reconstructions_decode_as_in_a_call_of_their_own_under_the_switch(decoder):
+    """decode_batchnorm = reconstructions: within the joint decode the reconstructions come
+    out as if decoded alone, and the running statistics are theirs; joint (the default):
+    normalised with the other four decodes, they do not."""
+    results = {}
+    for mode in ("joint", "reconstructions"):
+        cfg, nets = expressive_nets("--decoder", decoder, "--decode_batchnorm", mode)
+        vae = nets[0]
+        torch.manual_seed(1)
+        draws = draw_step(X, cfg)
+        start = copy.deepcopy(vae.decoder.state_dict())
+        mu, logvar, _, z, decoded, _ = vae(X, draws.augmented, draws.eps, draws.perm,
+                                           draws.core_noise, draws.detail_noise)
+        joint_stats = copy.deepcopy(vae.decoder.state_dict())
+        vae.decoder.load_state_dict(start)
+        alone = vae.decode(z)
+        alone_stats = vae.decoder.state_dict()
+        results[mode] = (torch.allclose(decoded.chunk(5)[0], alone, atol=1e-5),
+                         all(torch.allclose(joint_stats[k].float(), alone_stats[k].float(),
+                                            atol=1e-6) for k in joint_stats))
+    assert results == {"joint": (False, False), "reconstructions": (True, True)}
 
 
 # --- cycle goals -------------------------------------------------------------------------------
@@ -353,8 +422,8 @@ def test_detail_consistency_is_a_latent_goal_calibrated_like_core_consistency(ti
 def test_every_split_switch_defaults_to_the_spec_system():
     cfg = configs.Config()
     assert (cfg.objective, cfg.decoder, cfg.cycle_goals, cfg.core_target, cfg.realism_units,
-            cfg.realism_swap_estimate, cfg.consistency) == (
-        "lbo", "spec", False, "image", "real_power", "plain", "spec")
+            cfg.realism_swap_estimate, cfg.consistency, cfg.decode_batchnorm) == (
+        "lbo", "spec", False, "image", "real_power", "plain", "spec", "joint")
     assert configs.goal_table(cfg) == cfg.goals
 
 
