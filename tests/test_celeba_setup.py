@@ -232,19 +232,19 @@ def one_line(text, *parts):
 
 def test_kaggles_zip_is_checked_by_content_and_its_csv_partition_read(tmp_path, small_celeba,
                                                                       capsys):
-    given = tmp_path / "archive.zip"
-    given.write_bytes(kaggle_zip())
+    given, archive = tmp_path / "archive.zip", kaggle_zip()  # its members stamped with now
+    given.write_bytes(archive)
     assert set_up(tmp_path / "celeba", "--zip", str(given)) == 0
     assert_set_up(tmp_path / "celeba")
     out = capsys.readouterr().out
     line = one_line(out, "checked by content")
-    assert line.startswith(f"{given}: not the authors' archive ({len(kaggle_zip())} bytes, "
+    assert line.startswith(f"{given}: not the authors' archive ({len(archive)} bytes, "
                            f"expected {celeba_setup.ZIP_BYTES})")
     assert "5 images named 000001.jpg to 202599.jpg in img_align_celeba/img_align_celeba/, " \
         "5 of them decoded (extraction checks every file's CRC; preprocessing skips and names" \
         in line
     assert "partition: its list_eval_partition.csv agrees with the official split" in out
-    assert given.read_bytes() == kaggle_zip()
+    assert given.read_bytes() == archive  # the user's archive left as it was
 
 
 def test_a_repacked_zip_in_the_authors_layout_with_a_txt_partition(tmp_path, small_celeba,
