@@ -1,6 +1,6 @@
 """The switches that go after the split (configs.py: objective sum, decoder, cycle_goals,
-core_target, realism_units, realism_swap_estimate, consistency): each does what its comment
-says, and each default leaves the SPEC's system as it was."""
+core_target, realism_units, realism_swap_estimate, consistency, decode_batchnorm): each does
+what its comment says, and each default leaves the SPEC's system as it was."""
 import contextlib
 import copy
 import json
@@ -194,8 +194,8 @@ def test_the_reconstructions_decode_as_in_a_call_of_their_own_under_the_switch(d
         torch.manual_seed(1)
         draws = draw_step(X, cfg)
         start = copy.deepcopy(vae.decoder.state_dict())
-        mu, logvar, _, z, decoded, _ = vae(X, draws.augmented, draws.eps, draws.perm,
-                                           draws.core_noise, draws.detail_noise)
+        _, _, _, z, decoded, _ = vae(X, draws.augmented, draws.eps, draws.perm,
+                                     draws.core_noise, draws.detail_noise)
         joint_stats = copy.deepcopy(vae.decoder.state_dict())
         vae.decoder.load_state_dict(start)
         alone = vae.decode(z)
