@@ -62,6 +62,11 @@ class SyntheticShapes(Dataset):
     # either polygon's symmetry).
     SYMMETRY_ORDERS = (0, 4, 3)
     ROTATION_SPAN = math.pi / 4
+    # The geometry in shares of the image side, each as (at factor 0, added at factor 1): the
+    # radius of the circle of the shape's area (size) and the centre on each axis (x, y). The
+    # widest shape, the largest triangle (circumradius 1.555 x that radius), stays in frame.
+    RADIUS = (0.10, 0.10)
+    CENTRE = (0.32, 0.36)
 
     def __init__(self, n: int, image_size: int = 64, seed: int = 0, return_factors: bool = False):
         self.n, self.image_size, self.seed = n, image_size, seed
@@ -106,8 +111,9 @@ class SyntheticShapes(Dataset):
         """(S, S) share of each pixel inside the shape: a function of the structure factors only."""
         shape, x, y, size, rotation = (float(v) for v in factors[:5])
         s = image_size
-        radius = s * (0.10 + 0.10 * size)
-        centre_x, centre_y = s * (0.32 + 0.36 * x), s * (0.32 + 0.36 * y)
+        (r0, r_span), (c0, c_span) = cls.RADIUS, cls.CENTRE
+        radius = s * (r0 + r_span * size)
+        centre_x, centre_y = s * (c0 + c_span * x), s * (c0 + c_span * y)
         grid = np.arange(s, dtype=np.float32) + 0.5  # pixel centres
         dx, dy = grid[None, :] - centre_x, grid[:, None] - centre_y
         kind = cls.SHAPES[cls.kind_index(shape)]
