@@ -130,6 +130,27 @@ def test_structure_factors_move_resize_and_change_the_shape():
     assert max(areas) / min(areas) < 1.02  # every shape and rotation: the same area per size
 
 
+@pytest.mark.parametrize("radius, centre", [(SyntheticShapes.RADIUS, SyntheticShapes.CENTRE),
+                                             ((0.15, 0.10), (0.39, 0.22))])  # the larger screen
+def test_the_geometry_sets_radius_and_centre_and_keeps_every_shape_in_frame(monkeypatch, radius,
+                                                                            centre):
+    monkeypatch.setattr(SyntheticShapes, "RADIUS", radius)
+    monkeypatch.setattr(SyntheticShapes, "CENTRE", centre)
+    s = 64
+    disc = SyntheticShapes.coverage(np.array([0.0, 0.5, 0.5, 1.0, 0.0]), s)
+    assert disc.sum() == pytest.approx(np.pi * (s * sum(radius)) ** 2, rel=0.02)
+    assert (disc * np.arange(s)[None, :]).sum() / disc.sum() == pytest.approx(
+        s * (centre[0] + centre[1] / 2) - 0.5, abs=0.05)
+    # The largest shape of each kind and rotation, pushed to each corner, stays in frame.
+    for kind in (0.0, 0.5, 1.0):
+        for rotation in (0.0, 0.5, 1.0):
+            for x in (0.0, 1.0):
+                for y in (0.0, 1.0):
+                    cover = SyntheticShapes.coverage(np.array([kind, x, y, 1.0, rotation]), s)
+                    border = np.concatenate([cover[0], cover[-1], cover[:, 0], cover[:, -1]])
+                    assert border.max() < 0.5, (kind, rotation, x, y)
+
+
 def test_synthetic_images_take_well_under_half_a_millisecond():
     ds = SyntheticShapes(500, 64)
     started = time.perf_counter()
