@@ -1,5 +1,6 @@
 """Datasets and loaders: the procedural shapes, CelebA, image folders, bad files, the cache."""
 import io
+import itertools
 import json
 import logging
 import time
@@ -142,13 +143,11 @@ def test_the_geometry_sets_radius_and_centre_and_keeps_every_shape_in_frame(monk
     assert (disc * np.arange(s)[None, :]).sum() / disc.sum() == pytest.approx(
         s * (centre[0] + centre[1] / 2) - 0.5, abs=0.05)
     # The largest shape of each kind and rotation, pushed to each corner, stays in frame.
-    for kind in (0.0, 0.5, 1.0):
-        for rotation in (0.0, 0.5, 1.0):
-            for x in (0.0, 1.0):
-                for y in (0.0, 1.0):
-                    cover = SyntheticShapes.coverage(np.array([kind, x, y, 1.0, rotation]), s)
-                    border = np.concatenate([cover[0], cover[-1], cover[:, 0], cover[:, -1]])
-                    assert border.max() < 0.5, (kind, rotation, x, y)
+    for kind, rotation, x, y in itertools.product((0.0, 0.5, 1.0), (0.0, 0.5, 1.0), (0.0, 1.0),
+                                                  (0.0, 1.0)):
+        cover = SyntheticShapes.coverage(np.array([kind, x, y, 1.0, rotation]), s)
+        border = np.concatenate([cover[0], cover[-1], cover[:, 0], cover[:, -1]])
+        assert border.max() < 0.5, (kind, rotation, x, y)
 
 
 def test_synthetic_images_take_well_under_half_a_millisecond():
