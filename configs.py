@@ -168,6 +168,12 @@ class Config:
     # On the built-in shapes a flip moves the shape (x, y, rotation are structure), so the
     # SPEC's flip asks core NOT to know where the shape is (docs/study.md, "The split")
     consistency: str = "spec"
+    # How the consistency goals measure a code's change. plain: the SPEC's MSE of mu, which a
+    # code also lowers by shrinking its spread (measured: core's variance then sits in fewer
+    # dims, and LBO draws no kind of shape). spread: each dim's squared change over that dim's
+    # batch variance (detached), a change in the code's own units (docs/study.md, "Larger
+    # shapes, and the latent group")
+    consistency_units: str = "plain"
     # The consistency goals' colour jitter, its spreads times this: brightness, contrast and
     # saturation by 1 +- 0.2 x it, hue by +- 0.05 x it of the colour wheel (SPEC: 1; at most
     # 5, where a factor reaches 0). Wider, it spans more of the data's appearance, which core
@@ -295,6 +301,7 @@ CHOICES = {
     "realism_swap_estimate": ("plain", "unbiased"),
     "core_target": ("image", "structure"),
     "consistency": ("spec", "split"),
+    "consistency_units": ("plain", "spread"),
     "dataset": ("auto", "celeba", "folder", "synthetic", "shapes3d", "mpi3d", "dsprites"),
     "perceptual": ("vgg16", "random"),
     "guard_check": ("look-ahead", "next-batch"),

@@ -96,6 +96,7 @@ class StepDraws:
     core_noise: torch.Tensor     # perturbation of z_core for the colour-leak goal
     detail_noise: torch.Tensor   # perturbation of z_detail for the edge-leak goal
     augmented: torch.Tensor      # what the consistency goals encode (consistency_inputs)
+    consistency_units: str = "plain"  # how they measure a code's change (the setting's name)
 
 
 def _hue_rotation(angles):
@@ -158,6 +159,7 @@ def draw_step(x, cfg):
         core_noise=cfg.noise_std * torch.randn(b, cfg.core_dim, device=x.device),
         detail_noise=cfg.noise_std * torch.randn(b, cfg.detail_dim, device=x.device),
         augmented=consistency_inputs(x, cfg),
+        consistency_units=cfg.consistency_units,
     )
 
 
@@ -263,6 +265,15 @@ def _off_diagonal_energy(z):
     return (cov.pow(2).sum() - diag_energy) / diag_energy
 
 
+def _code_change(code, moved, units):
+    """Mean squared change of a code. units "spread": each dim's change over that dim's batch
+    variance (detached), so that shrinking the code's spread no longer lowers the goal."""
+    if units == "plain":
+        return _mse(code, moved)
+    code, moved = code.float(), moved.float()  # float32 under autocast, as mse_loss is
+    return ((code - moved).pow(2) / code.detach().var(0).clamp_min(1e-6)).mean()
+
+
 def kl_per_dim(mu, logvar):
     return 0.5 * (logvar.exp() + mu.pow(2) - 1 - logvar)
 
@@ -323,7 +334,8 @@ def forward_measures(nets, x, real, draws, amp_context, update_stats=True):
         "logvar_core": logvar[:, :core_dim].mean(),
         "logvar_detail": logvar[:, core_dim:].mean(),
         "cov": _off_diagonal_energy(z_core),
-        "core_consistency": _mse(mu[:, :core_dim], mu_aug[:len(x), :core_dim]),
+        "core_consistency": _code_change(mu[:, :core_dim], mu_aug[:len(x), :core_dim],
+                                         draws.consistency_units),
         # A soft fraction of weak core dims, so the goal has a gradient: a dim with variance
         # v counts max(0, 1 - v / 0.1); it is 0 exactly when every dim is active.
         "weak": F.relu(1 - var_core / ACTIVE_VARIANCE).mean(),
@@ -337,7 +349,8 @@ def forward_measures(nets, x, real, draws, amp_context, update_stats=True):
         "detail_var_max": var_detail.max(),
     }
     if len(mu_aug) > len(x):  # consistency = split: the flipped images follow the jittered
-        m["detail_consistency"] = _mse(mu_detail, mu_aug[len(x):, core_dim:])
+        m["detail_consistency"] = _code_change(mu_detail, mu_aug[len(x):, core_dim:],
+                                               draws.consistency_units)
     if mu_cycle is not None:
         # Against mu of x, detached: the cycle asks the swap to carry the codes, not the
         # encoder to move x's codes toward the swap's.

@@ -410,6 +410,45 @@ def test_detail_consistency_compares_mu_detail_of_x_and_of_its_flips():
         mse(mu[:, c:], mu_variants[:b, c:]), rel=0.01)
 
 
+def consistency_goals(units, mu_scale):
+    """core_consistency and detail_consistency of expressive nets whose mu head is scaled by
+    mu_scale, and the written-out mean of each dim's squared change over its batch variance."""
+    cfg, nets = expressive_nets("--consistency", "split", "--consistency_units", units)
+    vae, c, b = nets[0], cfg.core_dim, len(X)
+    with torch.no_grad():
+        vae.encoder.mu.weight.mul_(mu_scale)
+    torch.manual_seed(1)
+    draws = draw_step(X, cfg)
+    before = copy.deepcopy(vae.state_dict())
+    m = forward_measures(nets, X, real_stats(X, nets[2], contextlib.nullcontext), draws,
+                         contextlib.nullcontext).measures
+    vae.load_state_dict(before)
+    with torch.no_grad():
+        mu = vae.encode(X)[0]
+        with frozen_batchnorm_stats(vae):
+            mu_variants = vae.encode(draws.augmented)[0]
+
+    def in_spread_units(code, moved):
+        return ((code - moved).pow(2) / code.var(0)).mean().item()
+    return (m["core_consistency"].item(), m["detail_consistency"].item(),
+            in_spread_units(mu[:, :c], mu_variants[:b, :c]),
+            in_spread_units(mu[:, c:], mu_variants[b:, c:]))
+
+
+def test_consistency_in_spread_units_is_each_dims_change_over_its_spread():
+    core, detail, core_written, detail_written = consistency_goals("spread", 1.0)
+    assert core == pytest.approx(core_written, rel=1e-4)
+    assert detail == pytest.approx(detail_written, rel=1e-4)
+
+
+def test_shrinking_the_codes_lowers_plain_consistency_but_not_the_spread_units():
+    plain, plain_shrunk = consistency_goals("plain", 1.0), consistency_goals("plain", 0.1)
+    spread, spread_shrunk = consistency_goals("spread", 1.0), consistency_goals("spread", 0.1)
+    for goal in (0, 1):  # core, detail
+        assert plain_shrunk[goal] == pytest.approx(plain[goal] / 100, rel=1e-3)
+        assert spread_shrunk[goal] == pytest.approx(spread[goal], rel=1e-3)
+
+
 def test_detail_consistency_is_a_latent_goal_calibrated_like_core_consistency(tiny_cfg):
     trainer = calibrated_trainer(dataclass_with(tiny_cfg, consistency="split"))
     goal, = [g for g in trainer.goals if g["name"] == "detail_consistency"]
@@ -422,8 +461,9 @@ def test_detail_consistency_is_a_latent_goal_calibrated_like_core_consistency(ti
 def test_every_split_switch_defaults_to_the_spec_system():
     cfg = configs.Config()
     assert (cfg.objective, cfg.decoder, cfg.cycle_goals, cfg.core_target, cfg.realism_units,
-            cfg.realism_swap_estimate, cfg.consistency, cfg.decode_batchnorm) == (
-        "lbo", "spec", False, "image", "real_power", "plain", "spec", "joint")
+            cfg.realism_swap_estimate, cfg.consistency, cfg.consistency_units,
+            cfg.decode_batchnorm) == (
+        "lbo", "spec", False, "image", "real_power", "plain", "spec", "plain", "joint")
     assert configs.goal_table(cfg) == cfg.goals
 
 
