@@ -248,6 +248,8 @@ class Trainer:
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
             zero_fill_missing_grads(self.vae)
+            if self.cfg.lbo_grad_clip:
+                torch.nn.utils.clip_grad_norm_(self.vae.parameters(), self.cfg.lbo_grad_clip)
         with self.phase("optimizer"):
             self.opt.step()
         self.pending = PendingUpdate(

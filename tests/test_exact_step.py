@@ -3,6 +3,7 @@
 repeat of the step's own computation, and epoch numbers that count what the optimizer did."""
 import contextlib
 import copy
+import dataclasses
 import math
 
 import pytest
@@ -83,6 +84,26 @@ def test_our_step_makes_the_update_of_autograd_on_the_full_loss(calibrated, monk
     assert differing(snapshot(calibrated), snapshot(reference)) == []
     steps = {s["step"].item() for s in calibrated.opt.state.values()}
     assert len(steps) == 1  # every parameter stepped alike
+
+
+@pytest.mark.parametrize("clip", [0.0, 1e-3])
+def test_lbo_grad_clip_caps_the_gradient_norm_the_optimizer_steps_on(calibrated, monkeypatch,
+                                                                     clip):
+    calibrated.cfg = dataclasses.replace(calibrated.cfg, lbo_grad_clip=clip)
+    calibrated.lbo_batches = 2
+    norms, plain_step = [], calibrated.opt.step
+
+    def step(*args, **kwargs):
+        norms.append(torch.norm(torch.stack(
+            [p.grad.norm() for p in calibrated.vae.parameters()])).item())
+        return plain_step(*args, **kwargs)
+    monkeypatch.setattr(calibrated.opt, "step", step)
+    violate_evaluations(monkeypatch.setattr, (), others_pass=True)
+    calibrated.lbo_step(X, train.EpochStats(), "here", print)
+    if clip:
+        assert norms == [pytest.approx(clip, rel=1e-3)]
+    else:
+        assert len(norms) == 1 and norms[0] > 100 * 1e-3  # the clip above does cut it
 
 
 def nan_reconstruction_on(monkeypatch, calls):

@@ -19,6 +19,12 @@ args_of() {
     with_disentangle) echo "$BASE --drop_groups core,swap,realism" ;;
     with_split) echo "$BASE --drop_groups core,swap,realism,disentangle --consistency split" ;;
     with_asymmetric) echo "$BASE --drop_groups core,swap,realism,disentangle --decoder asymmetric" ;;
+    plain_seed1) echo "$BASE --drop_groups core,swap,realism,disentangle --consistency_units plain --seed 1" ;;
+    plain_seed2) echo "$BASE --drop_groups core,swap,realism,disentangle --consistency_units plain --seed 2" ;;
+    with_disentangle_seed1) echo "$BASE --drop_groups core,swap,realism --seed 1" ;;
+    with_asymmetric_core16) echo "$BASE --drop_groups core,swap,realism,disentangle --decoder asymmetric --core_dim 16" ;;
+    with_asymmetric_split) echo "$BASE --drop_groups core,swap,realism,disentangle --decoder asymmetric --consistency split" ;;
+    without_disentangle) echo "$BASE --drop_groups disentangle" ;;
     *) echo "unknown run $1" >&2; exit 2 ;;
   esac
 }
