@@ -169,10 +169,10 @@ class Config:
     # SPEC's flip asks core NOT to know where the shape is (docs/study.md, "The split")
     consistency: str = "spec"
     # How the consistency goals measure a code's change. plain: the SPEC's MSE of mu, which a
-    # code also lowers by shrinking its spread (measured: core's variance then sits in fewer
-    # dims, and LBO draws no kind of shape). spread: each dim's squared change over that dim's
-    # batch variance (detached), a change in the code's own units (docs/study.md, "Larger
-    # shapes, and the latent group")
+    # code also lowers by shrinking its spread. spread: each dim's squared change over that
+    # dim's batch variance (detached), a change in the code's own units. Measured on larger
+    # shapes, three groups dropped, 3 seeds: spread draws more of the kind on each (docs/
+    # study.md, "The consistency goals in each code's own units, and one steep step")
     consistency_units: str = "plain"
     # The consistency goals' colour jitter, its spreads times this: brightness, contrast and
     # saturation by 1 +- 0.2 x it, hue by +- 0.05 x it of the colour wheel (SPEC: 1; at most
