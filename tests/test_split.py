@@ -386,19 +386,30 @@ def test_jitter_scale_widens_the_colour_jitter_the_consistency_goals_draw():
     assert turned(spread4) > 2.5 * turned(narrow) > 0
 
 
-def test_detail_consistency_compares_mu_detail_of_x_and_of_its_flips():
-    cfg, nets = expressive_nets("--consistency", "split")
-    vae, c, b = nets[0], cfg.core_dim, len(X)
+def consistency_measures_and_codes(*switches, mu_scale=1.0):
+    """The step's measures with consistency = split, and mu of x and of its variants written
+    out (x, then both kinds of variant in one frozen pass), for expressive nets whose mu head
+    is scaled by mu_scale. Also returns core_dim."""
+    cfg, nets = expressive_nets("--consistency", "split", *switches)
+    vae = nets[0]
+    with torch.no_grad():
+        vae.encoder.mu.weight.mul_(mu_scale)
     torch.manual_seed(1)
     draws = draw_step(X, cfg)
     real = real_stats(X, nets[2], contextlib.nullcontext)
     before = copy.deepcopy(vae.state_dict())
     m = forward_measures(nets, X, real, draws, contextlib.nullcontext).measures
     vae.load_state_dict(before)
-    with torch.no_grad():  # written out: x, then both kinds of variant in one frozen pass
+    with torch.no_grad():
         mu = vae.encode(X)[0]
         with frozen_batchnorm_stats(vae):
             mu_variants = vae.encode(draws.augmented)[0]
+    return m, mu, mu_variants, cfg.core_dim
+
+
+def test_detail_consistency_compares_mu_detail_of_x_and_of_its_flips():
+    m, mu, mu_variants, c = consistency_measures_and_codes()
+    b = len(X)
 
     def mse(a, v):
         return torch.nn.functional.mse_loss(a, v).item()
@@ -411,22 +422,12 @@ def test_detail_consistency_compares_mu_detail_of_x_and_of_its_flips():
 
 
 def consistency_goals(units, mu_scale):
-    """core_consistency and detail_consistency of expressive nets whose mu head is scaled by
-    mu_scale, and the written-out mean of each dim's squared change over its batch variance."""
-    cfg, nets = expressive_nets("--consistency", "split", "--consistency_units", units)
-    vae, c, b = nets[0], cfg.core_dim, len(X)
-    with torch.no_grad():
-        vae.encoder.mu.weight.mul_(mu_scale)
-    torch.manual_seed(1)
-    draws = draw_step(X, cfg)
-    before = copy.deepcopy(vae.state_dict())
-    m = forward_measures(nets, X, real_stats(X, nets[2], contextlib.nullcontext), draws,
-                         contextlib.nullcontext).measures
-    vae.load_state_dict(before)
-    with torch.no_grad():
-        mu = vae.encode(X)[0]
-        with frozen_batchnorm_stats(vae):
-            mu_variants = vae.encode(draws.augmented)[0]
+    """core_consistency and detail_consistency with consistency_units = units and the mu head
+    scaled by mu_scale, and the written-out mean of each dim's squared change over its batch
+    variance."""
+    m, mu, mu_variants, c = consistency_measures_and_codes(
+        "--consistency_units", units, mu_scale=mu_scale)
+    b = len(X)
 
     def in_spread_units(code, moved):
         return ((code - moved).pow(2) / code.var(0)).mean().item()
