@@ -23,13 +23,14 @@ def test_overrides_in_both_forms_and_presets_apply_first():
 
 
 def test_the_demo_runs_the_split_and_the_study_the_spec():
-    """The demo shows the best split found; the study's variants start from the SPEC's
-    decoder and consistency goals, or its kept runs and their names would change meaning."""
+    """The demo shows the best split found, with its clipped LBO step; the study's variants
+    start from the SPEC's decoder, consistency goals and unclipped step, or its kept runs and
+    their names would change meaning."""
     spec, demo, study = (configs.Config(), parse_args(["--preset", "demo"]),
                          parse_args(["--preset", "study"]))
-    assert (demo.consistency, demo.decoder) == ("split", "asymmetric")
-    assert (study.consistency, study.decoder) == (spec.consistency, spec.decoder) == \
-        ("spec", "spec")
+    assert (demo.consistency, demo.decoder, demo.lbo_grad_clip) == ("split", "asymmetric", 5)
+    assert (study.consistency, study.decoder, study.lbo_grad_clip) == \
+        (spec.consistency, spec.decoder, spec.lbo_grad_clip) == ("spec", "spec", 0)
     assert (study.tighten_start_epoch, study.tighten_rate) == \
         (spec.tighten_start_epoch, spec.tighten_rate)
 

@@ -248,10 +248,12 @@ def test_the_readme_states_the_images_each_preset_sees_per_run():
 
 
 def test_the_readme_states_the_demo_model_and_schedule_the_preset_runs():
-    """The demo paragraph names the split switches and the tightening schedule: both from
-    PRESETS["demo"], so a changed preset makes the text wrong until it is rewritten."""
+    """The demo paragraph names the split switches, the gradient clip and the tightening
+    schedule: all from PRESETS["demo"], so a changed preset makes the text wrong until it is
+    rewritten."""
     readme = " ".join(README.read_text().split())
     cfg = configs.parse_args(["--preset", "demo"])
     assert f"`--consistency {cfg.consistency} --decoder {cfg.decoder}`" in readme
+    assert f"`--lbo_grad_clip {cfg.lbo_grad_clip:g}`" in readme
     assert f"It tightens at ×{1 - cfg.tighten_rate:g} an epoch from epoch " \
         f"{cfg.tighten_start_epoch}," in readme

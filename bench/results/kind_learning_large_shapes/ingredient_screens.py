@@ -6,6 +6,7 @@ Run from this folder (the files it writes land here), same commit as geometry_sc
     python ingredient_screens.py pe3_joint,pe3_asym,pe3_muzero,pe3_noise0.1,pe3_group,pe3_all c
     python ingredient_screens.py \
         all_but_joint,all_but_muzero,all_but_group,all_but_asym,all_but_noise d
+    python ingredient_screens.py all_epochs_24 e    (twice the images: is it the budget?)
 """
 import json
 import sys
@@ -29,6 +30,7 @@ DEFAULT = dict(joint_decode=False, decoder="spec", mu_init="live", noise=0.0, re
 for key, short in [("joint_decode", "joint"), ("decoder", "asym"), ("mu_init", "muzero"),
                    ("noise", "noise"), ("recon_group", "group")]:
     SCREENS["all_but_" + short] = dict(ALL, **{key: DEFAULT[key]})
+SCREENS["all_epochs_24"] = dict(ALL, epochs=2 * K.BASE["epochs"])
 out = {}
 for name in sys.argv[1].split(","):
     s = dict(K.BASE, near_edge=3.0, **SCREENS[name])
