@@ -7,7 +7,8 @@ set -euo pipefail
 LARGE='from imagesets import SyntheticShapes as S; S.RADIUS = (0.15, 0.10); S.CENTRE = (0.39, 0.22); import train; train.main()'
 # "three removed": a live mu head, the SPEC's decoder and consistency, four groups dropped,
 # no tightening inside the 12 epochs (bench/results/kind_learning_large_shapes_cpu.md)
-BASE="--preset demo --pixel_emphasis 3 --consistency_units spread --mu_init_std 0.01 --decoder spec --consistency spec --tighten_start_epoch 20"
+# (--lbo_grad_clip 0: the demo preset clips since d4ca576; these screens were run unclipped)
+BASE="--preset demo --pixel_emphasis 3 --consistency_units spread --mu_init_std 0.01 --decoder spec --consistency spec --tighten_start_epoch 20 --lbo_grad_clip 0"
 args_of() {
   case $1 in
     seed0) echo "$BASE --drop_groups core,swap,realism,disentangle --seed 0" ;;
@@ -25,6 +26,9 @@ args_of() {
     with_asymmetric_core16) echo "$BASE --drop_groups core,swap,realism,disentangle --decoder asymmetric --core_dim 16" ;;
     with_asymmetric_split) echo "$BASE --drop_groups core,swap,realism,disentangle --decoder asymmetric --consistency split" ;;
     without_disentangle) echo "$BASE --drop_groups disentangle" ;;
+    with_core_seed1) echo "$BASE --drop_groups swap,realism,disentangle --seed 1" ;;
+    with_swap_seed1) echo "$BASE --drop_groups core,realism,disentangle --seed 1" ;;
+    with_realism_seed1) echo "$BASE --drop_groups core,swap,disentangle --seed 1" ;;
     *) echo "unknown run $1" >&2; exit 2 ;;
   esac
 }
