@@ -68,6 +68,15 @@ VARIANTS = {
     "lbo_consistency_asymmetric": ["--consistency", "split", "--decoder", "asymmetric"],
     "sum_consistency_asymmetric": ["--objective", "sum", "--consistency", "split", "--decoder",
                                    "asymmetric"],
+    # ...with the core-only decode asked for x's edges only, not its colours
+    "lbo_consistency_asymmetric_core_structure": ["--consistency", "split", "--decoder",
+                                                  "asymmetric", "--core_target", "structure"],
+    # ...with the consistency goals scored in the swap group instead of the latent group
+    "lbo_consistency_asymmetric_swap_group": ["--consistency", "split", "--decoder",
+                                              "asymmetric", "--consistency_group", "swap"],
+    "sum_consistency_asymmetric_swap_group": ["--objective", "sum", "--consistency", "split",
+                                              "--decoder", "asymmetric", "--consistency_group",
+                                              "swap"],
     # ...with a colour jitter 4x as wide (brightness 1 +- 0.8, hue +- 0.2 of the wheel)
     "lbo_consistency_asymmetric_wide": ["--consistency", "split", "--decoder", "asymmetric",
                                         "--jitter_scale", "4"],

@@ -459,12 +459,29 @@ def test_detail_consistency_is_a_latent_goal_calibrated_like_core_consistency(ti
         tiny("--consistency", "split", "--drop_groups", "latent"))]
 
 
+def test_consistency_group_moves_both_consistency_goals_and_drops_with_their_group():
+    def groups(*switches):
+        return {g["name"]: g["group"] for g in configs.goal_table(
+            tiny("--consistency", "split", *switches))}
+    spec_groups = groups()
+    moved = groups("--consistency_group", "swap")
+    assert spec_groups["core_consistency"] == spec_groups["detail_consistency"] == "latent"
+    assert moved["core_consistency"] == moved["detail_consistency"] == "swap"
+    assert {n: g for n, g in moved.items() if n not in configs.CONSISTENCY_GOALS} == \
+        {n: g for n, g in spec_groups.items() if n not in configs.CONSISTENCY_GOALS}
+    # They go and stay with the group that scores them.
+    assert "core_consistency" in groups("--consistency_group", "swap", "--drop_groups", "latent")
+    assert not set(configs.CONSISTENCY_GOALS) & set(
+        groups("--consistency_group", "swap", "--drop_groups", "swap"))
+
+
 def test_every_split_switch_defaults_to_the_spec_system():
     cfg = configs.Config()
     assert (cfg.objective, cfg.decoder, cfg.cycle_goals, cfg.core_target, cfg.realism_units,
             cfg.realism_swap_estimate, cfg.consistency, cfg.consistency_units,
-            cfg.decode_batchnorm) == (
-        "lbo", "spec", False, "image", "real_power", "plain", "spec", "plain", "joint")
+            cfg.consistency_group, cfg.decode_batchnorm) == (
+        "lbo", "spec", False, "image", "real_power", "plain", "spec", "plain", "latent",
+        "joint")
     assert configs.goal_table(cfg) == cfg.goals
 
 
