@@ -523,7 +523,7 @@ class Calibrator:
             if goal.get("scale") == "auto":
                 median = statistics.median(recorded) if recorded else 1.0
                 scale = max(recorded) if median < TINY_MEDIAN else median
-                goal["scale"] = max(scale, MIN_SCALE)
+                goal["scale"] = max(scale, MIN_SCALE) * goal.get("calibration", 1.0)
             if goal["type"].startswith("BOX") and recorded:
                 low, high = min(recorded), max(recorded)
                 if low < goal["lower"] or high > goal["upper"]:

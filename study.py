@@ -77,6 +77,9 @@ VARIANTS = {
     "sum_consistency_asymmetric_swap_group": ["--objective", "sum", "--consistency", "split",
                                               "--decoder", "asymmetric", "--consistency_group",
                                               "swap"],
+    # ...with the consistency goals' scales a tenth of the warm-up's median
+    "lbo_consistency_asymmetric_strict": ["--consistency", "split", "--decoder", "asymmetric",
+                                          "--consistency_calibration", "0.1"],
     # ...with a colour jitter 4x as wide (brightness 1 +- 0.8, hue +- 0.2 of the wheel)
     "lbo_consistency_asymmetric_wide": ["--consistency", "split", "--decoder", "asymmetric",
                                         "--jitter_scale", "4"],
