@@ -174,17 +174,17 @@ class Config:
     # shapes, three groups dropped, 3 seeds: spread draws more of the kind on each (docs/
     # study.md, "The consistency goals in each code's own units, and one steep step")
     consistency_units: str = "plain"
-    # Which group scores the consistency goals. latent: the SPEC's, where a dozen guard-rail
-    # goals that sit near 1 dilute them in the group's geometric mean, so under the barrier
-    # they seldom bind and never improve (core_consistency scores 0.17-0.31 through a study
-    # run under LBO, 0.10 -> 0.72 under the sum). swap: scored with the swap goals, the group
-    # that asks for the split
+    # Which group scores the consistency goals. latent: the SPEC's, where guard-rail goals
+    # near 1 dilute them in the group's geometric mean, so under the barrier they seldom bind
+    # (core_consistency ends a study run at 0.15-0.24, below its warm-up level, and 0.62-0.72
+    # under the sum). swap: with the swap goals. Measured with the split switches, 3 seeds:
+    # twice the invariance, hue still in core, lower SSIM and split score (bench/results/
+    # consistency_under_the_barrier_cpu.md)
     consistency_group: str = "latent"
-    # The consistency goals' auto scale: the warm-up's median times this. 1: the calibration
-    # rule of every auto goal. Below 1 asks each code for more invariance than the warm-up's
-    # encoder has: under the barrier a goal improves only while its group is the lowest, so at
-    # 1 core_consistency ends a study run below its warm-up level (score 0.15-0.24), where the
-    # sum, training it every step, ends at 0.62-0.79 with hue out of core
+    # The consistency goals' auto scale: the warm-up's median times this (1: the calibration
+    # rule of every auto goal; below 1 asks for more invariance than the warm-up's encoder
+    # has). Measured at 0.1: every step refused on one seed, core shrunk to SSIM 0.35 on
+    # another; same file
     consistency_calibration: float = 1.0
     # The consistency goals' colour jitter, its spreads times this: brightness, contrast and
     # saturation by 1 +- 0.2 x it, hue by +- 0.05 x it of the colour wheel (SPEC: 1; at most
