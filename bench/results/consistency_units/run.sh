@@ -29,6 +29,8 @@ args_of() {
     with_core_seed1) echo "$BASE --drop_groups swap,realism,disentangle --seed 1" ;;
     with_swap_seed1) echo "$BASE --drop_groups core,realism,disentangle --seed 1" ;;
     with_realism_seed1) echo "$BASE --drop_groups core,swap,disentangle --seed 1" ;;
+    with_swap_seed2) echo "$BASE --drop_groups core,realism,disentangle --seed 2" ;;
+    with_realism_seed2) echo "$BASE --drop_groups core,swap,disentangle --seed 2" ;;
     *) echo "unknown run $1" >&2; exit 2 ;;
   esac
 }
