@@ -157,6 +157,21 @@ def test_the_readme_consistency_line_is_what_its_study_measured():
     assert "better than LBO's defaults, the β-VAE and the sum control (paired)" in readme
 
 
+def test_the_readme_per_factor_split_is_what_its_study_measured():
+    """The README's per-factor table quotes study_consistency_cpu.md: R^2 from core and from
+    detail's best 8 dims, for LBO and the sum with the split switches."""
+    readme = README.read_text()
+    metrics = next(b for b in table_blocks(CONSISTENCY) if "seeds" in b)
+    for row, variant in (("LBO with the split switches", "lbo_consistency_asymmetric"),
+                         ("the same under the sum", "sum_consistency_asymmetric")):
+        cells = []
+        for factor in ("x", "y", "hue"):
+            core, detail = (float(metrics[f"r2_{factor}_from_{part}"][variant].split(" ")[0])
+                            for part in ("core", "detail_best_k"))
+            cells.append(" / ".join(f"{v:.2f}".replace("-0.00", "0.00") for v in (core, detail)))
+        assert f"| {row} | {' | '.join(cells)} |" in readme, (row, cells)
+
+
 # --- links ------------------------------------------------------------------------------------
 
 def slug(heading):
