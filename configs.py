@@ -179,7 +179,8 @@ class Config:
     # (core_consistency ends a study run at 0.15-0.24, below its warm-up level, and 0.62-0.72
     # under the sum). swap: with the swap goals. Measured with the split switches, 3 seeds:
     # twice the invariance, hue still in core, lower SSIM and split score (bench/results/
-    # consistency_under_the_barrier_cpu.md)
+    # consistency_under_the_barrier_cpu.md). recon: with the reconstruction goals, the group
+    # that binds on most steps
     consistency_group: str = "latent"
     # The consistency goals' auto scale: the warm-up's median times this (1: the calibration
     # rule of every auto goal; below 1 asks for more invariance than the warm-up's encoder
@@ -326,7 +327,7 @@ CHOICES = {
     "core_target": ("image", "structure"),
     "consistency": ("spec", "split"),
     "consistency_units": ("plain", "spread"),
-    "consistency_group": ("latent", "swap"),
+    "consistency_group": ("latent", "swap", "recon"),
     "dataset": ("auto", "celeba", "folder", "synthetic", "shapes3d", "mpi3d", "dsprites"),
     "perceptual": ("vgg16", "random"),
     "guard_check": ("look-ahead", "next-batch"),

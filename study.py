@@ -71,12 +71,11 @@ VARIANTS = {
     # ...with the core-only decode asked for x's edges only, not its colours
     "lbo_consistency_asymmetric_core_structure": ["--consistency", "split", "--decoder",
                                                   "asymmetric", "--core_target", "structure"],
-    # ...with the consistency goals scored in the swap group instead of the latent group
+    # ...with the consistency goals scored in the swap or the recon group, not the latent
     "lbo_consistency_asymmetric_swap_group": ["--consistency", "split", "--decoder",
                                               "asymmetric", "--consistency_group", "swap"],
-    "sum_consistency_asymmetric_swap_group": ["--objective", "sum", "--consistency", "split",
-                                              "--decoder", "asymmetric", "--consistency_group",
-                                              "swap"],
+    "lbo_consistency_asymmetric_recon_group": ["--consistency", "split", "--decoder",
+                                               "asymmetric", "--consistency_group", "recon"],
     # ...with the consistency goals' scales a tenth of the warm-up's median
     "lbo_consistency_asymmetric_strict": ["--consistency", "split", "--decoder", "asymmetric",
                                           "--consistency_calibration", "0.1"],
