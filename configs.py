@@ -180,7 +180,7 @@ class Config:
     # under the sum). swap: with the swap goals. Measured with the split switches, 3 seeds:
     # twice the invariance, hue still in core, lower SSIM and split score (bench/results/
     # consistency_under_the_barrier_cpu.md). recon: with the reconstruction goals, the group
-    # that binds on most steps
+    # that binds on most steps. disentangle: with the leak goals, the other goals on the codes
     consistency_group: str = "latent"
     # The consistency goals' auto scale: the warm-up's median times this (1: the calibration
     # rule of every auto goal; below 1 asks for more invariance than the warm-up's encoder
@@ -327,7 +327,7 @@ CHOICES = {
     "core_target": ("image", "structure"),
     "consistency": ("spec", "split"),
     "consistency_units": ("plain", "spread"),
-    "consistency_group": ("latent", "swap", "recon"),
+    "consistency_group": ("latent", "swap", "recon", "disentangle"),
     "dataset": ("auto", "celeba", "folder", "synthetic", "shapes3d", "mpi3d", "dsprites"),
     "perceptual": ("vgg16", "random"),
     "guard_check": ("look-ahead", "next-batch"),

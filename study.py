@@ -71,11 +71,14 @@ VARIANTS = {
     # ...with the core-only decode asked for x's edges only, not its colours
     "lbo_consistency_asymmetric_core_structure": ["--consistency", "split", "--decoder",
                                                   "asymmetric", "--core_target", "structure"],
-    # ...with the consistency goals scored in the swap or the recon group, not the latent
+    # ...with the consistency goals scored in another group than the latent
     "lbo_consistency_asymmetric_swap_group": ["--consistency", "split", "--decoder",
                                               "asymmetric", "--consistency_group", "swap"],
     "lbo_consistency_asymmetric_recon_group": ["--consistency", "split", "--decoder",
                                                "asymmetric", "--consistency_group", "recon"],
+    "lbo_consistency_asymmetric_disentangle_group": ["--consistency", "split", "--decoder",
+                                                     "asymmetric", "--consistency_group",
+                                                     "disentangle"],
     # ...with the consistency goals' scales a tenth of the warm-up's median
     "lbo_consistency_asymmetric_strict": ["--consistency", "split", "--decoder", "asymmetric",
                                           "--consistency_calibration", "0.1"],
