@@ -177,10 +177,11 @@ class Config:
     # Which group scores the consistency goals. latent: the SPEC's, where guard-rail goals
     # near 1 dilute them in the group's geometric mean, so under the barrier they seldom bind
     # (core_consistency ends a study run at 0.15-0.24, below its warm-up level, and 0.62-0.72
-    # under the sum). swap: with the swap goals. Measured with the split switches, 3 seeds:
-    # twice the invariance, hue still in core, lower SSIM and split score (bench/results/
-    # consistency_under_the_barrier_cpu.md). recon: with the reconstruction goals, the group
-    # that binds on most steps. disentangle: with the leak goals, the other goals on the codes
+    # under the sum). swap: with the swap goals; disentangle: with the leak goals, the other
+    # goals on the codes; recon: with the reconstruction goals. Measured with the split
+    # switches, 3 seeds each: swap and disentangle double the invariance and leave hue in
+    # core; recon takes hue out in part at a loss of 0.125 SSIM (bench/results/
+    # consistency_under_the_barrier_cpu.md)
     consistency_group: str = "latent"
     # The consistency goals' auto scale: the warm-up's median times this (1: the calibration
     # rule of every auto goal; below 1 asks for more invariance than the warm-up's encoder
