@@ -479,8 +479,8 @@ def test_every_split_switch_defaults_to_the_spec_system():
     cfg = configs.Config()
     assert (cfg.objective, cfg.decoder, cfg.cycle_goals, cfg.core_target, cfg.realism_units,
             cfg.realism_swap_estimate, cfg.consistency, cfg.consistency_units,
-            cfg.consistency_group, cfg.decode_batchnorm) == (
-        "lbo", "spec", False, "image", "real_power", "plain", "spec", "plain", "latent",
+            cfg.consistency_group, cfg.consistency_calibration, cfg.decode_batchnorm) == (
+        "lbo", "spec", False, "image", "real_power", "plain", "spec", "plain", "latent", 1.0,
         "joint")
     assert configs.goal_table(cfg) == cfg.goals
 
