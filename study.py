@@ -45,6 +45,8 @@ from data_throughput import cpu_machine  # noqa: E402
 # Every change that goes after the split (configs.py says what each does).
 SPLIT = ["--decoder", "asymmetric", "--cycle_goals", "true", "--core_target", "structure",
          "--realism_units", "real_pairs", "--realism_swap_estimate", "unbiased"]
+# The best split the study found (the demo preset's), which the later variants start from.
+CONSISTENCY_ASYMMETRIC = ["--consistency", "split", "--decoder", "asymmetric"]
 VARIANTS = {
     "lbo": [],
     "elbo_beta1": ["--objective", "elbo", "--beta", "1"],
@@ -65,31 +67,27 @@ VARIANTS = {
     "lbo_realism_units": ["--realism_units", "real_pairs", "--realism_swap_estimate", "unbiased"],
     "lbo_consistency": ["--consistency", "split"],  # core ignores colour, detail ignores flips
     "sum_consistency": ["--objective", "sum", "--consistency", "split"],
-    "lbo_consistency_asymmetric": ["--consistency", "split", "--decoder", "asymmetric"],
-    "sum_consistency_asymmetric": ["--objective", "sum", "--consistency", "split", "--decoder",
-                                   "asymmetric"],
+    "lbo_consistency_asymmetric": CONSISTENCY_ASYMMETRIC,
+    "sum_consistency_asymmetric": ["--objective", "sum", *CONSISTENCY_ASYMMETRIC],
     # ...with the core-only decode asked for x's edges only, not its colours
-    "lbo_consistency_asymmetric_core_structure": ["--consistency", "split", "--decoder",
-                                                  "asymmetric", "--core_target", "structure"],
+    "lbo_consistency_asymmetric_core_structure": [*CONSISTENCY_ASYMMETRIC, "--core_target",
+                                                  "structure"],
     # ...with the consistency goals scored in another group than the latent
-    "lbo_consistency_asymmetric_swap_group": ["--consistency", "split", "--decoder",
-                                              "asymmetric", "--consistency_group", "swap"],
-    "lbo_consistency_asymmetric_recon_group": ["--consistency", "split", "--decoder",
-                                               "asymmetric", "--consistency_group", "recon"],
-    "lbo_consistency_asymmetric_disentangle_group": ["--consistency", "split", "--decoder",
-                                                     "asymmetric", "--consistency_group",
-                                                     "disentangle"],
+    "lbo_consistency_asymmetric_swap_group": [*CONSISTENCY_ASYMMETRIC, "--consistency_group",
+                                              "swap"],
+    "lbo_consistency_asymmetric_recon_group": [*CONSISTENCY_ASYMMETRIC, "--consistency_group",
+                                               "recon"],
+    "lbo_consistency_asymmetric_disentangle_group": [*CONSISTENCY_ASYMMETRIC,
+                                                     "--consistency_group", "disentangle"],
     # ...with the consistency goals' scales a tenth of the warm-up's median
-    "lbo_consistency_asymmetric_strict": ["--consistency", "split", "--decoder", "asymmetric",
-                                          "--consistency_calibration", "0.1"],
+    "lbo_consistency_asymmetric_strict": [*CONSISTENCY_ASYMMETRIC, "--consistency_calibration",
+                                          "0.1"],
     # ...with a colour jitter 4x as wide (brightness 1 +- 0.8, hue +- 0.2 of the wheel)
-    "lbo_consistency_asymmetric_wide": ["--consistency", "split", "--decoder", "asymmetric",
+    "lbo_consistency_asymmetric_wide": [*CONSISTENCY_ASYMMETRIC, "--jitter_scale", "4"],
+    "sum_consistency_asymmetric_wide": ["--objective", "sum", *CONSISTENCY_ASYMMETRIC,
                                         "--jitter_scale", "4"],
-    "sum_consistency_asymmetric_wide": ["--objective", "sum", "--consistency", "split",
-                                        "--decoder", "asymmetric", "--jitter_scale", "4"],
     # ...each decode normalised by the reconstructions' BatchNorm statistics
-    "lbo_consistency_asymmetric_reference_bn": ["--consistency", "split", "--decoder",
-                                                "asymmetric", "--decode_batchnorm",
+    "lbo_consistency_asymmetric_reference_bn": [*CONSISTENCY_ASYMMETRIC, "--decode_batchnorm",
                                                 "reconstructions"],
     # ...and together, under the barrier and under the sum control:
     "lbo_split": SPLIT,
