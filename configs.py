@@ -136,6 +136,10 @@ class Config:
     # summed squared error / (2 sigma^2) + beta * KL. 0.7071 (SSE + KL) let 27 of 32 dims
     # collapse at 32x32, 12 epochs of 4,096 images (docs/study.md, "The control")
     elbo_sigma: float = 0.1
+    # The control logs LBO's measures (a forward without gradients, which changes nothing in
+    # its training) on every Nth step only: on every step that forward cost 2/3 of the step
+    # (bench/results/control_step_cpu.md). The epoch's means are then over those steps.
+    control_measure_every: int = 8
     # What the realism goals measure with the discriminator. features: the distance from
     # real images in the discriminator's features. score: SPEC §5, 1 - mean sigmoid(D(image)),
     # which starved reconstruction on every seed of the study (docs/design.md, Design notes)
@@ -315,7 +319,7 @@ PRESETS["study"] = dict(PRESETS["demo"], consistency="spec", decoder="spec", lbo
 # part of the experiment.
 RUN_ONLY_FIELDS = ("output_dir", "device", "num_workers", "eval_images", "epoch_eval_images",
                    "fid_images", "probe_images", "resume", "max_consecutive_rejections",
-                   "tensorboard", "log_every", "compile", "factors", "factor_vae_train",
+                   "tensorboard", "log_every", "control_measure_every", "compile", "factors", "factor_vae_train",
                    "factor_vae_eval", "factor_vae_variance", "factor_vae_batch",
                    "face_probe_images", "dci_trees")
 
@@ -443,7 +447,7 @@ def validate(cfg):
                 "calibration_batches", "disc_every", "synthetic_size", "heldout_size",
                 "eval_images", "max_consecutive_rejections", "log_every", "probe_images",
                 "factor_vae_variance", "factor_vae_batch", "face_probe_images", "dci_trees",
-                "elbo_sigma", "consistency_calibration")
+                "elbo_sigma", "consistency_calibration", "control_measure_every")
     for name in positive:
         _require(getattr(cfg, name) > 0, f"{name} = {getattr(cfg, name)!r}: must be > 0")
     for name in ("weight_decay", "min_lr", "num_workers", "noise_std", "beta", "fid_images",

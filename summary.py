@@ -68,8 +68,8 @@ class EpochStats:
             self.rejected += 1
         self.refused_bottlenecks[GROUPS[evaluation.bottleneck]] += 1
 
-    def add_elbo_step(self, loss_value, measures, mu_variance):
-        self.add_measures(measures, mu_variance)
+    def add_elbo_step(self, loss_value):
+        """A control step: its loss; its measures, when logged, come through add_measures."""
         self.accepted += 1
         self.loss_sum += loss_value
 

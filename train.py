@@ -192,9 +192,10 @@ class Trainer:
         -ELBO with a Gaussian likelihood of standard deviation elbo_sigma per pixel: summed
         squared error / (2 sigma^2) plus beta * KL, per image.
 
-        LBO's measures are then logged from a forward without gradients in eval mode, which
-        leaves every statistic alone: both objectives are read alike, and the control's
-        training numbers describe the model that evaluation sees."""
+        On every control_measure_every-th step LBO's measures are then logged from a forward
+        without gradients in eval mode, which leaves every statistic alone: both objectives
+        are read alike, and the control's training numbers describe the model that
+        evaluation sees."""
         draws = draw_step(x, self.cfg)
         with self.amp():
             mu, logvar, _, recon = self.vae_parallel(x, None, draws.eps, None, None, None)
@@ -203,11 +204,16 @@ class Trainer:
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
-        self.vae.eval()
-        with torch.no_grad():
-            fwd = forward_measures(self.nets, x, self.real_stats(x), draws, self.amp)
-        self.vae.train()
-        stats.add_elbo_step(loss.item(), measures_to_host(fwd.measures), fwd.mu_variance)
+        # Counted within the epoch, which a checkpoint keeps: a resumed run measures the
+        # same steps, and every rank the same ones.
+        measured = stats.accepted % self.cfg.control_measure_every == 0
+        stats.add_elbo_step(loss.item())
+        if measured:
+            self.vae.eval()
+            with torch.no_grad():
+                fwd = forward_measures(self.nets, x, self.real_stats(x), draws, self.amp)
+            self.vae.train()
+            stats.add_measures(measures_to_host(fwd.measures), fwd.mu_variance)
 
     # --- the LBO step with the rollback guard (Directive #4) ---------------------------------
     def lbo_step(self, x, stats, where, log):
