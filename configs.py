@@ -319,9 +319,9 @@ PRESETS["study"] = dict(PRESETS["demo"], consistency="spec", decoder="spec", lbo
 # part of the experiment.
 RUN_ONLY_FIELDS = ("output_dir", "device", "num_workers", "eval_images", "epoch_eval_images",
                    "fid_images", "probe_images", "resume", "max_consecutive_rejections",
-                   "tensorboard", "log_every", "control_measure_every", "compile", "factors", "factor_vae_train",
-                   "factor_vae_eval", "factor_vae_variance", "factor_vae_batch",
-                   "face_probe_images", "dci_trees")
+                   "tensorboard", "log_every", "control_measure_every", "compile", "factors",
+                   "factor_vae_train", "factor_vae_eval", "factor_vae_variance",
+                   "factor_vae_batch", "face_probe_images", "dci_trees")
 
 CHOICES = {
     "objective": ("lbo", "sum", "elbo"),

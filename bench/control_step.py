@@ -8,7 +8,8 @@ an epoch summary read like LBO's) take a second forward of every decode LBO make
 gradients. Each value of --every trains its own Trainer (same seed, same weights) through
 whole epochs of the preset's built-in dataset, the variants' steps interleaved batch by
 batch so that machine noise hits them alike. Reports images/s and the ratio to the first
-value. Writes bench/results/control_step_<device>.md.
+value, and whether the variants' weights agree at the end (the logging changes nothing).
+Writes bench/results/control_step_cpu.md (or --output).
 """
 import argparse
 import dataclasses
@@ -31,7 +32,8 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def timed_epochs(cfg, everies, epochs):
-    """Seconds spent in elbo_step per value of `every`, over `epochs` epochs of batches."""
+    """Seconds spent in elbo_step per value of `every` over `epochs` epochs of batches, the
+    images per variant, and whether every variant ends with the same weights."""
     trainers = {}
     for every in everies:
         torch.manual_seed(0)
@@ -49,7 +51,9 @@ def timed_epochs(cfg, everies, epochs):
                 started = time.perf_counter()
                 trainer.elbo_step(x, stats[every])
                 seconds[every] += time.perf_counter() - started
-    return seconds, images
+    weights = [trainer.vae.state_dict() for trainer in trainers.values()]
+    same = all(torch.equal(w[name], weights[0][name]) for w in weights for name in w)
+    return seconds, images, same
 
 
 def main(argv=None):
@@ -57,11 +61,12 @@ def main(argv=None):
     parser.add_argument("--preset", default="study")
     parser.add_argument("--every", default="1,8", help="values of control_measure_every")
     parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--output", default=str(RESULTS / "control_step_cpu.md"))
     args = parser.parse_args(argv)
     everies = [int(v) for v in args.every.split(",")]
     cfg = configs.parse_args(["--preset", args.preset, "--objective", "elbo",
                               "--decoder", "spec"])
-    seconds, images = timed_epochs(cfg, everies, args.epochs)
+    seconds, images, same = timed_epochs(cfg, everies, args.epochs)
     base = images / seconds[everies[0]]
     rows = [f"| {every} | {images / s:.0f} | {images / s / base:.2f} |"
             for every, s in seconds.items()]
@@ -71,11 +76,12 @@ def main(argv=None):
         f"- machine: {cpu_machine()}; commit {short_commit()}; {datetime.date.today()}",
         f"- preset {args.preset} (`--objective elbo --decoder spec`, the study's control): "
         f"batch {cfg.batch_size}, {cfg.image_size}x{cfg.image_size}; {args.epochs} epochs "
-        f"of {images // args.epochs} images per variant, interleaved batch by batch", "",
+        f"of {images // args.epochs} images per variant, interleaved batch by batch",
+        f"- the variants' weights agree at the end: {'yes' if same else 'NO'}", "",
         "| control_measure_every | images/s | ratio to the first row |",
         "|---|---|---|", *rows, ""])
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "control_step_cpu.md").write_text(report)
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.output).write_text(report)
     print(report)
 
 
