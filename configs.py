@@ -138,7 +138,9 @@ class Config:
     elbo_sigma: float = 0.1
     # The control logs LBO's measures (a forward without gradients, which changes nothing in
     # its training) on every Nth step only: on every step that forward cost 2/3 of the step
-    # (bench/results/control_step_cpu.md). The epoch's means are then over those steps.
+    # (bench/results/control_step_cpu.md). The epoch's means are then over those steps. Runs
+    # kept before it logged every step; the study reads none of those means, only their
+    # minutes (of the slower step), so study.py counts them as made with this default.
     control_measure_every: int = 8
     # What the realism goals measure with the discriminator. features: the distance from
     # real images in the discriminator's features. score: SPEC §5, 1 - mean sigmoid(D(image)),
