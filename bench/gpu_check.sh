@@ -6,8 +6,13 @@
 #      -> bench/results/study_cuda.md (+ .json, .png), each run's small files kept under
 #         bench/results/study_runs_cuda/ so that an interrupted check continues
 #
-#   bash bench/gpu_check.sh            # both
+#   3. (LONG=1 only, minutes more) 20x the study's images, 160 epochs: the control, which
+#      draws the kind only there on a CPU (bench/results/long_control_cpu.md), and LBO with
+#      the split switches, one seed each, side by side -> bench/results/long_runs_cuda/
+#
+#   bash bench/gpu_check.sh            # 1 and 2
 #   STEPS=6 SEEDS=1 bash bench/gpu_check.sh   # a quicker look
+#   LONG=1 bash bench/gpu_check.sh     # 1, 2 and 3
 # Exits at once, saying so, when no CUDA device is visible. Nothing here runs in CI.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,3 +38,22 @@ cp runs/study_cuda/study.md bench/results/study_cuda.md
 cp runs/study_cuda/study.json bench/results/study_cuda.json
 cp runs/study_cuda/study.png bench/results/study_cuda.png
 echo "gpu_check: wrote bench/results/step_speed_cuda.md, bench/results/study_cuda.md"
+
+if [ "${LONG:-0}" = 1 ]; then
+    echo "== 3/3 160 epochs (655,360 images): the control and LBO with the split switches"
+    mkdir -p runs
+    declare -A RUNS=([elbo_beta1_160_epochs]="--objective elbo --decoder spec"
+                     [lbo_consistency_asymmetric_160_epochs]="--consistency split --decoder asymmetric")
+    for name in "${!RUNS[@]}"; do
+        # shellcheck disable=SC2086  # the flags are words
+        OMP_NUM_THREADS=4 "$PYTHON" train.py --preset study --device cuda --epochs 160 \
+            ${RUNS[$name]} --output_dir "runs/long_cuda/$name" > "runs/long_cuda_$name.log" 2>&1 &
+    done
+    wait
+    for name in "${!RUNS[@]}"; do
+        mkdir -p "bench/results/long_runs_cuda/$name"
+        cp "runs/long_cuda/$name"/{metrics.jsonl,final_metrics.json,report.md,reconstructions.png,cross_reconstruction.png} \
+            "bench/results/long_runs_cuda/$name/"
+    done
+    echo "gpu_check: wrote bench/results/long_runs_cuda/"
+fi
