@@ -1,7 +1,7 @@
 """Speed of the beta-VAE control's training step, logging LBO's measures on every step against
 every Nth (configs.control_measure_every).
 
-    python bench/control_step.py [--preset study] [--every 1,8] [--epochs 2]
+    python bench/control_step.py [--preset study] [--every 1,8] [--epochs 2] [--output FILE]
 
 The control's gradient needs one encode, one decode and the -ELBO; the measures it logs (for
 an epoch summary read like LBO's) take a second forward of every decode LBO makes, without
