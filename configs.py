@@ -208,6 +208,10 @@ class Config:
     weight_decay: float = 1e-5       # the VAE's AdamW weight decay
     disc_lr: float = 1e-4            # the discriminator's AdamW, annealed likewise
     min_lr: float = 1e-5             # cosine annealing floor, both optimizers
+    # cosine: both rates fall to min_lr at the last epoch. constant: each stays at lr / disc_lr.
+    # On the built-in shapes a cosine over 80 epochs anneals the control before it learns the
+    # kinds, where a constant rate draws them (bench/results/long_control_cpu.md)
+    lr_schedule: str = "cosine"
     calibration_batches: int = 200   # epoch 1: plain-MSE warm-up whose measures set "auto" scales
     calibration_grad_clip: float = 1.0  # the VAE's gradient-norm clip in the warm-up
     # The VAE's gradient-norm clip on LBO steps; 0: none (the SPEC). A guard rail's rare steep
@@ -339,6 +343,7 @@ CHOICES = {
     "perceptual": ("vgg16", "random"),
     "guard_check": ("look-ahead", "next-batch"),
     "realism": ("score", "features"),
+    "lr_schedule": ("cosine", "constant"),
 }
 
 
@@ -456,7 +461,11 @@ def validate(cfg):
                  "calibration_grad_clip", "disc_grad_clip", "lbo_grad_clip", "factor_vae_train",
                  "factor_vae_eval", "epoch_eval_images", "pixel_emphasis", "mu_init_std"):
         _require(getattr(cfg, name) >= 0, f"{name} = {getattr(cfg, name)!r}: must be >= 0")
-    _require(cfg.min_lr <= cfg.lr, f"min_lr = {cfg.min_lr}: must be <= lr ({cfg.lr})")
+    for name in ("lr", "disc_lr"):  # a floor above a rate would make the cosine climb to it
+        _require(cfg.lr_schedule != "cosine" or cfg.min_lr <= getattr(cfg, name),
+                 f"min_lr = {cfg.min_lr}: must be <= {name} ({getattr(cfg, name)}), the "
+                 "cosine's floor for both optimizers; to hold the rates, use --lr_schedule "
+                 "constant")
     _require(cfg.core_dim < cfg.latent_dim,
              f"core_dim = {cfg.core_dim}: must be < latent_dim ({cfg.latent_dim}) so that "
              "detail has at least one dim")

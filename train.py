@@ -63,6 +63,14 @@ def resolve_device(name):
     return torch.device(name)
 
 
+def learning_rate_schedule(optimizer, cfg):
+    """The optimizer's per-epoch rate: a cosine from its own rate to min_lr at the last epoch,
+    or its own rate throughout."""
+    if cfg.lr_schedule == "constant":
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch: 1.0)
+    return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, cfg.epochs, cfg.min_lr)
+
+
 @dataclasses.dataclass
 class PendingUpdate:
     """An optimizer step the guard has not checked yet: the snapshot from before it, what its
@@ -113,8 +121,7 @@ class Trainer:
         self.writer = None  # a TensorBoard SummaryWriter, set by train() when available
         self.opt = torch.optim.AdamW(self.vae.parameters(), cfg.lr, weight_decay=cfg.weight_decay)
         self.opt_disc = torch.optim.AdamW(self.disc.parameters(), cfg.disc_lr)
-        self.schedulers = [torch.optim.lr_scheduler.CosineAnnealingLR(o, cfg.epochs, cfg.min_lr)
-                           for o in (self.opt, self.opt_disc)]
+        self.schedulers = [learning_rate_schedule(o, cfg) for o in (self.opt, self.opt_disc)]
         self.goals = configs.goal_table(cfg)  # less the ablations' groups, with the switches
         self.calibrator, self.calibrated = Calibrator(), False
         # Under DDP, every rank's calibration records so far, gathered when an interrupt
@@ -680,10 +687,14 @@ def replan_epochs(trainer, state, say):
         say(f"--epochs {cfg.epochs} (was {planned}): all {done} epochs are trained; nothing "
             "more to train: the run is evaluated as it is")
         return
+    lr = trainer.opt.param_groups[0]["lr"]
+    if cfg.lr_schedule == "constant":
+        say(f"--epochs {cfg.epochs} (was {planned}): the lr stays at {lr:.3g} (constant "
+            "schedule) to the new last epoch")
+        return
     for scheduler in trainer.schedulers:
         scheduler.T_max = cfg.epochs
         setattr(scheduler, REPLANNED, state["next_epoch"])
-    lr = trainer.opt.param_groups[0]["lr"]
     course = f"stays at min_lr {lr:.3g} to epoch {cfg.epochs}" if lr == cfg.min_lr else \
         f"goes on from {lr:.3g} along a cosine to min_lr {cfg.min_lr:.3g} at epoch {cfg.epochs}"
     say(f"--epochs {cfg.epochs} (was {planned}): learning-rate schedule re-planned at epoch "

@@ -82,6 +82,17 @@ def test_box_bounds_must_be_ordered():
         configs.validate(cfg)
 
 
+def test_a_cosine_floor_above_either_rate_is_refused_and_a_constant_schedule_has_none():
+    # The floor is both optimizers': above disc_lr (1e-4) the discriminator's rate would climb.
+    with pytest.raises(ConfigError, match=r"min_lr = 0.0002: must be <= disc_lr \(0.0001\).*"
+                       "--lr_schedule constant"):
+        parse_args(["--min_lr", "2e-4"])
+    with pytest.raises(ConfigError, match=r"min_lr = 0.002: must be <= lr \(0.001\)"):
+        parse_args(["--min_lr", "2e-3"])
+    assert parse_args(["--min_lr", "2e-4", "--lr_schedule", "constant"]).lr_schedule == \
+        "constant"
+
+
 def test_config_round_trips_through_plain_data():
     cfg = parse_args(["--preset", "tiny"])
     data = configs.to_dict(cfg)

@@ -227,6 +227,19 @@ def test_a_finished_run_is_extended_at_min_lr_and_never_cut_below_its_epochs(tmp
     assert records[-1]["lr"] == 1e-5 and len(state["history"]) == 3
 
 
+def test_a_constant_schedule_holds_both_rates_and_an_extension_keeps_them(tmp_path, capsys):
+    keep = ["--lr_schedule", "constant", "--target_rollback_rate", "0.99"]  # no early stop
+    assert run(tmp_path, "--epochs", "2", *keep) == 0
+    assert run(tmp_path, "--epochs", "3", *keep, "--resume") == 0
+    assert "--epochs 3 (was 2): the lr stays at 0.001 (constant schedule)" in \
+        capsys.readouterr().out
+    state, records = final_state(tmp_path)
+    cfg = configs.parse_args(["--preset", "tiny"])
+    assert [r["lr"] for r in records] == [cfg.lr] * 3
+    assert [group["lr"] for group in state["opt_disc"]["param_groups"]] == [cfg.disc_lr]
+    assert [r.get("schedule_replanned_at_epoch") for r in records] == [None] * 3
+
+
 def test_a_stopped_run_is_not_extended_and_says_so(tmp_path, capsys):
     from checkpoint import save_checkpoint
     assert run(tmp_path, "--epochs", "2") == 0
