@@ -160,6 +160,17 @@ def recent_gain(values):
     return (best_before - min(within)) / best_before, window
 
 
+def convergence_verdict(gain):
+    """What the last fifth's gain says: a loss of more than CONVERGED_GAIN is not convergence
+    but a run moving away from its best epoch (LBO's held-out MSE can rise while realism
+    binds)."""
+    if gain >= CONVERGED_GAIN:
+        return "still improving"
+    if gain > -CONVERGED_GAIN:
+        return "converged"
+    return "worse than its best epoch before them"
+
+
 def effective_dims(variances):
     """exp(entropy) of the variances normalised to a distribution: 1 when one dim carries all
     the variance, the number of dims when all carry the same."""
@@ -217,9 +228,9 @@ def _heldout_line(r):
            f"SSIM {r['heldout_ssim']:.4f}"
     gain, window = r.get("heldout_recent_gain"), r.get("heldout_recent_epochs")
     if gain is not None:
-        verdict = "converged" if gain < CONVERGED_GAIN else "still improving"
         line += f"\n  MSE gain over the last {window} epoch{'s' * (window > 1)}: " \
-                f"{gain:.1%} ({verdict}: < {CONVERGED_GAIN:.0%} counts as converged)"
+                f"{gain:.1%} ({convergence_verdict(gain)}: within ±{CONVERGED_GAIN:.0%} " \
+                "counts as converged)"
     return line
 
 

@@ -186,6 +186,17 @@ def test_the_recent_gain_compares_the_last_fifth_with_the_best_before_it():
     assert recent_gain([0.1, 0.2])[0] == pytest.approx(-1.0)  # got worse
 
 
+@pytest.mark.parametrize("gain, verdict", [(0.03, "still improving"), (0.01, "converged"),
+                                           (-0.01, "converged"),
+                                           (-0.14, "worse than its best epoch before them")])
+def test_the_summary_calls_a_run_converged_only_within_2_percent_of_its_best(gain, verdict):
+    from summary import _heldout_line
+    record = dict(heldout_images=256, heldout_mse=1e-3, heldout_ssim=0.9,
+                  heldout_recent_gain=gain, heldout_recent_epochs=16)
+    assert f"MSE gain over the last 16 epochs: {gain:.1%} ({verdict}: within ±2% counts as " \
+        "converged)" in _heldout_line(record)
+
+
 def test_tensorboard_gets_step_and_epoch_scalars_and_images(tiny_cfg):
     pytest.importorskip("tensorboard")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
