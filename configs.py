@@ -204,7 +204,7 @@ class Config:
     # --- optimisation ---
     epochs: int = 35                 # maximum; the tightener may stop earlier
     batch_size: int = 256            # L4 24 GB; 128 if out of memory; 512 on an A100
-    lr: float = 1e-3                 # the VAE's AdamW, annealed along a cosine to min_lr
+    lr: float = 1e-3                 # the VAE's AdamW, annealed as lr_schedule says
     weight_decay: float = 1e-5       # the VAE's AdamW weight decay
     disc_lr: float = 1e-4            # the discriminator's AdamW, annealed likewise
     min_lr: float = 1e-5             # cosine annealing floor, both optimizers
