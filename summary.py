@@ -161,9 +161,9 @@ def recent_gain(values):
 
 
 def convergence_verdict(gain):
-    """What the last fifth's gain says: a loss of more than CONVERGED_GAIN is not convergence
-    but a run moving away from its best epoch (LBO's held-out MSE can rise while realism
-    binds)."""
+    """What the last fifth's gain says: an MSE that rose by more than CONVERGED_GAIN is not
+    convergence but a run moving away from its best epoch (LBO's held-out MSE can rise while
+    realism binds)."""
     if gain >= CONVERGED_GAIN:
         return "still improving"
     if gain > -CONVERGED_GAIN:
