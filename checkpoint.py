@@ -40,10 +40,16 @@ def save_checkpoint(payload, path):
                         "or choose another --output_dir, then resume with --resume") from None
 
 
-def read_checkpoint(path, device="cpu"):
-    """The checkpoint's contents, or one clear line on what is wrong with the file."""
+def read_checkpoint(path):
+    """The checkpoint's contents on the CPU, or one clear line on what is wrong with the file.
+
+    Always the CPU, whatever device trains: each piece then goes where it belongs as it is
+    loaded (parameters and optimizer moments to their parameters' device by load_state_dict,
+    AdamW's step counters stay on the CPU as torch keeps them, the random-number states are
+    the CPU byte tensors torch.set_rng_state needs). Mapped onto a GPU, the RNG states would
+    be refused and every AdamW step would wait on the GPU to read its step counters."""
     try:
-        state = torch.load(path, map_location=device, weights_only=True)
+        state = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise UserError(f"checkpoint {path} does not exist") from None
     except Exception as err:  # zip/pickle errors of a truncated, corrupt or foreign file

@@ -359,6 +359,17 @@ class ConfigError(UserError):
     pass
 
 
+class HelpRequested(Exception):
+    """-h or --help among the words: the caller prints help_text() and exits 0."""
+
+
+def help_text():
+    """Usage, presets and every setting with its default and meaning (train.py --help)."""
+    import sys
+    import settings_text  # reads this file's comments; imported only when asked
+    return settings_text.help_text(sys.modules[__name__])
+
+
 def _suggest(name, options):
     close = difflib.get_close_matches(name, options, n=1)
     return f"; did you mean '{close[0]}'?" if close else ""
@@ -398,11 +409,14 @@ def apply_overrides(cfg, overrides):
 
 
 def parse_args(argv):
-    """Config from command-line words: [--preset NAME] [--field value | --field=value]..."""
+    """Config from command-line words: [--preset NAME] [--field value | --field=value]...
+    Raises HelpRequested on -h or --help."""
     pairs = []
     words = list(argv)
     while words:
         word = words.pop(0)
+        if word in ("-h", "--help"):
+            raise HelpRequested
         if not word.startswith("--"):
             raise ConfigError(f"unexpected argument {word!r}; settings look like --epochs 3")
         name, eq, value = word[2:].partition("=")

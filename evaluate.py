@@ -1031,7 +1031,7 @@ def summary_lines(results):
 
 def load_checkpoint(path, device):
     """Config, VAE and the whole saved state from a checkpoint written by train.py."""
-    state = read_checkpoint(path, device)
+    state = read_checkpoint(path)
     cfg = configs.from_dict(state["config"])
     vae = VAE(cfg).to(device)
     vae.load_state_dict(state["vae"])

@@ -7,9 +7,9 @@ ever forming a score that could underflow, so which steps are rejected does not 
 floating-point precision in use.
 """
 import contextlib
+import dataclasses
 import math
 import statistics
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -89,7 +89,7 @@ def ssim_per_image(a, b):
 # ---------------------------------------------------------------------------------------------
 # Per-step randomness: drawn once, shared by the step and its look-ahead
 # ---------------------------------------------------------------------------------------------
-@dataclass
+@dataclasses.dataclass
 class StepDraws:
     eps: torch.Tensor            # reparameterisation noise, (B, latent)
     perm: torch.Tensor           # swap permutation of the batch
@@ -163,7 +163,7 @@ def draw_step(x, cfg):
     )
 
 
-@dataclass
+@dataclasses.dataclass
 class RealStats:
     """Statistics of the real batch: computed once per step, reused by the look-ahead."""
     edges: torch.Tensor
@@ -250,7 +250,7 @@ def realism_measures(disc, recon, swapped, real):
 # ---------------------------------------------------------------------------------------------
 # Raw measures (SPEC §5)
 # ---------------------------------------------------------------------------------------------
-@dataclass
+@dataclasses.dataclass
 class Forward:
     measures: dict          # name -> float32 scalar tensor (goal inputs and logged extras)
     recon: torch.Tensor     # the reconstruction (feeds the discriminator update and pictures)
@@ -412,7 +412,7 @@ def describe_bounds(goal):
     return f"scale {scale}" if isinstance(scale, str) else f"scale {scale:.4g}"  # "auto"
 
 
-@dataclass
+@dataclasses.dataclass
 class GoalEvaluation:
     log_scores: dict        # goal name -> log-score tensor (differentiable)
     measures: dict          # measure name -> float (host copy, for logs and calibration)
@@ -427,6 +427,13 @@ class GoalEvaluation:
     @property
     def ok(self):
         return not self.violated and not self.nonfinite
+
+    def without_graph(self):
+        """The same evaluation with its log-scores detached: what a step keeps for the logs
+        once it is decided. Kept with their graph, a refused step's activations (no backward
+        freed them) would live on beside the next step's."""
+        return dataclasses.replace(
+            self, log_scores={k: v.detach() for k, v in self.log_scores.items()})
 
     @property
     def barrier(self):

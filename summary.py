@@ -85,8 +85,11 @@ class EpochStats:
         """Plain data, for a checkpoint taken in the middle of an epoch."""
         return {k: dict(v) if k in self._COUNTERS else v for k, v in vars(self).items()}
 
-    def load_state_dict(self, state):
+    def load_state_dict(self, state, device="cpu"):
+        """From a checkpoint read on the CPU: the running sums back on the training device."""
         for key, value in state.items():
+            if torch.is_tensor(value):
+                value = value.to(device)
             setattr(self, key, Counter(value) if key in self._COUNTERS else value)
 
     @property

@@ -254,7 +254,7 @@ class Trainer:
             stats.add_refused(before, rolled_back=False,
                               after_disc_update=self._refused_for_the_discriminator(before))
             self._count_failure(before, f"[REJECTED] {where}", log)
-            return before
+            return before.without_graph()
         with self.phase("backward"):
             loss = barrier_loss(self.goals, before) if self.cfg.objective == "lbo" \
                 else group_sum_loss(self.goals, before)
@@ -265,6 +265,7 @@ class Trainer:
                 torch.nn.utils.clip_grad_norm_(self.vae.parameters(), self.cfg.lbo_grad_clip)
         with self.phase("optimizer"):
             self.opt.step()
+        before = before.without_graph()
         self.pending = PendingUpdate(
             guard, x, real, real_disc_version, draws, before, fwd.mu_variance, fwd.recon.detach(),
             self.lbo_batches % self.cfg.disc_every == 0, where)
@@ -624,7 +625,7 @@ class Interrupted(Exception):
         self.exit_code = 128 + signum
 
 
-def read_or_fall_back(path, device, say):
+def read_or_fall_back(path, say):
     """The checkpoint at `path`, or, when it is missing or cannot be read, the one saved before
     it (checkpoint.prev.pt), with one line saying so."""
     previous = previous_path(path)
@@ -632,18 +633,18 @@ def read_or_fall_back(path, device, say):
         raise UserError(f"--resume: no checkpoint at {path}; run without --resume to start "
                         "afresh, or pass --resume PATH")
     try:
-        return path, read_checkpoint(path, device)
+        return path, read_checkpoint(path)
     except UserError as err:
         if not previous.exists():
             raise
-        state = read_checkpoint(previous, device)
+        state = read_checkpoint(previous)
         say(f"{err}; using the checkpoint saved before it, {previous}")
         return previous, state
 
 
-def read_resume_checkpoint(cfg, out, device, say):
+def read_resume_checkpoint(cfg, out, say):
     path = out / "checkpoint.pt" if cfg.resume == "latest" else Path(cfg.resume)
-    path, state = read_or_fall_back(path, device, say)
+    path, state = read_or_fall_back(path, say)
     saved = configs.from_dict(state["config"])
     # epochs may change: the run is extended (or cut short), its schedule re-planned.
     changed = [k for k in configs.differing_fields(cfg, saved) if k != "epochs"]
@@ -761,7 +762,7 @@ def train(cfg):
     checkpoint_path, metrics_path = out / "checkpoint.pt", out / "metrics.jsonl"
     next_epoch, next_batch, stats_state = 1, 0, None
     if cfg.resume:
-        path, state = read_resume_checkpoint(cfg, out, device, say)
+        path, state = read_resume_checkpoint(cfg, out, say)
         trainer.load_state_dict(state)
         next_epoch, next_batch, stats_state = (state["next_epoch"], state["next_batch"],
                                                state["epoch_stats"])
@@ -788,7 +789,7 @@ def train(cfg):
                                  shard=shard)
             stats = EpochStats()
             if stats_state:
-                stats.load_state_dict(stats_state)
+                stats.load_state_dict(stats_state, device)
             record = trainer.train_epoch(loader, epoch, stats, next_batch, interrupt)
             if record is None:
                 on_rank_zero(context, device, functools.partial(
@@ -836,6 +837,8 @@ def main(argv=None):
     try:
         cfg = configs.parse_args(sys.argv[1:] if argv is None else argv)
         train(cfg)
+    except configs.HelpRequested:
+        print(configs.help_text(), end="")
     except Interrupted as err:
         print(str(err), file=sys.stderr)
         return err.exit_code
@@ -845,7 +848,7 @@ def main(argv=None):
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    except torch.OutOfMemoryError:
+    except torch.cuda.OutOfMemoryError:  # torch.OutOfMemoryError is newer than torch 2.3
         print(f"error: out of GPU memory at batch_size {cfg.batch_size}; lower it, e.g. "
               f"--batch_size {max(cfg.batch_size // 2, 2)} (a run resumes only with its own "
               "batch size: start the smaller one afresh in another --output_dir)",

@@ -45,8 +45,10 @@ def main():
     trainer.finish_calibration()
     samples, started = [], time.time()
     for step in range(1, args.steps + 1):
-        # Discriminator updates included: lbo_step makes them on accepted steps.
-        trainer.lbo_step(torch.rand_like(x), stats, f"step {step}", lambda line: None)
+        # Discriminator updates included: lbo_step makes them on accepted steps. Its result
+        # is held through the next step, as train_epoch holds it for the progress bar.
+        evaluation = trainer.lbo_step(torch.rand_like(x), stats, f"step {step}",  # noqa: F841
+                                      lambda line: None)
         if step % 10 == 0:
             samples.append((step, rss_mb()))
             print(f"step {step:4d}  rss {samples[-1][1]:8.1f} MB", flush=True)

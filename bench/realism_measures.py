@@ -41,7 +41,7 @@ def reconstructions(path, x, device):
 
 
 def discriminator(path, device):
-    state = read_checkpoint(path, device)
+    state = read_checkpoint(path)
     disc = Discriminator(tuple(state["config"]["disc_channels"])).to(device)
     disc.load_state_dict(state["disc"])
     return disc.eval().requires_grad_(False)

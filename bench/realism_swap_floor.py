@@ -33,7 +33,7 @@ ESTIMATES = ("plain", "unbiased")
 def discriminator(checkpoint):
     disc = Discriminator(configs.parse_args(["--preset", "demo"]).disc_channels)
     if checkpoint:
-        disc.load_state_dict(read_checkpoint(checkpoint, torch.device("cpu"))["disc"])
+        disc.load_state_dict(read_checkpoint(checkpoint)["disc"])
     return disc.eval()
 
 

@@ -7,22 +7,19 @@ comment beside it in configs.py) and whether it is run-only.
 Run it after adding, renaming or re-defaulting a field, or after changing a field's comment;
 tests/test_docs.py fails until docs/settings.md is what this script writes.
 
-A field's meaning is the comment on its line in `Config` (with the comment lines aligned under
-it), or else the comment block right above it; a block above several fields in a row that
-have no comment of their own describes them together (one row). A field without either is
-refused: give it a comment in configs.py.
+A field's meaning is read from its comment in `Config` by settings_text.py (the same text
+`python train.py --help` prints); a block above several fields in a row that have no comment
+of their own describes them together (one row). A field without either is refused: give it a
+comment in configs.py.
 """
-import ast
 import dataclasses
 import importlib.util
-import io
-import re
 import sys
-import tokenize
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = ROOT / "configs.py"
+
 TARGET = ROOT / "docs" / "settings.md"
 COMMAND = "python docs/make_settings.py"
 
@@ -95,7 +92,10 @@ NOTES = """
 
 def load(path=CONFIGS):
     """configs.py (or a copy of it) as a fresh module, apart from any imported `configs`."""
-    name = f"_settings_doc_{abs(hash(str(path)))}"
+    return _load_module(path, f"_settings_doc_{abs(hash(str(path)))}")
+
+
+def _load_module(path, name):
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module  # dataclasses looks the module up while building Config
@@ -106,63 +106,8 @@ def load(path=CONFIGS):
     return module
 
 
-def _comments(source):
-    """line number -> (column, text) of every comment."""
-    out = {}
-    for tok in tokenize.generate_tokens(io.StringIO(source).readline):
-        if tok.type == tokenize.COMMENT:
-            out[tok.start[0]] = (tok.start[1], tok.string[1:].strip())
-    return out
-
-
-def _is_section(text):
-    return bool(re.fullmatch(r"-+ .* -+", text))
-
-
-def field_comments(source):
-    """[(field names, meaning)] in the order of Config's fields, from the comments."""
-    tree = ast.parse(source)
-    config = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "Config")
-    fields = [n for n in config.body if isinstance(n, ast.AnnAssign)]
-    lines = source.splitlines()
-    comments = _comments(source)
-
-    def comment_only(number):
-        return number in comments and lines[number - 1].lstrip().startswith("#")
-
-    rows, block = [], None  # block: the open row that a comment block above started
-    consumed = set()  # comment lines continuing a comment beside a field
-    previous_end = 0  # the last line of the field before this one
-    for node in fields:
-        name = node.target.id
-        own = []
-        end = node.end_lineno
-        if end in comments and not comment_only(end):
-            column, text = comments[end]
-            own.append(text)
-            number = end + 1
-            while comment_only(number) and comments[number][0] == column:
-                own.append(comments[number][1])
-                consumed.add(number)
-                number += 1
-        above, number = [], node.lineno - 1
-        while (comment_only(number) and number not in consumed
-               and not _is_section(comments[number][1])):
-            above.insert(0, comments[number][1])
-            number -= 1
-        if own:
-            rows.append([[name], " ".join(own)])
-            block = None
-        elif above:
-            block = [[name], " ".join(above)]
-            rows.append(block)
-        elif block is not None and node.lineno == previous_end + 1:
-            block[0].append(name)
-        else:
-            rows.append([[name], None])
-            block = None
-        previous_end = end
-    return rows
+# The comment reader train.py's --help uses too (a top-level module beside configs.py).
+field_comments = _load_module(ROOT / "settings_text.py", "_settings_text").field_comments
 
 
 def _default(module, f):
@@ -189,7 +134,7 @@ def render(path=CONFIGS):
     choices = module.CHOICES
     out = [HEADER, "## Every field of `Config`\n",
            "| setting | default | run-only | meaning |", "|---|---|---|---|"]
-    for names, meaning in field_comments(source):
+    for names, meaning, _ in field_comments(source):
         if meaning is None:
             raise SystemExit(f"configs.py: give the field {names[0]!r} a comment beside it "
                              f"(its one-line meaning for docs/settings.md), then run {COMMAND}")
@@ -222,7 +167,7 @@ def render(path=CONFIGS):
             "| goal | group | type | parameters |", "|---|---|---|---|",
             *(goal_row(module, goal) for goal in
               [*module.cycle_goals(), module.detail_consistency_goal()])]
-    covered = [n for names, _ in field_comments(source) for n in names]
+    covered = [n for names, _, _ in field_comments(source) for n in names]
     assert covered == list(fields), "every field of Config, in order, once"
     return "\n".join(out) + "\n"
 

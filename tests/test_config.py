@@ -105,3 +105,35 @@ def test_train_main_prints_one_line_and_exits_2(capsys):
     assert train.main(["--lr", "0"]) == 2
     err = capsys.readouterr().err.strip()
     assert err == "error: lr = 0.0: must be > 0"
+
+
+@pytest.mark.parametrize("flag", ["--help", "-h"])
+def test_help_lists_every_setting_with_its_default_and_meaning_and_exits_0(flag, capsys):
+    import dataclasses
+    import train
+    assert train.main(["--preset", "demo", flag]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith("usage: python train.py [--preset NAME]")
+    defaults = configs.Config()
+    for f in dataclasses.fields(configs.Config):
+        if f.name == "goals":
+            assert "goals: the goal table" in text
+            continue
+        line = next((ln for ln in text.splitlines() if ln.startswith(f"  --{f.name} ")), None)
+        assert line is not None, f.name
+        value = getattr(defaults, f.name)
+        shown = ",".join(map(str, value)) if isinstance(value, tuple) else \
+            str(value).lower() if isinstance(value, bool) else '""' if value == "" else str(value)
+        assert f"(default {shown}" in line, line
+    # A meaning is the comment beside the field in configs.py, the one docs/settings.md shows.
+    assert "side of the square images, in pixels (a multiple of 16)" in text
+    for preset in configs.PRESETS:
+        assert f"  {preset}: dataset=" in text
+    assert "one of lbo, sum, elbo" in text
+
+
+def test_help_is_not_a_setting_and_settings_still_parse_around_it():
+    with pytest.raises(configs.HelpRequested):
+        parse_args(["--epochs", "3", "--help"])
+    with pytest.raises(ConfigError, match="--epochs needs a value"):
+        parse_args(["--epochs"])

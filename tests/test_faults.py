@@ -53,13 +53,28 @@ def test_a_failure_while_drawing_keeps_the_model_and_says_how_to_redraw(tmp_path
 
 
 def test_out_of_memory_names_the_batch_size_and_the_setting(tmp_path, monkeypatch, capsys):
-    def oom(*args, **kwargs):
-        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+    def oom(*args, **kwargs):  # the class every torch in requirements.txt's range raises
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
     monkeypatch.setattr(train.Trainer, "lbo_step", oom)
     assert run(tmp_path) == 4
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: out of GPU memory at batch_size 8; lower it, e.g. "
                           "--batch_size 4")
+
+
+
+def test_on_a_torch_without_torch_out_of_memory_error_other_errors_pass_through(
+        tmp_path, monkeypatch):
+    """torch 2.3, which requirements.txt allows, has torch.cuda.OutOfMemoryError and no
+    torch.OutOfMemoryError: an except clause naming the latter turned every other error
+    reaching it into an AttributeError."""
+    monkeypatch.delattr(torch, "OutOfMemoryError", raising=False)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug of ours")
+    monkeypatch.setattr(train.Trainer, "lbo_step", broken)
+    with pytest.raises(RuntimeError, match="a bug of ours"):
+        run(tmp_path)
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root can write anywhere")

@@ -194,3 +194,33 @@ def test_realism_refusals_right_after_a_discriminator_update_are_counted_apart(
     assert record["refused_after_disc_update"] == counted
     line = "of them 1 for realism alone, right after a discriminator update"
     assert (line in train.format_summary(record, 1)) == bool(counted)
+
+
+def graph_tensors(evaluation):
+    return [name for name, value in vars(evaluation).items() if torch.is_tensor(value)
+            and value.grad_fn is not None] + \
+        [name for name, value in evaluation.log_scores.items() if value.grad_fn is not None]
+
+
+@pytest.mark.parametrize("mode", ["look-ahead", "next-batch"])
+def test_no_graph_outlives_its_step_refused_or_taken(calibrated, monkeypatch, mode):
+    """What lbo_step hands back for the logs (and what a pending update keeps) holds no
+    autograd graph: a refused step's whole graph, kept until the next step had built its own,
+    doubled the activation memory on every step after a [REJECTED]."""
+    trainer = twin(calibrated, mode)
+    violate_evaluations(monkeypatch.setattr, {1}, others_pass=True)  # step 1 rejected
+    real, recons = train.forward_measures, []
+
+    def tracked(*args, **kwargs):
+        result = real(*args, **kwargs)
+        recons.append(weakref.ref(result.recon))
+        return result
+    monkeypatch.setattr(train, "forward_measures", tracked)
+    stats = train.EpochStats()
+    rejected = trainer.lbo_step(BATCHES[0], stats, "step 1", lambda line: None)
+    assert stats.rejected == 1 and graph_tensors(rejected) == []
+    assert recons[0]() is None  # its graph (which held the reconstruction) is gone
+    taken = trainer.lbo_step(BATCHES[1], stats, "step 2", lambda line: None)
+    assert graph_tensors(taken) == []
+    if mode == "next-batch":
+        assert graph_tensors(trainer.pending.evaluation) == []

@@ -254,3 +254,34 @@ def test_a_stopped_run_is_not_extended_and_says_so(tmp_path, capsys):
                      "run is evaluated as it is"]
     after = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
     assert after["next_epoch"] == 3 and len(final_state(tmp_path)[1]) == 2
+
+
+@pytest.mark.filterwarnings("ignore:.*to a meta parameter")
+def test_a_checkpoint_resumes_on_another_device_with_each_piece_where_torch_expects_it(
+        tmp_path, monkeypatch):
+    """A GPU run resumes: the `meta` device stands in for CUDA. Parameters and AdamW's moments
+    go to the training device, AdamW's step counters stay on the CPU (where torch keeps them:
+    on the GPU each step would wait to read them), the RNG state reaches torch.set_rng_state
+    as the CPU byte tensor it requires, and the epoch's running sums join the device."""
+    out = tmp_path / "run"
+    interrupt_after(monkeypatch, 6)  # mid-epoch 2: the checkpoint holds epoch statistics
+    assert run(out) == 128 + signal.SIGINT
+    cfg = configs.parse_args(["--preset", "tiny", "--epochs", "3", "--output_dir", str(out),
+                              "--resume"])
+    _, state = train.read_resume_checkpoint(cfg, out, print)
+    meta = torch.device("meta")
+    trainer = train.Trainer(cfg, meta)
+    handed = []
+    monkeypatch.setattr(torch, "set_rng_state", handed.append)
+    trainer.load_state_dict(state)
+    [rng] = handed
+    assert (rng.device.type, rng.dtype) == ("cpu", torch.uint8)
+    assert {p.device for p in trainer.vae.parameters()} == {meta}
+    for optimizer in (trainer.opt, trainer.opt_disc):
+        assert optimizer.state
+        for param, saved in optimizer.state.items():
+            assert saved["step"].device.type == "cpu"
+            assert saved["exp_avg"].device == saved["exp_avg_sq"].device == meta
+    stats = train.EpochStats()
+    stats.load_state_dict(state["epoch_stats"], meta)
+    assert stats.mu_variance_sum.device == meta and stats.disc_loss_sum.device == meta
