@@ -238,7 +238,8 @@ class Config:
     # --- run ---
     output_dir: str = "outputs_bom_v15"  # checkpoint, logs, metrics and pictures go here
     device: str = "auto"             # auto | cpu | cuda | cuda:N
-    amp: bool = True                 # bf16 autocast for the networks on CUDA; goals stay float32
+    amp: bool = True                 # bf16 autocast for the networks on GPUs with native bf16
+                                     # (A100, L4, H100); float32 elsewhere (T4, CPU)
     channels_last: bool = True       # NHWC memory format for the networks and batches
     compile: bool = False            # torch.compile the networks (the first steps compile)
     seed: int = 0                    # seed of every random draw

@@ -8,6 +8,7 @@ floating-point precision in use.
 """
 import contextlib
 import dataclasses
+import functools
 import math
 import statistics
 
@@ -25,17 +26,30 @@ HIST_BANDWIDTH = 0.01  # Gaussian bin weights exp(-d^2 / 0.01)
 SSIM_WINDOW, SSIM_SIGMA = 11, 1.5
 PIXEL_SSIM_WEIGHT = 0.1  # the pixel goal: squared error + this x (1 - SSIM) (SPEC §5)
 _SOBEL_X = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]])
+# RGB to YIQ, and back: the hue rotation's frame. Inverted once, here, on the CPU.
+_TO_YIQ = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322],
+                        [0.211, -0.523, 0.312]])
+_FROM_YIQ = torch.linalg.inv(_TO_YIQ)
+
+
+@functools.lru_cache(maxsize=None)
+def on_device(constant, device, dtype):
+    """A constant tensor, copied to a device once: on a GPU every copy from the host waits
+    for the device, and the hot path would make one per call."""
+    return constant.to(device, dtype)
 
 
 def _mse(a, b):
     return F.mse_loss(a, b)
 
 
+_SOBEL = torch.stack([_SOBEL_X, _SOBEL_X.t()]).unsqueeze(1)
+
+
 def edges(images):
     """Sobel gradient magnitude of the channel-mean image, (B, 1, H, W)."""
     gray = F.pad(images.mean(1, keepdim=True), (1, 1, 1, 1), mode="replicate")
-    kernels = torch.stack([_SOBEL_X, _SOBEL_X.t()]).unsqueeze(1).to(images)
-    grad = F.conv2d(gray, kernels)
+    grad = F.conv2d(gray, on_device(_SOBEL, images.device, images.dtype))
     # The tiny constant keeps the gradient of sqrt finite on perfectly flat regions.
     return torch.sqrt(grad.pow(2).sum(1, keepdim=True) + 1e-12)
 
@@ -101,13 +115,12 @@ class StepDraws:
 
 def _hue_rotation(angles):
     """Per-image 3x3 RGB matrices rotating hue by `angles` (radians) in YIQ space."""
-    to_yiq = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322],
-                           [0.211, -0.523, 0.312]], device=angles.device)
     cos, sin = torch.cos(angles), torch.sin(angles)
     rot = torch.zeros(len(angles), 3, 3, device=angles.device)
     rot[:, 0, 0] = 1
     rot[:, 1, 1], rot[:, 1, 2], rot[:, 2, 1], rot[:, 2, 2] = cos, -sin, sin, cos
-    return torch.linalg.inv(to_yiq) @ rot @ to_yiq
+    return on_device(_FROM_YIQ, angles.device, rot.dtype) @ rot \
+        @ on_device(_TO_YIQ, angles.device, rot.dtype)
 
 
 def augment(x, flip=True, spread=1.0):
@@ -389,8 +402,9 @@ def log_score(goal, x):
         return _box_log_score(torch.abs(x - centre) / half)
     if kind == "BOX_ASYMMETRIC":
         peak = goal["healthy"]
-        side = torch.where(x >= peak, torch.as_tensor(goal["upper"] - peak),
-                           torch.as_tensor(peak - goal["lower"])).to(x)
+        # Python floats, not tensors made on the CPU: a GPU would wait for each copy.
+        side = torch.where(x >= peak, float(goal["upper"] - peak),
+                           float(peak - goal["lower"])).to(x.dtype)
         return _box_log_score(torch.abs(x - peak) / side)
     if kind == "AT_MOST":
         # 1 up to the ceiling, then the BOX tail, overshoot in units of the ceiling.

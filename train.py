@@ -40,6 +40,7 @@ from losses import (Calibrator, GoalEvaluation, RealStats, StepDraws, barrier_lo
                     evaluate_goals, forward_measures, group_sum_loss, kl_per_dim,
                     measures_to_host, real_stats)
 from models import build_models, compile_networks
+from precision import choose_precision
 from summary import EpochStats, format_summary, recent_gain
 
 # The discriminator's optimizer takes no step during calibration, so its scheduler's first
@@ -132,9 +133,8 @@ class Trainer:
         self.tightener = Tightener(cfg)
         self.history, self.lbo_batches, self.failed_in_a_row = [], 0, 0
         self.timer = None  # a PhaseTimer while benchmarking (bench/step_speed.py)
-        use_amp = cfg.amp and device.type == "cuda"
-        self.amp = functools.partial(torch.autocast, "cuda", dtype=torch.bfloat16) if use_amp \
-            else contextlib.nullcontext
+        self.precision = choose_precision(cfg.amp, device)
+        self.amp = self.precision.autocast
 
     def phase(self, name):
         return self.timer.phase(name) if self.timer else contextlib.nullcontext()
@@ -542,7 +542,6 @@ def print_header(cfg, trainer, device, data_description, batches, world):
         return sum(p.numel() for p in module.parameters()) / 1e6
 
     switches = [name for name, on in (
-        ("bf16 autocast", trainer.amp is not contextlib.nullcontext),
         ("channels-last", cfg.channels_last), ("torch.compile", cfg.compile),
         ("guard checks on the next batch", cfg.guard_check == "next-batch")) if on]
     modes = f" ({', '.join(switches)})" if switches else ""
@@ -553,6 +552,7 @@ def print_header(cfg, trainer, device, data_description, batches, world):
     print(f"model: VAE {millions(trainer.vae):.2f} M params (latent {cfg.latent_dim} = "
           f"{cfg.core_dim} core + {cfg.detail_dim} detail), discriminator "
           f"{millions(trainer.disc):.2f} M")
+    print(f"precision: {trainer.precision.description}")
     print(f"perceptual: {trainer.perceptual.description}")
     print(f"output: {cfg.output_dir}")
 

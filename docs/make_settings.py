@@ -65,7 +65,10 @@ NOTES = """
 - `perceptual = vgg16` uses ImageNet VGG16 up to relu3_3; `random` its layout with untrained
   weights (no download). Where the machine has no internet, `vgg_weights` names a local
   `vgg16-397923af.pth`.
-- `amp` is bf16 autocast for the networks on CUDA; the goal arithmetic stays float32.
+- `amp` is bf16 autocast for the networks on a GPU that computes bf16 natively (compute
+  capability 8.0 and up); on others (a T4) and on a CPU the run is float32. The goal
+  arithmetic stays float32, TF32 is off, and a start-up line says which (docs/running.md,
+  "Which GPU").
   `channels_last` (NHWC) gives faster convolutions on GPUs and CPUs.
 - `guard_check`: `look-ahead` is the team's specification's guard (the same batch again, with
   the new weights); `next-batch` is faster and judges an update differently (docs/speed.md,
