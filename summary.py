@@ -82,8 +82,9 @@ class EpochStats:
                  "refused_bottlenecks")
 
     def state_dict(self):
-        """Plain data, for a checkpoint taken in the middle of an epoch."""
-        return {k: dict(v) if k in self._COUNTERS else v for k, v in vars(self).items()}
+        """Plain data on the CPU, for a checkpoint taken in the middle of an epoch."""
+        return {k: dict(v) if k in self._COUNTERS else v.cpu() if torch.is_tensor(v) else v
+                for k, v in vars(self).items()}
 
     def load_state_dict(self, state, device="cpu"):
         """From a checkpoint read on the CPU: the running sums back on the training device."""

@@ -125,9 +125,10 @@ class Trainer:
         self.schedulers = [learning_rate_schedule(o, cfg) for o in (self.opt, self.opt_disc)]
         self.goals = configs.goal_table(cfg)  # less the ablations' groups, with the switches
         self.calibrator, self.calibrated = Calibrator(), False
-        # Under DDP, every rank's calibration records so far, gathered when an interrupt
-        # stops calibration: a resume gives each rank back its own (rank 0 writes them all).
-        self.calibration_rows_by_rank = None
+        # Under DDP, every rank's calibration records so far and its statistics of the epoch
+        # under way, gathered when an interrupt stops the run: a resume gives each rank back
+        # its own (rank 0 writes them all).
+        self.calibration_rows_by_rank = self.epoch_stats_by_rank = None
         self.guards = (RollbackGuard(self.vae, self.opt), RollbackGuard(self.vae, self.opt))
         self.pending = None  # a PendingUpdate: an optimizer step not yet checked by the guard
         self.tightener = Tightener(cfg)
@@ -368,6 +369,9 @@ class Trainer:
                 if self.context.active and not self.calibrated:
                     self.calibration_rows_by_rank = distributed.rows_by_rank(
                         self.context, self.calibrator.rows)
+                if self.context.active:
+                    self.epoch_stats_by_rank = distributed.rows_by_rank(
+                        self.context, stats.state_dict())
                 stats.seconds += time.time() - started
                 self.position = i - 1
                 return None
@@ -433,6 +437,7 @@ class Trainer:
             "format": FORMAT, "config": configs.to_dict(self.cfg),
             "next_epoch": next_epoch, "next_batch": next_batch,
             "epoch_stats": stats.state_dict() if stats else None,
+            "epoch_stats_by_rank": self.epoch_stats_by_rank if stats else None,
             "vae": self.vae.state_dict(), "disc": self.disc.state_dict(),
             "opt_vae": self.opt.state_dict(), "opt_disc": self.opt_disc.state_dict(),
             "schedulers": [s.state_dict() for s in self.schedulers],
@@ -471,12 +476,20 @@ class Trainer:
     def _own_calibration_rows(self, state):
         """This rank's calibration records: its own from a DDP run stopped in calibration,
         else the checkpoint's (a single process's, or every rank's once calibrated)."""
-        by_rank = state.get("calibration_rows_by_rank")
+        return self._own_share(state, "calibration_rows", "during calibration")
+
+    def own_epoch_stats(self, state):
+        """This rank's statistics of the epoch under way at a mid-epoch checkpoint: its own
+        from a DDP run, so that the epoch's sums over ranks count every shard once."""
+        return self._own_share(state, "epoch_stats", "in the middle of an epoch")
+
+    def _own_share(self, state, key, when):
+        by_rank = state.get(f"{key}_by_rank")  # (absent from earlier checkpoints)
         if not by_rank:
-            return state["calibration_rows"]
+            return state[key]
         if len(by_rank) != self.context.world:
-            raise UserError(f"the checkpoint was interrupted during calibration with "
-                            f"{len(by_rank)} processes; resume it with {len(by_rank)} "
+            raise UserError(f"the checkpoint was interrupted {when} with {len(by_rank)} "
+                            f"processes; resume it with {len(by_rank)} "
                             f"(torchrun --nproc_per_node={len(by_rank)}), or start afresh")
         return by_rank[self.context.rank]
 
@@ -765,7 +778,7 @@ def train(cfg):
         path, state = read_resume_checkpoint(cfg, out, say)
         trainer.load_state_dict(state)
         next_epoch, next_batch, stats_state = (state["next_epoch"], state["next_batch"],
-                                               state["epoch_stats"])
+                                               trainer.own_epoch_stats(state))
         say(f"resuming from {path}: epoch {next_epoch}, batch {next_batch + 1}")
         replan_epochs(trainer, state, say)
     elif checkpoint_path.exists():

@@ -171,6 +171,67 @@ def calibration_resume_worker(rank, world, port, out_dir):
     distributed.shutdown()
 
 
+class InterruptAfter:
+    """An interrupt request that arrives before batch `batches` + 1 of the epoch."""
+
+    def __init__(self, batches):
+        self.checks, self.batches, self.signum = 0, batches, 2
+
+    @property
+    def requested(self):
+        self.checks += 1
+        return self.checks > self.batches
+
+
+def epoch_resume_worker(rank, world, port, out_dir):
+    """One epoch of 4 LBO batches per rank: straight, and interrupted after 2 (rank 0 writes
+    the checkpoint, every rank reads it back as --resume does) then continued with each
+    rank's own random state, so that both runs take the same steps."""
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    import configs
+    import distributed
+    import train
+    context = distributed.init("cpu")
+    cfg = configs.parse_args(["--preset", "tiny", "--output_dir", out_dir])
+    generator = torch.Generator().manual_seed(100 + rank)  # each rank its own data
+    batches = [torch.rand(8, 3, 32, 32, generator=generator) for _ in range(8)]
+
+    def calibrated_trainer():
+        torch.manual_seed(0)
+        trainer = train.Trainer(cfg, torch.device("cpu"), context)
+        for i, x in enumerate(batches[:cfg.calibration_batches]):
+            torch.manual_seed(1000 + 10 * rank + i)
+            trainer.calibration_step(x, train.EpochStats())
+        trainer.finish_calibration()
+        torch.manual_seed(2000 + rank)
+        return trainer
+
+    epoch = batches[cfg.calibration_batches:]
+    never = train.InterruptRequest()
+    straight = calibrated_trainer().train_epoch(epoch, 2, train.EpochStats(), 0, never)
+    interrupted = calibrated_trainer()
+    stats = train.EpochStats()
+    assert interrupted.train_epoch(epoch, 2, stats, 0, InterruptAfter(2)) is None
+    own_random_state = torch.get_rng_state()
+    path = Path(out_dir) / "checkpoint.pt"
+    if context.main:
+        train.save_checkpoint(interrupted.state_dict(2, interrupted.position, stats), path)
+    distributed.barrier(context)
+    state = train.read_checkpoint(path)
+    resumed = calibrated_trainer()
+    resumed.load_state_dict(state)
+    torch.set_rng_state(own_random_state)  # DDP re-seeds each rank; here, as it was
+    stats = train.EpochStats()
+    stats.load_state_dict(resumed.own_epoch_stats(state))
+    record = resumed.train_epoch(epoch[2:], 2, stats, 2, never)
+    keys = ("mse", "ssim", "kl_core", "groups", "goal_scores", "accepted", "core_active")
+    torch.save({"straight": {k: straight[k] for k in keys},
+                "resumed": {k: record[k] for k in keys}}, Path(out_dir) / f"rank{rank}.pt")
+    distributed.shutdown()
+
+
 def spawn(world, *args, timeout=240, target=worker):
     """Run target on `world` processes; fail (rather than hang) if they wait on each other."""
     processes = mp.spawn(target, args=(world, free_port(), *args), nprocs=world, join=False)
@@ -289,3 +350,17 @@ def test_a_checkpoint_stopped_in_ddp_calibration_resumes_only_with_its_process_c
     with pytest.raises(UserError, match="interrupted during calibration with 2 processes; "
                                         "resume it with 2"):
         calibrated.load_state_dict(state)
+
+
+def test_a_run_resumed_mid_epoch_under_ddp_counts_every_rank_s_shard_once(tmp_path):
+    """Each rank keeps its own statistics of the interrupted epoch: with rank 0's alone on
+    every rank, the resumed epoch's means counted rank 0's shard twice."""
+    spawn(2, str(tmp_path), target=epoch_resume_worker)
+    for rank in (0, 1):
+        result = torch.load(tmp_path / f"rank{rank}.pt", weights_only=True)
+        assert result["straight"]["accepted"] == 4
+        for key, value in result["straight"].items():
+            resumed = result["resumed"][key]
+            for name in (value if isinstance(value, dict) else [None]):
+                want, got = (value, resumed) if name is None else (value[name], resumed[name])
+                assert got == pytest.approx(want, rel=1e-6), (rank, key, name)
