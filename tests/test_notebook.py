@@ -1,4 +1,5 @@
 """The Colab notebook runs top to bottom outside Colab: headless, CPU, demo preset."""
+import shutil
 from pathlib import Path
 
 import pytest
@@ -101,3 +102,59 @@ def test_on_colab_without_a_code_source_the_notebook_says_what_to_set(tmp_path):
         "STOP: set REPO_URL (this project's git URL) or CODE_DIR (the project folder, e.g. on "
         "Google Drive) in the Parameters cell, then run all again"]
     assert list(tmp_path.iterdir()) == []  # nothing cloned
+
+
+SETUP_CELL = '"celeba_setup.py", "--data_dir"'  # a fragment of the CelebA cell alone
+FAKE_COLAB = """
+import os, sys, types
+colab = types.ModuleType("google.colab")
+colab.drive = types.SimpleNamespace(mount=lambda folder: print("mounted", folder))
+sys.modules["google.colab"] = colab
+"""
+
+
+def celeba_cells_on_colab(parameters):
+    """The notebook's cells up to its CelebA set-up, on Colab (faked, Drive mounted by a stand-in)
+    without the install and get-the-code cells, which would pip install and clone."""
+    notebook = with_parameters(parameters)
+    keep = [c for c in notebook.cells if c.cell_type == "code" and not any(
+        word in c.source for word in ("requirements.txt", "def code_folder", "nvidia-smi"))]
+    stop = next(i for i, c in enumerate(keep) if SETUP_CELL in c.source)
+    notebook.cells = keep[:stop + 1]
+    notebook.cells[0].source += FAKE_COLAB
+    return notebook
+
+
+def cell_text(notebook, fragment):
+    cell = next(c for c in notebook.cells if fragment in c.source)
+    return "".join(o.get("text", "") for o in cell.outputs)
+
+
+def test_on_colab_with_drive_celeba_is_kept_there_and_a_new_session_does_not_download(
+        tmp_path):
+    from test_celeba_setup import tiny_celeba_zip
+    given = tmp_path / "archive.zip"
+    given.write_bytes(tiny_celeba_zip())
+    drive, data = tmp_path / "drive", tmp_path / "content" / "data"
+    small = "--expected_images 5 --no-annotations --image_size 16 --workers 1"
+    parameters = {"USE_DRIVE": True, "DRIVE_DIR": str(drive), "DATA_DIR": str(data),
+                  "OUTPUT_DIR": str(tmp_path / "content" / "out")}
+    first = execute(celeba_cells_on_colab({**parameters,
+                                           "CELEBA_ARGS": f"--zip {given} {small}"}))
+    text = cell_text(first, SETUP_CELL)
+    # celeba_setup.py's own lines show in the cell (IPython's `!`, not a bare subprocess).
+    assert "checked by content" in text and "preprocess 16x16" in text
+    kept = drive / "celeba"
+    assert (kept / "archive.zip").read_bytes() == given.read_bytes()
+    assert (kept / "preprocessed_16.npy").is_file() and (kept / "preprocessed_16.json").is_file()
+    assert not list(kept.glob("*.part"))
+    # A reconnect: local disk is new, Drive is not. No --zip given: the kept one is used, and
+    # the kept cache spares the decoding.
+    shutil.rmtree(tmp_path / "content")
+    given.unlink()
+    second = execute(celeba_cells_on_colab({**parameters, "CELEBA_ARGS": small}))
+    text = cell_text(second, SETUP_CELL)
+    assert f"--zip {kept / 'archive.zip'}" in text
+    assert f"copying {kept / 'preprocessed_16.npy'}" in text
+    assert "preprocess 16x16" not in text and "download" not in text.lower()
+    assert (data / "img_align_celeba" / "000001.jpg").is_file()
