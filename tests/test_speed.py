@@ -204,7 +204,27 @@ def test_the_gpu_check_script_refuses_a_machine_without_cuda(monkeypatch):
     monkeypatch.setenv("PYTHON", sys.executable)
     done = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=120)
     assert done.returncode == 1
-    assert "no CUDA device visible" in done.stderr and "== 1/2" not in done.stdout
+    assert "no CUDA device visible" in done.stderr and "== 1/" not in done.stdout
+
+
+def test_the_gpu_paths_check_runs_its_cpu_parts_and_says_which_need_cuda(tmp_path):
+    """bench/gpu_paths.py, which gpu_check.sh runs first on a GPU, kept working on a CPU: a run
+    interrupted mid-epoch resumes to the straight run's weights, the loader reads the cache
+    faster than it decodes JPEGs, the measures are taken; memory and syncs need CUDA."""
+    import gpu_paths
+    assert gpu_paths.main(["--device", "cpu", "--preset", "tiny", "--batch", "8", "--images",
+                           "64", "--steps", "3", "--output", str(tmp_path),
+                           "--parts", "resume,memory,syncs,loader,measures"]) == 0
+    result = json.loads((tmp_path / "gpu_paths_cpu.json").read_text())
+    parts = result["parts"]
+    assert parts["resume"]["weights_bit_equal"] and parts["resume"]["resumed"]
+    assert parts["memory"]["skipped"] == "peak device memory needs CUDA"
+    assert parts["syncs"]["skipped"].endswith("needs CUDA")
+    loader = parts["loader"]
+    assert loader["jpeg"]["images"] == loader["cache"]["images"] > 0
+    assert loader["cache"]["images_per_second"] > loader["jpeg"]["images_per_second"]
+    assert parts["measures"]["values"]["cpu float32"]["precision"] == "float32 (cpu)"
+    assert "## resume" in (tmp_path / "gpu_paths_cpu.md").read_text()
 
 
 def test_the_control_step_benchmark_times_each_logging_rate_on_the_same_training(tmp_path):
