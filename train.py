@@ -369,10 +369,10 @@ class Trainer:
                 if self.context.active and not self.calibrated:
                     self.calibration_rows_by_rank = distributed.rows_by_rank(
                         self.context, self.calibrator.rows)
+                stats.seconds += time.time() - started
                 if self.context.active:
                     self.epoch_stats_by_rank = distributed.rows_by_rank(
                         self.context, stats.state_dict())
-                stats.seconds += time.time() - started
                 self.position = i - 1
                 return None
             if bad:

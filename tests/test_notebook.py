@@ -158,3 +158,16 @@ def test_on_colab_with_drive_celeba_is_kept_there_and_a_new_session_does_not_dow
     assert f"copying {kept / 'preprocessed_16.npy'}" in text
     assert "preprocess 16x16" not in text and "download" not in text.lower()
     assert (data / "img_align_celeba" / "000001.jpg").is_file()
+
+
+def test_on_colab_the_notebook_installs_what_lpips_and_fid_need():
+    """evaluate.py skips LPIPS and FID without torchmetrics and torch-fidelity: the install
+    cell brings them on Colab, from requirements-metrics.txt."""
+    notebook = nbformat.read(ROOT / "bom_vae_v15.ipynb", as_version=4)
+    [install] = [c for c in notebook.cells if c.cell_type == "code"
+                 and "pip" in c.source and "install" in c.source]
+    assert '"-r", "requirements-metrics.txt"' in install.source
+    wanted = {line.split(">=")[0].split("[")[0].strip() for line in
+              (ROOT / "requirements-metrics.txt").read_text().splitlines()
+              if line.strip() and not line.startswith("#")}
+    assert wanted == {"torchmetrics", "torch-fidelity"}
