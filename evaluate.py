@@ -41,26 +41,106 @@ SWAP_SPAN_EPSILON = 1e-9   # below this the floor and ceiling of the swap test a
 SWAP_NULL_FRACTION = 1e-6
 # Below this the reconstructions of different images do not differ: traversals are undefined.
 RECONSTRUCTION_SPREAD_EPSILON = 1e-9
+# The split measures (specificity, swap transfers, split score, the per-factor split) are
+# withheld below this share of the held-out pixel variance explained by the reconstructions:
+# a swap between two reconstructions that draw nothing (a black frame, the mean image)
+# "transfers" structure and appearance by tiny differences, and would read as a split.
+MIN_VARIANCE_EXPLAINED = 0.5
 
 
 # --------------------------------------------------------------------------- reconstruction
 @torch.no_grad()
 def reconstruction_metrics(vae, dataset, cfg, device, amp=contextlib.nullcontext):
-    """MSE, PSNR and SSIM of eval-mode reconstructions (decode(mu)) on up to cfg.eval_images."""
-    squared, ssims, seen = [], [], 0
-    for x in make_loader(dataset, cfg, train=False):
-        x = x[: cfg.eval_images - seen].to(device)
+    """MSE, PSNR and SSIM of eval-mode reconstructions (decode(mu)) on up to cfg.eval_images,
+    and the share of the images' pixel variance (around their mean image) that the
+    reconstructions explain: 1 - MSE / that variance (0 for a decoder drawing the mean image,
+    below 0 for one drawing worse)."""
+    squared, ssims, variance = [], [], PixelVariance()
+    for x in evaluated_batches(dataset, cfg):
+        x = x.to(device)
         with amp():
             recon = vae.reconstruct(x).float()
         squared.append((recon - x).pow(2).flatten(1).mean(1).cpu())
         ssims.append(ssim_per_image(recon, x).cpu())
-        seen += len(x)
-        if seen >= cfg.eval_images:
-            break
+        variance.add(x)
     mse = torch.cat(squared)
     psnr = (10 * torch.log10(1 / mse.clamp(min=1e-10))).mean().item()
-    return {"images": seen, "mse": mse.mean().item(), "psnr": psnr,
-            "ssim": torch.cat(ssims).mean().item()}
+    return {"images": variance.count, "mse": mse.mean().item(), "psnr": psnr,
+            "ssim": torch.cat(ssims).mean().item(), "pixel_variance": variance.value,
+            "variance_explained": explained_share(mse.mean().item(), variance.value)}
+
+
+def evaluated_batches(dataset, cfg):
+    """The held-out batches reconstruction_metrics measures: the first cfg.eval_images."""
+    seen = 0
+    for x in make_loader(dataset, cfg, train=False):
+        x = x[: cfg.eval_images - seen]
+        yield x
+        seen += len(x)
+        if seen >= cfg.eval_images:
+            return
+
+
+class PixelVariance:
+    """The images' pixel variance around their mean image, gathered batch by batch (float64)."""
+
+    def __init__(self):
+        self.count, self.pixel_sum, self.square_sum = 0, 0.0, 0.0
+
+    def add(self, x):
+        x = x.detach().double()
+        self.count += len(x)
+        self.pixel_sum = self.pixel_sum + x.sum(0).cpu()
+        self.square_sum += x.pow(2).sum().item()
+
+    @property
+    def value(self):
+        squares = self.pixel_sum.pow(2).sum().item() / self.count
+        return (self.square_sum - squares) / (self.count * self.pixel_sum.numel())
+
+
+def heldout_pixel_variance(dataset, cfg):
+    """The pixel variance of the held-out images reconstruction_metrics measures."""
+    variance = PixelVariance()
+    for x in evaluated_batches(dataset, cfg):
+        variance.add(x)
+    return variance.value
+
+
+def explained_share(mse, pixel_variance):
+    """1 - MSE / the originals' pixel variance around their mean image; NaN without variance."""
+    return 1 - mse / pixel_variance if pixel_variance > 0 else math.nan
+
+
+def split_withheld(reconstruction):
+    """Why the split measures mean nothing for this model (one line), or None when they do."""
+    share = reconstruction.get("variance_explained", math.nan)
+    if math.isfinite(share) and share >= MIN_VARIANCE_EXPLAINED:
+        return None
+    said = f"{share:.2f}" if math.isfinite(share) else "none (the images do not vary)"
+    return (f"withheld: the reconstructions explain {said} of the held-out images' pixel "
+            f"variance (1 = all of it, 0 = no more than their mean image), under "
+            f"{MIN_VARIANCE_EXPLAINED:g}; a model that does not reconstruct has no split to "
+            "measure")
+
+
+# What split_withheld withholds: behaviour's specificities and the swap's transfers and
+# split score, and each factor probe's core and detail scores (the per-factor split).
+WITHHELD_SWAP = ("structure_transfer", "appearance_transfer", "structure_transfer_bounded",
+                 "appearance_transfer_bounded", "split_score")
+WITHHELD_PROBE = ("core", "detail", "core_best_k", "detail_best_k", "core_r2", "detail_r2")
+
+
+def withhold_split_measures(results, reason):
+    """Replace every split measure in results by NaN (n/a in the report), in place, and
+    record why."""
+    results["split_withheld"] = reason
+    behaviour = results["behaviour"]
+    behaviour["core_specificity"] = behaviour["detail_specificity"] = math.nan
+    behaviour["structure_share"] = [math.nan] * len(behaviour.get("structure_share", []))
+    behaviour["swap"].update({k: math.nan for k in WITHHELD_SWAP})
+    for row in (results.get("factors") or {}).get("probes", {}).values():
+        row.update({k: math.nan for k in WITHHELD_PROBE if k in row})
 
 
 def perceptual_image_count(cfg, device, available):
@@ -779,13 +859,16 @@ def drawn_lines(drawn):
             f"- {drawn_text(drawn)}.", ""]
 
 
-def factor_lines(factors):
-    """report.md's section on a dataset with known factors."""
+def factor_lines(factors, withheld=None):
+    """report.md's section on a dataset with known factors; withheld: why the per-factor
+    split is n/a (split_withheld), if it is."""
     if not factors:
         return []
     kinds = factors.get("kinds") or {n: ("structure" if n in factors["structure_factors"]
                                          else "appearance") for n in factors["probes"]}
     lines = [f"## Generating factors: {factors.get('dataset', 'built-in shapes')}", ""]
+    if withheld:
+        lines += [f"**The per-factor split is {withheld}.**", ""]
     if factors.get("note"):
         lines += [f"{factors['note']}.", ""]
     k = factors.get("probe_k", "k")
@@ -830,7 +913,8 @@ def factor_lines(factors):
               "", "MIG, DCI and SAP use the classes of a discrete factor (column “classes”) "
               "and "
               "cut a continuous one into 20 equal-width bins, as disentanglement_lib does for "
-              "a code dim.", "", "![factor_probes](factor_probes.png)", ""]
+              "a code dim.", ""] + ([] if withheld else ["![factor_probes](factor_probes.png)",
+                                                          ""])
     return lines
 
 
@@ -878,15 +962,21 @@ def write_report(out, cfg, history, results, pictures):
                   f"{_number(last['kl_core_dim'])} detail {_number(last['kl_detail_dim'])}"
                   + "".join(f"; {name} goal {goal['bounds']}, score {_number(goal['score'])}"
                             for name, goal in last.get("kl_goals", {}).items()) + ".", ""]
-    lines += ["## Held-out reconstruction", "", "| images | MSE | PSNR (dB) | SSIM |",
-              "|---|---|---|---|",
+    lines += ["## Held-out reconstruction", "",
+              "| images | MSE | PSNR (dB) | SSIM | pixel variance explained |",
+              "|---|---|---|---|---|",
               f"| {rec['images']} | {_number(rec['mse'])} | {_number(rec['psnr'])} | "
-              f"{_number(rec['ssim'])} |", ""]
+              f"{_number(rec['ssim'])} | {_number(rec.get('variance_explained'), 3)} |", "",
+              "Pixel variance explained: 1 − MSE / the held-out images' pixel variance around "
+              "their mean image (0 = no better than drawing the mean image). Below "
+              f"{MIN_VARIANCE_EXPLAINED:g} every split measure below is withheld (n/a).", ""]
     perceptual = results["perceptual"]
     lines += [perceptual_line(perceptual),
               ""]
     swap = behaviour["swap"]
+    withheld = results.get("split_withheld")
     lines += ["## Does core carry structure and detail appearance?", "",
+              *([f"**Split measures {withheld}.**", ""] if withheld else []),
               "Traversal specificity (share of a part's traversal effect that is of its "
               "kind; 1 = pure, 0.5 = mixed; each effect in units of how much the "
               "reconstructions of two different images differ). Each dim counts by its "
@@ -927,7 +1017,7 @@ def write_report(out, cfg, history, results, pictures):
                     ("appearance vs x2 (mean-colour MSE)", "appearance",
                      "appearance_error_vs_x2"))), ""]
     lines += drawn_lines(results.get("drawn_shapes"))
-    lines += factor_lines(results.get("factors")) + face_lines(results.get("faces"))
+    lines += factor_lines(results.get("factors"), withheld) + face_lines(results.get("faces"))
     lines += ["## Pictures", ""] + [f"![{p.stem}]({p.name})" for p in pictures]
     settings = {k: v for k, v in configs.to_dict(cfg).items() if k != "goals"}
     lines += ["", "## Configuration", "", "```json", json.dumps(settings, indent=1), "```"]
@@ -952,12 +1042,15 @@ def evaluate_run(vae, cfg, heldout, history, out, device, amp=contextlib.nullcon
         faces = face_report(vae, cfg, device, amp)
         if faces is not None:
             results["faces"] = faces
+        reason = split_withheld(results["reconstruction"])
+        if reason:
+            withhold_split_measures(results, reason)
         pictures = draw_pictures(vae, heldout, history, out, device, cfg.target_rollback_rate,
                                  results["behaviour"]["effects"])
     finally:
         vae.train()
     # The heat maps are linked from their report sections, not listed among the pictures.
-    if factors is not None:
+    if factors is not None and not reason:
         factor_heatmap(out, factors)
     if faces is not None and "skipped" not in faces:
         face_heatmap(out, faces)
@@ -971,7 +1064,10 @@ def summary_lines(results):
     rec, behaviour = results["reconstruction"], results["behaviour"]
     swap = behaviour["swap"]
     lines = [f"held-out ({rec['images']} images): MSE {rec['mse']:.5f}  PSNR {rec['psnr']:.2f} "
-             f"dB  SSIM {rec['ssim']:.4f}",
+             f"dB  SSIM {rec['ssim']:.4f}  pixel variance explained "
+             f"{_number(rec.get('variance_explained'), 3)}",
+             *([f"split measures {results['split_withheld']}"]
+               if results.get("split_withheld") else []),
              f"specificity: core -> structure {_number(behaviour['core_specificity'], 3)}, "
              f"detail -> appearance {_number(behaviour['detail_specificity'], 3)}; swap split "
              f"score {_number(swap.get('split_score'), 3)} (bounded transfer: structure "

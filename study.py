@@ -37,6 +37,8 @@ from pathlib import Path
 from tqdm import tqdm
 
 import configs
+import data
+import evaluate
 import plots
 
 ROOT = Path(__file__).resolve().parent
@@ -97,7 +99,7 @@ VARIANTS = {
 DEFAULT_GRID = ["lbo", "elbo_beta1", "elbo_beta4", "sum", "lbo_no_tightening",
                 "lbo_fast_schedule", "lbo_next_batch", "lbo_no_realism", "lbo_no_swap"]
 # The metrics drawn in study.png (all are in study.md), with the direction that is better.
-HEADLINE = {"ssim": "higher", "core_specificity": "higher", "detail_specificity": "higher",
+HEADLINE = {"ssim": "higher", "variance_explained": "higher", "core_specificity": "higher", "detail_specificity": "higher",
             "swap_structure_error": "lower", "swap_appearance_error": "lower", "mig": "higher",
             "swap_structure_transfer_bounded": "higher",
             "swap_appearance_transfer_bounded": "higher", "swap_split_score": "higher"}
@@ -304,6 +306,32 @@ def run_grid(args):
 
 
 # --- reading the runs ----------------------------------------------------------------------
+def is_split_measure(name):
+    """What evaluate.py withholds from a model that does not reconstruct."""
+    return name in ("core_specificity", "detail_specificity", "swap_split_score") \
+        or name.endswith(("_transfer", "_transfer_bounded")) \
+        or "_from_core" in name or "_from_detail" in name
+
+
+_HELDOUT_VARIANCE = {}  # (the data's settings) -> pixel variance: one computation a seed
+
+
+def recomputed_share(folder, mse):
+    """The pixel variance its reconstructions explained, for a run evaluated before
+    final_metrics.json held it: its MSE against the variance of the held-out images it was
+    measured on, drawn again from its config (NaN when they are not the built-in shapes, which
+    can be drawn again, or its config is unknown)."""
+    record = stored_record(folder)
+    if record is None or record["config"].get("dataset") != "synthetic":
+        return math.nan
+    cfg = configs.from_dict(record["config"])
+    key = (cfg.image_size, cfg.heldout_size, cfg.seed, cfg.eval_images)
+    if key not in _HELDOUT_VARIANCE:
+        _, heldout, _ = data.build_datasets(cfg)
+        _HELDOUT_VARIANCE[key] = evaluate.heldout_pixel_variance(heldout, cfg)
+    return evaluate.explained_share(mse, _HELDOUT_VARIANCE[key])
+
+
 def run_metrics(folder):
     """The study's numbers for one finished run, from final_metrics.json and metrics.jsonl."""
     results = json.loads((folder / "final_metrics.json").read_text())
@@ -311,6 +339,8 @@ def run_metrics(folder):
     rec, behaviour = results["reconstruction"], results["behaviour"]
     swap = behaviour["swap"]
     m = {"mse": rec["mse"], "psnr": rec["psnr"], "ssim": rec["ssim"],
+         "variance_explained": rec["variance_explained"] if "variance_explained" in rec
+         else recomputed_share(folder, rec["mse"]),
          "core_specificity": behaviour["core_specificity"],
          "detail_specificity": behaviour["detail_specificity"],
          "swap_structure_error": swap["structure_error_vs_x1"],
@@ -335,6 +365,8 @@ def run_metrics(folder):
             measure = row.get("measure", "r2")
             for part in ("core", "detail", "core_best_k", "detail_best_k"):
                 m[f"{measure}_{name}_from_{part}"] = row.get(part, math.nan)
+    if evaluate.split_withheld({"variance_explained": m["variance_explained"]}):
+        m.update({k: math.nan for k in m if is_split_measure(k)})
     steps = sum(r["steps"] for r in history)
     m["epochs"] = len(history)
     m["rollback_rate"] = sum(r["rollbacks"] + r["rejected"] for r in history) / steps \
@@ -500,7 +532,14 @@ def markdown(table, args, seconds):
              "- a seed without a finite value (NaN: the measure is undefined for that run, e.g. "
              "a transfer where the decoder draws one image for all inputs) counts as a failed "
              "seed: a metric on which the variant or the control has one gets no verdict, its "
-             "verdict cells say \"– (k/n failed)\"", "",
+             "verdict cells say \"– (k/n failed)\"",
+             "- variance_explained: the share of the held-out images' pixel variance (around "
+             "their mean image) that the reconstructions explain; below "
+             f"{evaluate.MIN_VARIANCE_EXPLAINED:g} every split measure (specificity, swap "
+             "transfers, split score, what core and detail predict of each factor) is withheld "
+             "(NaN: a failed seed), as evaluate.py withholds it: a model that does not "
+             "reconstruct has no split to measure. For runs evaluated before it was measured, "
+             "it is recomputed from the run's MSE and its held-out images, drawn again", "",
              *verdict_lines(table), *paired_lines(table, args.paired_with),
              "| metric | " + " | ".join(variants) + " |", "|---|" + "---|" * len(variants),
              "| seeds | " + " | ".join(str(len(table[v]["seeds"])) for v in variants) + " |"]

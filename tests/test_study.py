@@ -253,3 +253,34 @@ def test_the_report_pairs_every_variant_with_both_controls():
     assert "| metric (better is) | elbo_beta1 | sum |" in against_lbo
     with pytest.raises(SystemExit):
         study.parse_args(["--paired_with", "lbo,nonesuch"])
+
+
+def test_the_share_of_variance_explained_is_recomputed_for_older_runs_and_gates_the_split(
+        tmp_path):
+    """A run evaluated before final_metrics.json held the share gets it recomputed from its
+    MSE and its held-out images drawn again: the same number evaluate.py measures. Below 0.5
+    the study withholds every split measure, as evaluate.py does."""
+    import json
+    import math
+    import train
+    run = tmp_path / "run"
+    assert train.main(["--preset", "tiny", "--epochs", "1", "--output_dir", str(run)]) == 0
+    path = run / "final_metrics.json"
+    results = json.loads(path.read_text())
+    measured = results["reconstruction"].pop("variance_explained")
+    path.write_text(json.dumps(results))  # as an older run's
+    metrics, _ = study.run_metrics(run)
+    assert metrics["variance_explained"] == pytest.approx(measured, rel=1e-9)
+    for share, withheld in ((0.9, False), (0.3, True)):
+        results["reconstruction"]["variance_explained"] = share
+        results["behaviour"]["swap"]["split_score"] = 0.8
+        results["behaviour"]["core_specificity"] = 0.7
+        path.write_text(json.dumps(results))
+        metrics, _ = study.run_metrics(run)
+        split = [k for k in metrics if study.is_split_measure(k)]
+        assert {"swap_split_score", "core_specificity", "r2_x_from_core"} <= set(split)
+        if withheld:
+            assert all(math.isnan(metrics[k]) for k in split)
+        else:
+            assert (metrics["swap_split_score"], metrics["core_specificity"]) == (0.8, 0.7)
+        assert metrics["ssim"] == results["reconstruction"]["ssim"]  # never withheld
