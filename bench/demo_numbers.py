@@ -64,10 +64,12 @@ def rows(runs):
         ("epochs run", cell(stopped)),
         ("held-out MSE / PSNR / SSIM", cell(lambda r: "{mse:.4f} / {psnr:.1f} dB / {ssim:.3f}"
                                              .format(**r["results"]["reconstruction"]))),
+        ("pixel variance explained (below 0.5 the split measures are withheld: n/a)", cell(
+            lambda r: f"{r['results']['reconstruction']['variance_explained']:.3f}")),
         ("specificity core → structure", cell(
-            lambda r: f"{r['results']['behaviour']['core_specificity']:.3f}")),
+            lambda r: _transfer(r['results']['behaviour']['core_specificity']))),
         ("specificity detail → appearance", cell(
-            lambda r: f"{r['results']['behaviour']['detail_specificity']:.3f}")),
+            lambda r: _transfer(r['results']['behaviour']['detail_specificity']))),
         ("swap: structure error vs x1", cell(
             lambda r: swap(r, "structure_error_vs_x1", "structure_chance"))),
         ("swap: appearance error vs x2", cell(
