@@ -127,11 +127,15 @@ class Config:
     perceptual: str = "vgg16"        # vgg16 (ImageNet weights) | random (untrained, no download)
     vgg_weights: str = ""            # local VGG16 state-dict file; empty = torchvision's download
     # --- objective ---
-    # lbo: -log(min_g S_g), the method. sum: the mean over groups of -log S_g with the same
-    # goals, calibration, guard and tightener (every group gets gradient every step: the
-    # control for what the min-barrier adds). elbo: a plain beta-VAE, same nets and data
+    # lbo: -log(min_g S_g), the method. The controls keep its goals, calibration, guard and
+    # tightener and change only how the groups' l_g = -log S_g make the loss: sum, their mean;
+    # smooth_max, mu log sum exp(l_g / mu), between the two (smooth Tchebycheff); multipliers,
+    # each group a constraint with a GECO-style multiplier. elbo: a plain beta-VAE, same nets
     objective: str = "lbo"
     beta: float = 1.0                # KL weight of the elbo objective
+    smooth_max_temperature: float = 0.1  # mu of smooth_max, in nats of l_g: small = the min
+    multiplier_target: float = 0.5   # multipliers: the score each group is held to (S_g >= it)
+    multiplier_rate: float = 0.01    # multipliers: lambda *= exp(rate x averaged violation)
     # The elbo objective's Gaussian likelihood N(x; recon, sigma^2) per pixel: -ELBO =
     # summed squared error / (2 sigma^2) + beta * KL. 0.7071 (SSE + KL) let 27 of 32 dims
     # collapse at 32x32, 12 epochs of 4,096 images (docs/study.md, "The control")
@@ -331,7 +335,7 @@ RUN_ONLY_FIELDS = ("output_dir", "device", "num_workers", "eval_images", "epoch_
                    "factor_vae_batch", "face_probe_images", "dci_trees")
 
 CHOICES = {
-    "objective": ("lbo", "sum", "elbo"),
+    "objective": ("lbo", "sum", "smooth_max", "multipliers", "elbo"),
     "decoder": ("spec", "asymmetric"),
     "decode_batchnorm": ("joint", "reconstructions"),
     "realism_units": ("real_power", "real_pairs"),
@@ -469,7 +473,8 @@ def validate(cfg):
                 "calibration_batches", "disc_every", "synthetic_size", "heldout_size",
                 "eval_images", "max_consecutive_rejections", "log_every", "probe_images",
                 "factor_vae_variance", "factor_vae_batch", "face_probe_images", "dci_trees",
-                "elbo_sigma", "consistency_calibration", "control_measure_every")
+                "elbo_sigma", "consistency_calibration", "control_measure_every",
+                "smooth_max_temperature", "multiplier_rate")
     for name in positive:
         _require(getattr(cfg, name) > 0, f"{name} = {getattr(cfg, name)!r}: must be > 0")
     for name in ("weight_decay", "min_lr", "num_workers", "noise_std", "beta", "fid_images",
@@ -505,6 +510,9 @@ def validate(cfg):
     _require(0 < cfg.jitter_scale <= 5,
              f"jitter_scale = {cfg.jitter_scale!r}: must be > 0 and at most 5 (the brightness "
              "factor 1 +- 0.2 x jitter_scale must stay >= 0)")
+    _require(0 < cfg.multiplier_target < 1,
+             f"multiplier_target = {cfg.multiplier_target!r}: must be strictly between 0 and 1 "
+             "(a group score)")
     _require(cfg.tighten_start_epoch >= 1,
              f"tighten_start_epoch = {cfg.tighten_start_epoch}: must be >= 1")
     validate_goals(cfg.goals)

@@ -1,9 +1,11 @@
 """The two control loops of LBO training: the per-step rollback guard (Directive #4) and the
 epoch-level adaptive tightener (Directive #6)."""
 import copy
+import math
 
 import torch
 
+from configs import GROUPS
 from losses import tighten
 
 
@@ -104,3 +106,41 @@ class Tightener:
         self.hit_epoch = state["hit_epoch"]
         self.previous_goals = copy.deepcopy(state["previous_goals"])
         self.tightened_last_epoch = state["tightened_last_epoch"]
+
+
+class GroupMultipliers:
+    """One Lagrange multiplier per goal group, for objective = multipliers (GECO, Rezende &
+    Viola 2018, "Taming VAEs"): each group is a constraint l_g = -log S_g <= kappa, kappa =
+    -log(multiplier_target); its multiplier grows while a moving average of l_g - kappa is
+    positive (violated) and shrinks while it is negative, multiplicatively, as GECO's
+    lambda <- lambda * exp(rate * C_ma) does, so that it stays positive.
+
+    Updated after every accepted step from that step's group scores (the same on every rank
+    under DDP), kept in the checkpoint."""
+
+    MOVING_AVERAGE = 0.99  # GECO's alpha: the constraint's average over about 100 steps
+    BOUNDS = (1e-3, 1e3)   # lambda's range, so that no group's weight vanishes or swamps
+
+    def __init__(self, cfg):
+        self.kappa = -math.log(cfg.multiplier_target)
+        self.rate = cfg.multiplier_rate
+        self.values = [1.0] * len(GROUPS)
+        self.average = [None] * len(GROUPS)  # the constraints' moving averages
+
+    def update(self, group_scores, group_sizes):
+        low, high = self.BOUNDS
+        for g, (score, size) in enumerate(zip(group_scores, group_sizes)):
+            if not size:  # a dropped group: no constraint
+                continue
+            constraint = -math.log(max(score, 1e-300)) - self.kappa
+            previous = self.average[g]
+            self.average[g] = constraint if previous is None else \
+                self.MOVING_AVERAGE * previous + (1 - self.MOVING_AVERAGE) * constraint
+            self.values[g] = min(max(self.values[g] * math.exp(self.rate * self.average[g]),
+                                     low), high)
+
+    def state_dict(self):
+        return {"values": list(self.values), "average": list(self.average)}
+
+    def load_state_dict(self, state):
+        self.values, self.average = list(state["values"]), list(state["average"])

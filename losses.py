@@ -507,13 +507,39 @@ def barrier_loss(goals, evaluation):
     return -torch.stack(logs).mean()
 
 
-def group_sum_loss(goals, evaluation):
-    """The sum control's loss: the mean over the groups with goals of -log S_g, so that every
-    group gets gradient on every step (-log S_g is minus the mean log-score of g's goals)."""
-    assert evaluation.ok, "group_sum_loss on a violated evaluation: reject the batch instead"
+def group_losses(goals, evaluation):
+    """(GROUPS indices, a tensor of their l_g = -log S_g) for the groups with goals:
+    -log S_g is minus the mean log-score of g's goals."""
+    assert evaluation.ok, "a loss of a violated evaluation: reject the batch instead"
     groups = [[evaluation.log_scores[g["name"]] for g in goals if g["group"] == group]
               for group in GROUPS]
-    return torch.stack([-torch.stack(logs).mean() for logs in groups if logs]).mean()
+    kept = [i for i, logs in enumerate(groups) if logs]
+    return kept, torch.stack([-torch.stack(groups[i]).mean() for i in kept])
+
+
+def group_sum_loss(goals, evaluation):
+    """The sum control's loss: the mean over the groups with goals of -log S_g, so that every
+    group gets gradient on every step."""
+    return group_losses(goals, evaluation)[1].mean()
+
+
+def smooth_max_loss(goals, evaluation, temperature):
+    """Smooth Tchebycheff scalarisation of the groups' l_g = -log S_g (Lin et al., ICML 2024,
+    with equal weights and the ideal point 0, where every score is 1):
+    mu * log sum_g exp(l_g / mu). Its gradient is sum_g softmax(l / mu)_g grad l_g: as mu -> 0
+    the bottleneck's alone, LBO's -log(min S); as mu grows, every group's alike, the sum's
+    direction. logsumexp keeps it finite for any l."""
+    return temperature * torch.logsumexp(group_losses(goals, evaluation)[1] / temperature, 0)
+
+
+def weighted_group_loss(goals, evaluation, multipliers):
+    """The multipliers' loss: sum_g w_g l_g with w_g = lambda_g / sum lambda (the groups with
+    goals). With every lambda equal it is the sum control's loss; a group whose multiplier has
+    grown pulls harder."""
+    kept, losses = group_losses(goals, evaluation)
+    total = sum(multipliers[i] for i in kept)
+    # Python floats times device tensors: no copy of the weights to the device each step.
+    return sum(losses[j] * (multipliers[i] / total) for j, i in enumerate(kept))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -33,12 +33,12 @@ import configs
 from checkpoint import FORMAT, previous_path, read_checkpoint, save_checkpoint
 from configs import GROUPS, UserError
 import distributed
-from control import RollbackGuard, Tightener
+from control import GroupMultipliers, RollbackGuard, Tightener
 from data import build_datasets, make_loader
 from evaluate import evaluate_run, reconstruction_metrics, summary_lines
 from losses import (Calibrator, GoalEvaluation, RealStats, StepDraws, barrier_loss, draw_step,
                     evaluate_goals, forward_measures, group_sum_loss, kl_per_dim,
-                    measures_to_host, real_stats)
+                    measures_to_host, real_stats, smooth_max_loss, weighted_group_loss)
 from models import build_models, compile_networks
 from precision import choose_precision
 from summary import EpochStats, format_summary, recent_gain
@@ -132,6 +132,7 @@ class Trainer:
         self.guards = (RollbackGuard(self.vae, self.opt), RollbackGuard(self.vae, self.opt))
         self.pending = None  # a PendingUpdate: an optimizer step not yet checked by the guard
         self.tightener = Tightener(cfg)
+        self.multipliers = GroupMultipliers(cfg)  # used by objective = multipliers
         self.history, self.lbo_batches, self.failed_in_a_row = [], 0, 0
         self.timer = None  # a PhaseTimer while benchmarking (bench/step_speed.py)
         self.precision = choose_precision(cfg.amp, device)
@@ -257,8 +258,7 @@ class Trainer:
             self._count_failure(before, f"[REJECTED] {where}", log)
             return before.without_graph()
         with self.phase("backward"):
-            loss = barrier_loss(self.goals, before) if self.cfg.objective == "lbo" \
-                else group_sum_loss(self.goals, before)
+            loss = self.goal_loss(before)
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
             zero_fill_missing_grads(self.vae)
@@ -273,6 +273,17 @@ class Trainer:
         if self.cfg.guard_check == "look-ahead":
             self.settle_pending(stats, log)
         return before
+
+    def goal_loss(self, evaluation):
+        """The step's loss from the groups' scores, as the objective says (configs.py)."""
+        objective = self.cfg.objective
+        if objective == "lbo":
+            return barrier_loss(self.goals, evaluation)
+        if objective == "smooth_max":
+            return smooth_max_loss(self.goals, evaluation, self.cfg.smooth_max_temperature)
+        if objective == "multipliers":
+            return weighted_group_loss(self.goals, evaluation, self.multipliers.values)
+        return group_sum_loss(self.goals, evaluation)
 
     def _free_guard(self):
         """The snapshot slot not holding a pending update's state: two slots in next-batch
@@ -310,6 +321,9 @@ class Trainer:
         if after.ok:
             stats.add_accepted(update.evaluation, update.mu_variance)
             self.failed_in_a_row = 0
+            if self.cfg.objective == "multipliers":
+                self.multipliers.update(update.evaluation.group_scores,
+                                        update.evaluation.group_sizes)
             if update.discriminator_due:
                 self.discriminator_step(update.x, update.recon, stats)
             return True
@@ -445,6 +459,7 @@ class Trainer:
             "calibration_rows": copy.deepcopy(self.calibrator.rows),
             "calibration_rows_by_rank": copy.deepcopy(self.calibration_rows_by_rank),
             "tightener": self.tightener.state_dict(), "history": copy.deepcopy(self.history),
+            "multipliers": self.multipliers.state_dict(),
             "lbo_batches": self.lbo_batches, "failed_in_a_row": self.failed_in_a_row,
             "disc_updated_since_evaluation": self.disc_version != self._evaluated_disc_version,
             "rng": {"torch": torch.get_rng_state(),
@@ -463,6 +478,8 @@ class Trainer:
         self.calibrated = state["calibrated"]
         self.calibrator.rows = copy.deepcopy(self._own_calibration_rows(state))
         self.tightener.load_state_dict(state["tightener"])
+        if "multipliers" in state:  # (absent from earlier checkpoints: none was used)
+            self.multipliers.load_state_dict(state["multipliers"])
         self.history = copy.deepcopy(state["history"])
         self.lbo_batches, self.failed_in_a_row = state["lbo_batches"], state["failed_in_a_row"]
         # (absent from checkpoints of earlier versions: they resume as if it were not)
