@@ -64,7 +64,8 @@ SPLIT_SWITCHES = ("--objective", "sum", "--decoder", "asymmetric", "--cycle_goal
 
 @pytest.mark.parametrize("lbo_steps, guard_check, switches",
                          [(4, "look-ahead", ()), (9, "look-ahead", ()), (9, "next-batch", ()),
-                          (9, "look-ahead", SPLIT_SWITCHES)])
+                          (9, "look-ahead", SPLIT_SWITCHES),
+                          (9, "look-ahead", ("--objective", "multipliers"))])
 def test_an_interrupted_run_resumes_to_the_same_parameters_and_metrics(
         tmp_path, monkeypatch, capsys, lbo_steps, guard_check, switches):
     torch.use_deterministic_algorithms(True)
@@ -89,7 +90,7 @@ def test_an_interrupted_run_resumes_to_the_same_parameters_and_metrics(
     resumed, resumed_records = final_state(tmp_path / "resumed")
     assert_same_tensors(straight_records, resumed_records)
     for key in ("vae", "disc", "opt_vae", "opt_disc", "goals", "tightener", "schedulers",
-                "calibration_rows", "lbo_batches"):
+                "calibration_rows", "lbo_batches", "multipliers"):
         assert_same_tensors(straight[key], resumed[key], key)
 
 
