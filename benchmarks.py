@@ -35,7 +35,7 @@ from tqdm import tqdm
 import imagesets
 from configs import Config, UserError
 from download import SourceFailed, download, md5_of
-from imagesets import DataError, SyntheticShapes
+from imagesets import BUILT_IN_SHAPES, DataError, SparseShapes
 
 STRUCTURE, APPEARANCE = "structure", "appearance"
 KINDS = (STRUCTURE, APPEARANCE)
@@ -55,8 +55,9 @@ FACTOR_KINDS = {
     # appearance.
     "dsprites": (("shape", STRUCTURE), ("scale", STRUCTURE), ("orientation", STRUCTURE),
                  ("x", STRUCTURE), ("y", STRUCTURE)),
-    "synthetic": tuple((name, STRUCTURE) for name in SyntheticShapes.STRUCTURE_FACTORS)
-    + tuple((name, APPEARANCE) for name in SyntheticShapes.APPEARANCE_FACTORS),
+    **{name: tuple((factor, STRUCTURE) for factor in shapes.STRUCTURE_FACTORS)
+       + tuple((factor, APPEARANCE) for factor in shapes.APPEARANCE_FACTORS)
+       for name, shapes in BUILT_IN_SHAPES.items()},
 }
 
 # CelebA's 40 attributes, grouped the same way (docs/benchmarks.md). Colour, skin tone and
@@ -629,22 +630,23 @@ def _benchmark_factor_set(cfg):
 
 def _synthetic_factor_set(cfg):
     """The built-in shapes: fresh images (seed + 7, as before), factors in [0, 1]."""
-    shapes = SyntheticShapes(cfg.probe_images, cfg.image_size, seed=cfg.seed + 7)
+    kind = BUILT_IN_SHAPES[cfg.dataset]
+    shapes = kind(cfg.probe_images, cfg.image_size, seed=cfg.seed + 7)
     factors = np.stack([shapes.factors(i) for i in range(len(shapes))])
-    names, kinds = zip(*FACTOR_KINDS["synthetic"])
+    names, kinds = zip(*FACTOR_KINDS[cfg.dataset])
 
     def images(rows):
         return torch.stack([shapes[int(i)] for i in rows])
-    return FactorSet("built-in shapes", names, kinds, factors, images,
-                     note="the built-in procedural shapes (factors continuous in [0, 1], "
-                          "shape one of 3 classes)",
+    title = "built-in small shapes on black" if kind is SparseShapes else "built-in shapes"
+    return FactorSet(title, names, kinds, factors, images,
+                     note=f"the {title} (factors continuous in [0, 1], shape one of 3 classes)",
                      random_order=True,
-                     discrete=[n in SyntheticShapes.DISCRETE_FACTORS for n in names])
+                     discrete=[n in kind.DISCRETE_FACTORS for n in names])
 
 
 def factor_set(cfg):
     """The dataset's images with known factors, or None when it has none."""
-    if cfg.dataset == "synthetic":
+    if cfg.dataset in BUILT_IN_SHAPES:
         return _synthetic_factor_set(cfg)
     if cfg.dataset in BENCHMARKS:
         return _benchmark_factor_set(cfg)

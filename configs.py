@@ -97,6 +97,8 @@ def default_goals():
 class Config:
     # --- data ---
     dataset: str = "auto"            # auto (CelebA if set up) | celeba | folder | synthetic
+                                     # (the built-in shapes) | synthetic_sparse (small shapes
+                                     # on black) | a benchmark (docs/benchmarks.md)
     data_dir: str = "data/celeba"    # CelebA root (celeba_setup.py), or any image folder
     image_size: int = 64             # side of the square images, in pixels (a multiple of 16)
     synthetic_size: int = 20000      # images per epoch of the built-in procedural dataset
@@ -344,7 +346,8 @@ CHOICES = {
     "consistency": ("spec", "split"),
     "consistency_units": ("plain", "spread"),
     "consistency_group": ("latent", "swap", "recon", "disentangle"),
-    "dataset": ("auto", "celeba", "folder", "synthetic", "shapes3d", "mpi3d", "dsprites"),
+    "dataset": ("auto", "celeba", "folder", "synthetic", "synthetic_sparse", "shapes3d", "mpi3d",
+                "dsprites"),
     "perceptual": ("vgg16", "random"),
     "guard_check": ("look-ahead", "next-batch"),
     "realism": ("score", "features"),

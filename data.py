@@ -21,9 +21,9 @@ from torch.utils.data._utils.collate import default_collate
 import benchmarks
 from celeba import CELEBA_FOLDER, celeba_number, celeba_partition
 from configs import UserError
-from imagesets import (CELEBA_CROP, IMAGE_EXTENSIONS, CachedImages, DataError, ImageFiles,
-                       SyntheticShapes, cache_path, list_images, matching_cache,
-                       preprocess_folder, read_cache)
+from imagesets import (BUILT_IN_SHAPES, CELEBA_CROP, IMAGE_EXTENSIONS, CachedImages, DataError,
+                       ImageFiles, SparseShapes, SyntheticShapes, cache_path, list_images,
+                       matching_cache, preprocess_folder, read_cache)
 
 log = logging.getLogger("data")
 
@@ -33,9 +33,11 @@ HELDOUT_SEED_OFFSET = 1_000_003       # the synthetic held-out set never repeats
 # --- datasets from the config -------------------------------------------------------------
 
 def _synthetic(cfg):
-    train = SyntheticShapes(cfg.synthetic_size, cfg.image_size, seed=cfg.seed)
-    heldout = SyntheticShapes(cfg.heldout_size, cfg.image_size, seed=cfg.seed + HELDOUT_SEED_OFFSET)
-    return train, heldout, (f"synthetic shapes, {len(train)} train / {len(heldout)} held-out, "
+    shapes = BUILT_IN_SHAPES[cfg.dataset]
+    train = shapes(cfg.synthetic_size, cfg.image_size, seed=cfg.seed)
+    heldout = shapes(cfg.heldout_size, cfg.image_size, seed=cfg.seed + HELDOUT_SEED_OFFSET)
+    kind = "small shapes on black" if shapes is SparseShapes else "synthetic shapes"
+    return train, heldout, (f"{kind}, {len(train)} train / {len(heldout)} held-out, "
                             f"{cfg.image_size}x{cfg.image_size}, drawn on the fly")
 
 
@@ -108,7 +110,7 @@ def build_datasets(cfg):
     """(train, heldout, one-line description for the log). Items are float32 (3,S,S) in [0,1]."""
     if cfg.factors:  # a malformed factors file stops the run before it trains
         benchmarks.check_factors_file(cfg)
-    if cfg.dataset == "synthetic":
+    if cfg.dataset in BUILT_IN_SHAPES:
         return _synthetic(cfg)
     if cfg.dataset in BENCHMARK_DATASETS:
         return benchmarks.benchmark_datasets(cfg)

@@ -335,10 +335,10 @@ def behaviour_report(vae, dataset, device):
 DRAWN_IMAGES = 512
 
 
-def _kind_distances(images, factors, image_size):
-    """(N, kinds): MSE of each image against the rendering of its factors with the shape's
-    kind set to each kind in turn (the other factors as given)."""
-    shapes = imagesets.SyntheticShapes
+def _kind_distances(shapes, images, factors, image_size):
+    """(N, kinds): MSE of each image against the rendering (by `shapes`, the dataset's class)
+    of its factors with the shape's kind set to each kind in turn (the other factors as
+    given)."""
     distances = np.empty((len(images), len(shapes.SHAPES)))
     for k in range(len(shapes.SHAPES)):
         variant = factors.copy()
@@ -364,7 +364,7 @@ def drawn_shapes_report(vae, dataset, device, amp=contextlib.nullcontext):
     The first DRAWN_IMAGES held-out images; x1 the first half, x2 the second."""
     if not isinstance(dataset, imagesets.SyntheticShapes):
         return None
-    shapes = imagesets.SyntheticShapes
+    shapes = type(dataset)
     n = min(DRAWN_IMAGES, len(dataset)) // 2 * 2
     half, size = n // 2, dataset.image_size
     factors = np.stack([dataset.factors(i) for i in range(n)])
@@ -377,8 +377,8 @@ def drawn_shapes_report(vae, dataset, device, amp=contextlib.nullcontext):
     kinds = shapes.kind_index(factors[:, 0])
     swap_factors = np.concatenate([factors[:half, :len(shapes.STRUCTURE_FACTORS)],
                                    factors[half:, len(shapes.STRUCTURE_FACTORS):]], 1)
-    recon_distances = _kind_distances(recon, factors, size)
-    swap_distances = _kind_distances(swapped, swap_factors, size)
+    recon_distances = _kind_distances(shapes, recon, factors, size)
+    swap_distances = _kind_distances(shapes, swapped, swap_factors, size)
     rows = np.arange(half)
     return {"images": n, "chance": 1 / len(shapes.SHAPES),
             "recon_kind": disentanglement.balanced_accuracy(recon_distances.argmin(1), kinds),
@@ -492,9 +492,10 @@ def rotation_symmetry(cfg, factor_set):
     {"factor", "shape_factor", "orders" {shape value: symmetry order, 0 = not visible},
     "span" (radians a factor of 1 stands for)}; None for others. Only the built-in shapes
     say so (imagesets.SyntheticShapes.SYMMETRY_ORDERS)."""
-    if cfg.dataset != "synthetic" or not {"rotation", "shape"} <= set(factor_set.names):
+    if cfg.dataset not in imagesets.BUILT_IN_SHAPES or \
+            not {"rotation", "shape"} <= set(factor_set.names):
         return None
-    shapes = imagesets.SyntheticShapes
+    shapes = imagesets.BUILT_IN_SHAPES[cfg.dataset]
     return {"factor": "rotation", "shape_factor": "shape",
             "orders": {shapes.kind_factor(k): order
                        for k, order in enumerate(shapes.SYMMETRY_ORDERS)},

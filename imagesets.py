@@ -145,6 +145,31 @@ class SyntheticShapes(Dataset):
         return back + cover * (colour[:, None, None] - back)
 
 
+class SparseShapes(SyntheticShapes):
+    """The built-in shapes as a third-party set of small objects draws them: one small shape
+    (1-3 % of the pixels) on a plain black background, anywhere in the frame; appearance is
+    the object's colour and intensity alone (hue, brightness), with no background factor and
+    no light gradient. Most pixels are black whatever the image, so a decoder that draws a
+    black frame already matches most of every image."""
+    APPEARANCE_FACTORS = ("hue", "brightness")
+    FACTORS = SyntheticShapes.STRUCTURE_FACTORS + APPEARANCE_FACTORS
+    RADIUS = (0.05, 0.05)   # area 0.8-3.1 % of the image
+    CENTRE = (0.18, 0.64)   # the largest triangle (circumradius 0.156) stays in frame
+
+    @classmethod
+    def render(cls, factors, image_size):
+        """float32 (3, S, S) in [0, 1]: the shape in its colour, intensity 0.3 to 1, on black."""
+        hue, brightness = (float(v) for v in factors[5:])
+        colour = np.array(colorsys.hsv_to_rgb(0.8 * hue, 0.75, 0.3 + 0.7 * brightness),
+                          dtype=np.float32)
+        cover = cls.coverage(factors, image_size).astype(np.float32)[None]
+        return cover * colour[:, None, None]
+
+
+# The built-in datasets (--dataset NAME), drawn on the fly with known factors.
+BUILT_IN_SHAPES = {"synthetic": SyntheticShapes, "synthetic_sparse": SparseShapes}
+
+
 # --- decoding one image -------------------------------------------------------------------
 
 def _as_rgb(img):

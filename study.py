@@ -341,7 +341,7 @@ def recomputed_share(folder, mse):
     measured on, drawn again from its config (NaN when they are not the built-in shapes, which
     can be drawn again, or its config is unknown)."""
     record = stored_record(folder)
-    if record is None or record["config"].get("dataset") != "synthetic":
+    if record is None or record["config"].get("dataset") not in data.BUILT_IN_SHAPES:
         return math.nan
     cfg = configs.from_dict(record["config"])
     key = (cfg.image_size, cfg.heldout_size, cfg.seed, cfg.eval_images)

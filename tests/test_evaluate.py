@@ -442,7 +442,7 @@ class FactorVAE(torch.nn.Module):
 
     def __init__(self, dataset, kind=None):
         super().__init__()
-        self.kind = kind
+        self.kind, self.shapes = kind, type(dataset)
         self.table = {dataset[i].numpy().tobytes(): torch.from_numpy(dataset.factors(i))
                       for i in range(len(dataset))}
 
@@ -454,12 +454,12 @@ class FactorVAE(torch.nn.Module):
         z = z.clone()
         if self.kind is not None:
             z[:, 0] = self.kind
-        return torch.stack([torch.from_numpy(imagesets.SyntheticShapes.render(f.numpy(), 32))
-                            for f in z])
+        return torch.stack([torch.from_numpy(self.shapes.render(f.numpy(), 32)) for f in z])
 
 
-def test_the_drawn_shapes_of_a_perfect_model_are_the_true_images():
-    heldout = imagesets.SyntheticShapes(60, 32, seed=3)
+@pytest.mark.parametrize("shapes", [imagesets.SyntheticShapes, imagesets.SparseShapes])
+def test_the_drawn_shapes_of_a_perfect_model_are_the_true_images(shapes):
+    heldout = shapes(60, 32, seed=3)
     drawn = evaluate.drawn_shapes_report(FactorVAE(heldout), heldout, "cpu")
     assert drawn["images"] == 60
     assert drawn["recon_kind"] == 1.0 and drawn["swap_kind"] == 1.0
