@@ -914,8 +914,7 @@ def factor_lines(factors, withheld=None):
               "", "MIG, DCI and SAP use the classes of a discrete factor (column “classes”) "
               "and "
               "cut a continuous one into 20 equal-width bins, as disentanglement_lib does for "
-              "a code dim.", ""] + ([] if withheld else ["![factor_probes](factor_probes.png)",
-                                                          ""])
+              "a code dim.", "", "![factor_probes](factor_probes.png)", ""]
     return lines
 
 
@@ -1051,7 +1050,7 @@ def evaluate_run(vae, cfg, heldout, history, out, device, amp=contextlib.nullcon
     finally:
         vae.train()
     # The heat maps are linked from their report sections, not listed among the pictures.
-    if factors is not None and not reason:
+    if factors is not None:  # withheld cells read n/a
         factor_heatmap(out, factors)
     if faces is not None and "skipped" not in faces:
         face_heatmap(out, faces)
