@@ -42,7 +42,8 @@ def test_the_demo_runs_the_split_and_the_study_the_spec():
     (["--batch_size", "big"], "--batch_size: cannot read 'big' as int"),
     (["--amp", "maybe"], "--amp: cannot read 'maybe' as bool"),
     (["--dataset", "celeb"], "dataset = 'celeb': allowed values are auto, celeba, folder, "
-                             "synthetic, shapes3d, mpi3d, dsprites; did you mean 'celeba'?"),
+                             "synthetic, synthetic_sparse, shapes3d, mpi3d, dsprites; "
+                             "did you mean 'celeba'?"),
     (["--image_size", "72"], "image_size = 72: must be a multiple of 16"),
     (["--preset", "dmeo"], "unknown preset 'dmeo'; did you mean 'demo'?"),
     (["--enc_channels", "8,16"], "enc_channels = (8, 16): must be four positive channel counts"),
