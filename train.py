@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
-from torchvision.utils import make_grid
+from torchvision.utils import make_grid, save_image
 from tqdm import tqdm
 
 import configs
@@ -599,9 +599,26 @@ def open_tensorboard(cfg, out):
     return SummaryWriter(str(out / "tensorboard"))
 
 
+EPOCH_PICTURE_IMAGES = 8  # held-out images in each epoch's picture
+
+
 @torch.no_grad()
-def log_epoch(writer, record, vae, heldout, device):
-    """The epoch's numbers as scalars, and originals over reconstructions as an image."""
+def epoch_picture(vae, heldout, device):
+    """One grid, on the CPU: the first held-out images, their reconstructions, and their swaps
+    (each image's core with the next one's detail), a row each. Eval mode, one small batch."""
+    x = torch.stack([heldout[i] for i in range(min(EPOCH_PICTURE_IMAGES, len(heldout)))])
+    x = x.to(device)
+    vae.eval()
+    mu = vae.encode(x)[0].float()
+    core = vae.core_dim
+    swapped = torch.cat([mu[:, :core], mu.roll(-1, 0)[:, core:]], 1)
+    recon, swap = vae.decode(torch.cat([mu, swapped])).float().chunk(2)
+    vae.train()
+    return make_grid(torch.cat([x, recon, swap]).clamp(0, 1).cpu(), nrow=len(x))
+
+
+def log_epoch(writer, record, picture):
+    """The epoch's numbers as scalars, and its picture (epoch_picture) as an image."""
     epoch = record["epoch"]
     for key, value in record.items():
         if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -609,12 +626,7 @@ def log_epoch(writer, record, vae, heldout, device):
     for key in ("groups", "bottleneck"):
         for group, value in record[key].items():
             writer.add_scalar(f"epoch_{key}/{group}", value, epoch)
-    x = torch.stack([heldout[i] for i in range(min(8, len(heldout)))]).to(device)
-    vae.eval()
-    recon = vae.reconstruct(x).float()
-    vae.train()
-    writer.add_image("reconstructions", make_grid(torch.cat([x, recon]).cpu(), nrow=len(x)),
-                     epoch)
+    writer.add_image("originals_reconstructions_swaps", picture, epoch)
     writer.flush()
 
 
@@ -753,13 +765,17 @@ def save_mid_epoch(trainer, epoch, stats, path):
 
 
 def write_epoch_outputs(trainer, record, heldout, out):
-    """The end of an epoch on disk: its metrics.jsonl line, the summary, the checkpoint."""
+    """The end of an epoch on disk: its metrics.jsonl line, the summary, the checkpoint, and
+    epochs/epoch_NNN.png, so that a long run can be watched learning without TensorBoard."""
     with open(out / "metrics.jsonl", "a") as f:
         f.write(json.dumps(record) + "\n")
     print(format_summary(record, trainer.cfg.epochs), flush=True)
     save_checkpoint(trainer.state_dict(record["epoch"] + 1), out / "checkpoint.pt")
+    picture = epoch_picture(trainer.vae, heldout, trainer.device)
+    (out / "epochs").mkdir(exist_ok=True)
+    save_image(picture, out / "epochs" / f"epoch_{record['epoch']:03d}.png")
     if trainer.writer:
-        log_epoch(trainer.writer, record, trainer.vae, heldout, trainer.device)
+        log_epoch(trainer.writer, record, picture)
 
 
 def on_rank_zero(context, device, work):
