@@ -89,10 +89,10 @@ def default_text(value):
     return str(value).lower() if isinstance(value, bool) else str(value)
 
 
-def help_text(configs_module, source=None):
+def help_text(configs_module):
     """`python train.py --help`: usage, the presets, and every setting with its default,
     its allowed values and its meaning, by section."""
-    source = CONFIGS.read_text() if source is None else source
+    source = CONFIGS.read_text()
     defaults = configs_module.Config()
     kinds = {f.name: f.type for f in dataclasses.fields(configs_module.Config)}
     wrap = textwrap.TextWrapper(width=100, initial_indent=" " * 8, subsequent_indent=" " * 8)
@@ -104,7 +104,7 @@ def help_text(configs_module, source=None):
             "default there, or override it here. A preset is applied first, then each setting "
             "in order. Tuples are comma-separated integers (--enc_channels 32,64,128,256); "
             + ", ".join(f"--{n}" for n in configs_module.BARE_FLAGS) + " may be given bare. "
-            "Each meaning in full, the run-only settings and the goal table: docs/settings.md.",
+            "Which settings a resume may change, and the goal table: docs/settings.md.",
             100),
         "",
         "presets:",
