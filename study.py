@@ -94,11 +94,8 @@ VARIANTS = {
     # ...and together, under the barrier and under the sum control:
     "lbo_split": SPLIT,
     "sum_split": ["--objective", "sum", *SPLIT],
-    # What the min adds: the published controls, on the split switches. smooth_max's
-    # temperatures span the groups' spread of l_g = -log S_g in the kept study runs with the
-    # split switches (epoch means): the two largest l_g differ by 0.03-0.13 nats (median), the
-    # largest and smallest by 0.3-0.5. 0.01 is below the first (the min, nearly), 1 twice the
-    # second (weights within 1.6x of each other: the sum, nearly), 0.1 between.
+    # What the min adds: the published controls, on the split switches. smooth_max's three
+    # temperatures run from min-like to sum-like (how they were chosen: docs/design.md).
     **{f"smooth_max_mu{mu}_consistency_asymmetric": [
         "--objective", "smooth_max", "--smooth_max_temperature", mu, *CONSISTENCY_ASYMMETRIC]
        for mu in ("0.01", "0.1", "1")},
