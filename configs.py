@@ -112,20 +112,10 @@ class Config:
     enc_channels: tuple = (64, 128, 256, 512)  # the encoder's four stride-2 stages
     dec_channels: tuple = (256, 128, 64, 32)   # the decoder's four upsampling stages
     disc_channels: tuple = (64, 128, 256, 512)  # the PatchGAN's four stride-2 stages
-    # spec: the SPEC's decoder, one linear layer from the whole latent to its first map.
-    # asymmetric: core alone makes the spatial map (a linear layer to the first map, then
-    # upsampled); detail enters every upsampling stage only as a per-channel scale and shift
-    # (FiLM), with no spatial path, so that it cannot say where things are
-    decoder: str = "spec"
-    # Where the decoder's BatchNorm takes its training statistics in LBO's one decoder call
-    # over the reconstructions and the core-only, swapped and perturbed decodes. joint: from
-    # all five together. reconstructions: from the reconstructions alone, applied to all five,
-    # so the reconstructions are normalised as a plain VAE's and every decode as at evaluation
-    decode_batchnorm: str = "joint"
-    # The std of the encoder's mu head's initial weights. 0: the SPEC's all-zero head (a quiet
-    # start), which cost an autoencoder of the demo's size part of the shape's kind (docs/
-    # study.md, "Weighting the pixels beside the outlines"; LBO with 0.01 draws it no better)
-    mu_init_std: float = 0.0
+    # standard: one linear layer from the whole latent to the decoder's first map.
+    # asymmetric: core alone makes the spatial map; detail only scales and shifts each
+    # upsampling stage's channels (FiLM), so it cannot say where things are
+    decoder: str = "standard"
     perceptual: str = "vgg16"        # vgg16 (ImageNet weights) | random (untrained, no download)
     vgg_weights: str = ""            # local VGG16 state-dict file; empty = torchvision's download
     # --- objective ---
@@ -138,73 +128,16 @@ class Config:
     smooth_max_temperature: float = 0.1  # mu of smooth_max, in nats of l_g: small = the min
     multiplier_target: float = 0.5   # multipliers: the score each group is held to (S_g >= it)
     multiplier_rate: float = 0.01    # multipliers: lambda *= exp(rate x averaged violation)
-    # The elbo objective's Gaussian likelihood N(x; recon, sigma^2) per pixel: -ELBO =
-    # summed squared error / (2 sigma^2) + beta * KL. 0.7071 (SSE + KL) let 27 of 32 dims
-    # collapse at 32x32, 12 epochs of 4,096 images (docs/study.md, "The control")
-    elbo_sigma: float = 0.1
-    # The control logs LBO's measures (a forward without gradients, which changes nothing in
-    # its training) on every Nth step only: on every step that forward cost 2/3 of the step
-    # (bench/results/control_step_cpu.md). The epoch's means are then over those steps. Runs
-    # kept before it logged every step; the study reads none of those means, only their
-    # minutes (of the slower step), so study.py counts them as made with this default.
-    control_measure_every: int = 8
+    elbo_sigma: float = 0.1          # elbo: the per-pixel std of its Gaussian likelihood
+    control_measure_every: int = 8  # elbo: log LBO's measures (a no-gradient forward) every N steps
     # What the realism goals measure with the discriminator. features: the distance from
-    # real images in the discriminator's features. score: SPEC §5, 1 - mean sigmoid(D(image)),
-    # which starved reconstruction on every seed of the study (docs/design.md, Design notes)
+    # real images in its features. score: 1 - mean sigmoid(D(image)), the seed's measure
+    # (docs/design.md, "Realism")
     realism: str = "features"
-    # What the realism distances are measured in units of, per discriminator stage.
-    # real_power: the real features' mean square. real_pairs: the distance between two
-    # different real images of the batch, through the same discriminator, so that the units
-    # move with it as it learns (the scales are calibrated while it is still untrained)
-    realism_units: str = "real_power"
-    # realism_swap compares the batch means of the swaps' and the real images' features.
-    # plain: their squared distance, which carries (Var_a + Var_b) / B, a floor that depends
-    # on the batch size. unbiased: that floor subtracted, estimated from the two batches
-    realism_swap_estimate: str = "plain"
-    # The core group's demand on the core-only decode. image: the SPEC's core_mse and
-    # core_edge (x's colours and edges). structure: core_edge alone, since colour is detail's
-    core_target: str = "image"
-    # The pixel goal's squared error weights each pixel 1 + this x the original's edge
-    # strength near it (Sobel of the channel mean, widened 3x3, mean 1 an image). 0: the SPEC's
-    # plain MSE, where an object of a few pixels and the few pixels that tell its kind weigh
-    # little against the background. The reported MSE stays the plain one (docs/study.md,
-    # "Weighting the pixels beside the outlines": an autoencoder draws the kinds, LBO not yet)
-    pixel_emphasis: float = 0.0
-    # Cycle goals in the swap group: the swap, re-encoded, gives back x's core and x[perm]'s
-    # detail (cycle_core, cycle_detail; one more encoder pass per step)
-    cycle_goals: bool = False
-    # What each code is asked to be invariant to (the latent group's consistency goals).
-    # spec: core_consistency alone, mu_core unchanged by a random h-flip and colour jitter
-    # (SPEC §6). split: core unchanged by colour jitter alone, and detail_consistency asks
-    # mu_detail unchanged by random h- and v-flips: each code ignores what the other carries.
-    # On the built-in shapes a flip moves the shape (x, y, rotation are structure), so the
-    # SPEC's flip asks core NOT to know where the shape is (docs/study.md, "The split")
-    consistency: str = "spec"
-    # How the consistency goals measure a code's change. plain: the SPEC's MSE of mu, which a
-    # code also lowers by shrinking its spread. spread: each dim's squared change over that
-    # dim's batch variance (detached), a change in the code's own units. Measured on larger
-    # shapes, three groups dropped, 3 seeds: spread draws more of the kind on each (docs/
-    # study.md, "The consistency goals in each code's own units, and one steep step")
-    consistency_units: str = "plain"
-    # Which group scores the consistency goals. latent: the SPEC's, where guard-rail goals
-    # near 1 dilute them in the group's geometric mean, so under the barrier they seldom bind
-    # (core_consistency ends a study run at 0.15-0.24, below its warm-up level, and 0.62-0.72
-    # under the sum). swap: with the swap goals; disentangle: with the leak goals, the other
-    # goals on the codes; recon: with the reconstruction goals. Measured with the split
-    # switches, 3 seeds each: swap and disentangle double the invariance and leave hue in
-    # core; recon takes hue out in part at a loss of 0.125 SSIM (bench/results/
-    # consistency_under_the_barrier_cpu.md)
-    consistency_group: str = "latent"
-    # The consistency goals' auto scale: the warm-up's median times this (1: the calibration
-    # rule of every auto goal; below 1 asks for more invariance than the warm-up's encoder
-    # has). Measured at 0.1: every step refused on one seed, core shrunk to SSIM 0.35 on
-    # another; same file
-    consistency_calibration: float = 1.0
-    # The consistency goals' colour jitter, its spreads times this: brightness, contrast and
-    # saturation by 1 +- 0.2 x it, hue by +- 0.05 x it of the colour wheel (SPEC: 1; at most
-    # 5, where a factor reaches 0). Wider, it spans more of the data's appearance, which core
-    # is then asked to ignore
-    jitter_scale: float = 1.0
+    # What each code is asked to be invariant to (docs/design.md, "The split").
+    # core: core alone, unchanged by a random h-flip and colour jitter (the seed's goal).
+    # split: core unchanged by colour jitter, detail unchanged by h- and v-flips
+    consistency: str = "core"
     drop_groups: str = ""            # ablations: comma-separated goal groups left out of the
                                      # barrier (their goals are not scored), e.g. "realism"
     # --- optimisation ---
@@ -214,28 +147,20 @@ class Config:
     weight_decay: float = 1e-5       # the VAE's AdamW weight decay
     disc_lr: float = 1e-4            # the discriminator's AdamW, annealed likewise
     min_lr: float = 1e-5             # cosine annealing floor, both optimizers
-    # cosine: both rates fall to min_lr at the last epoch. constant: each stays at lr / disc_lr.
-    # On the built-in shapes a cosine over 80 epochs anneals the control before it learns the
-    # kinds, where a constant rate draws them (bench/results/long_control_cpu.md)
-    lr_schedule: str = "cosine"
+    lr_schedule: str = "cosine"      # cosine: both rates fall to min_lr at the last epoch;
+                                     # constant: each stays at lr / disc_lr
     calibration_batches: int = 200   # epoch 1: plain-MSE warm-up whose measures set "auto" scales
     calibration_grad_clip: float = 1.0  # the VAE's gradient-norm clip in the warm-up
-    # The VAE's gradient-norm clip on LBO steps; 0: none (the SPEC). A guard rail's rare steep
-    # step (measured: a health step at norm 169, against 0.4-6.6 for every other) lifts AdamW's
-    # second moment tenfold, and at beta2 = 0.999 that outlasts the demo's run, shrinking every
-    # later step (bench/results/consistency_units_cpu.md). A clip above the usual norms keeps
-    # the barrier's direction and cuts only such a step
-    lbo_grad_clip: float = 0.0
+    lbo_grad_clip: float = 0.0       # the VAE's gradient-norm clip on LBO steps; 0 = none
     disc_grad_clip: float = 1.0      # the discriminator's gradient-norm clip
     disc_every: int = 2              # discriminator update every N batches after calibration
     noise_std: float = 0.5           # perturbation of the leak goals
     max_consecutive_rejections: int = 200  # stop with a diagnosis instead of looping
-    # How the rollback guard checks an update. look-ahead (SPEC 7.3): a second forward of the
-    # same batch with the new weights. next-batch: the next batch's forward, which the step
-    # needs anyway, is the check (about 1.3x the images/s; judges an update on other images:
-    # see docs/speed.md, "A faster guard")
+    # How the rollback guard checks an update. look-ahead: a second forward of the same batch
+    # with the new weights. next-batch: the next batch's forward, which the step needs anyway
+    # (faster; judges an update on other images: docs/speed.md, "A faster guard")
     guard_check: str = "look-ahead"
-    # --- adaptive tightening (Directive #6) ---
+    # --- adaptive tightening (docs/design.md, "The tightener") ---
     tighten_start_epoch: int = 5     # the first epoch whose end may tighten the goals
     tighten_rate: float = 0.05       # scales x(1 - rate), BOX half-widths x(1 - rate/2)
     target_rollback_rate: float = 0.05  # refusal rate at which the goals hold; stop 1 epoch on
@@ -255,16 +180,13 @@ class Config:
     probe_images: int = 2500         # datasets with factors: images for the factor probes,
                                      # MIG, DCI and SAP (80 % fit)
     # FactorVAE score (datasets whose factors can be sampled): majority-vote training and
-    # evaluation votes, images for the per-dim variances, images per vote. disentanglement_lib
-    # uses 10000 / 5000 / 10000 / 64; these defaults are far fewer, so that it takes a minute
-    # or two on a CPU (0 votes: skip it)
+    # evaluation votes, images for the per-dim variances, images per vote (0 votes: skip it).
+    # Far fewer than disentanglement_lib's 10000 / 5000 / 10000 / 64, to fit a CPU
     factor_vae_train: int = 300
     factor_vae_eval: int = 150
     factor_vae_variance: int = 2000
     factor_vae_batch: int = 64
-    # DCI's gradient-boosted trees per factor: disentanglement_lib's 100 take minutes on a CPU
-    # for continuous factors (20 classes each); the demo, study and tiny presets use fewer
-    dci_trees: int = 100
+    dci_trees: int = 100             # DCI's gradient-boosted trees per factor
     face_probe_images: int = 20000   # CelebA: test-partition images for the landmark and
                                      # attribute probes (the partition has 19,962)
     tensorboard: bool = True         # TensorBoard scalars and images, when it is installed
@@ -279,28 +201,16 @@ class Config:
 
 
 PRESETS = {
-    # The built-in dataset and a small model: the whole pipeline in minutes on a laptop CPU.
-    # 32x32 and batch 64: a 2-core CPU takes an LBO step on 4.9x the images per second of
-    # 64x64 batches of 32 (bench/results/step_speed_study_cpu.md), so the same minutes train
-    # on about 4x the images.
+    # The built-in dataset and a small model: the whole pipeline in minutes on a laptop CPU,
+    # with the switches that split the built-in shapes best (docs/design.md, "The split").
     "demo": dict(
         dataset="synthetic", image_size=32, synthetic_size=4096, heldout_size=256,
         num_workers=0, latent_dim=32, core_dim=8,
         enc_channels=(16, 32, 64, 128), dec_channels=(64, 32, 16, 16),
         disc_channels=(16, 32, 64, 64), perceptual="random",
-        # The best split the study found (bench/results/study_consistency_cpu.md): on these
-        # images a flip moves the shape, so core is asked to ignore colour jitter only and
-        # detail to ignore flips, and detail reaches the decoder only as FiLM (docs/study.md,
-        # "The split"). The SPEC's settings stay the default for faces, and the study's.
-        consistency="split", decoder="asymmetric",
-        # LBO's steps clipped at norm 5 (the usual norms are 0.4-6.6): over 5 seeds the
-        # held-out MSE and SSIM are better on every one, and the worst seed's MSE halves
-        # (0.0048 to 0.0024), a rare steep step no longer stalling AdamW for the rest of the
-        # run (bench/results/grad_clip_demo.md). The SPEC's LBO step is unclipped.
-        lbo_grad_clip=5.0,
-        # Tightening from epoch 2 at x0.6 an epoch reaches the refusal regime, the 5 % hold and
-        # the early stop within minutes (x0.5 overshot into a backoff, x0.7 first refused, and
-        # backed off, in the last epoch); the default (x0.95 from epoch 5) needs hours.
+        consistency="split", decoder="asymmetric", lbo_grad_clip=5.0,
+        # Tightening from epoch 2 at x0.6 an epoch reaches the 5 % refusal rate and the early
+        # stop within minutes; the default (x0.95 from epoch 5) needs hours.
         epochs=12, batch_size=64, calibration_batches=24,
         tighten_start_epoch=2, tighten_rate=0.4,
         output_dir="outputs_demo", eval_images=256, dci_trees=20,
@@ -317,13 +227,11 @@ PRESETS = {
     ),
 }
 
-# study.py's runs: the demo's networks, images and batches with the SPEC's decoder, consistency
-# goals, unclipped LBO step and tightening schedule (x0.95 an epoch from epoch 5) for 8
-# epochs, so that a run sees 32,768 images (the earlier 64x64 preset: 7,680) in about 5
-# minutes with its evaluation on a 2-core CPU; each variant changes what it names from there.
-# Calibration is the first 24 batches of epoch 1.
-PRESETS["study"] = dict(PRESETS["demo"], consistency="spec", decoder="spec", lbo_grad_clip=0.0,
-                        epochs=8, tighten_start_epoch=5, tighten_rate=0.05,
+# study.py's runs: the demo's networks, images and batches with the default decoder,
+# consistency goals, unclipped LBO step and tightening schedule, for 8 epochs (about 5
+# minutes a run on a 2-core CPU); each study variant changes what it names from there.
+PRESETS["study"] = dict(PRESETS["demo"], consistency="core", decoder="standard",
+                        lbo_grad_clip=0.0, epochs=8, tighten_start_epoch=5, tighten_rate=0.05,
                         output_dir="outputs_study")
 
 # Settings of the run rather than of the experiment: a resumed run may change them. `compile`
@@ -338,14 +246,8 @@ RUN_ONLY_FIELDS = ("output_dir", "device", "num_workers", "eval_images", "epoch_
 
 CHOICES = {
     "objective": ("lbo", "sum", "smooth_max", "multipliers", "elbo"),
-    "decoder": ("spec", "asymmetric"),
-    "decode_batchnorm": ("joint", "reconstructions"),
-    "realism_units": ("real_power", "real_pairs"),
-    "realism_swap_estimate": ("plain", "unbiased"),
-    "core_target": ("image", "structure"),
-    "consistency": ("spec", "split"),
-    "consistency_units": ("plain", "spread"),
-    "consistency_group": ("latent", "swap", "recon", "disentangle"),
+    "decoder": ("standard", "asymmetric"),
+    "consistency": ("core", "split"),
     "dataset": ("auto", "celeba", "folder", "synthetic", "synthetic_sparse", "shapes3d", "mpi3d",
                 "dsprites"),
     "perceptual": ("vgg16", "random"),
@@ -448,6 +350,9 @@ def parse_args(argv):
     for name, value in pairs:
         if name == "preset":
             continue
+        if name in RETIRED_SETTINGS:
+            raise ConfigError(f"--{name} was a research switch, retired since (lab/retired.md); "
+                              f"commit {LAST_COMMIT_WITH_RETIRED} still has it")
         if name not in known:
             raise ConfigError(f"unknown setting --{name}{_suggest(name, [*known, 'preset'])} "
                               "(all settings are the fields of Config in configs.py)")
@@ -476,13 +381,13 @@ def validate(cfg):
                 "calibration_batches", "disc_every", "synthetic_size", "heldout_size",
                 "eval_images", "max_consecutive_rejections", "log_every", "probe_images",
                 "factor_vae_variance", "factor_vae_batch", "face_probe_images", "dci_trees",
-                "elbo_sigma", "consistency_calibration", "control_measure_every",
+                "elbo_sigma", "control_measure_every",
                 "smooth_max_temperature", "multiplier_rate")
     for name in positive:
         _require(getattr(cfg, name) > 0, f"{name} = {getattr(cfg, name)!r}: must be > 0")
     for name in ("weight_decay", "min_lr", "num_workers", "noise_std", "beta", "fid_images",
                  "calibration_grad_clip", "disc_grad_clip", "lbo_grad_clip", "factor_vae_train",
-                 "factor_vae_eval", "epoch_eval_images", "pixel_emphasis", "mu_init_std"):
+                 "factor_vae_eval", "epoch_eval_images"):
         _require(getattr(cfg, name) >= 0, f"{name} = {getattr(cfg, name)!r}: must be >= 0")
     for name in ("lr", "disc_lr"):  # a floor above a rate would make the cosine climb to it
         _require(cfg.lr_schedule != "cosine" or cfg.min_lr <= getattr(cfg, name),
@@ -510,9 +415,6 @@ def validate(cfg):
              f"{', '.join(unknown)}; groups are {', '.join(GROUPS)}")
     _require(len(set(dropped)) < len(GROUPS),
              f"drop_groups = {cfg.drop_groups!r}: at least one group must stay")
-    _require(0 < cfg.jitter_scale <= 5,
-             f"jitter_scale = {cfg.jitter_scale!r}: must be > 0 and at most 5 (the brightness "
-             "factor 1 +- 0.2 x jitter_scale must stay >= 0)")
     _require(0 < cfg.multiplier_target < 1,
              f"multiplier_target = {cfg.multiplier_target!r}: must be strictly between 0 and 1 "
              "(a group score)")
@@ -525,39 +427,18 @@ def dropped_groups(cfg):
     return [g.strip() for g in cfg.drop_groups.split(",") if g.strip()]
 
 
-def cycle_goals():
-    """The swap, re-encoded: mu_core(r_sw) against mu_core(x), mu_detail(r_sw) against
-    mu_detail(x[perm]) (Jha et al. 2018); auto-calibrated like the other swap goals."""
-    soft = "MINIMIZE_SOFT"
-    return [_goal("cycle_core", "swap", soft, scale="auto"),
-            _goal("cycle_detail", "swap", soft, scale="auto")]
-
-
 def detail_consistency_goal():
     """mu_detail unchanged by flips (consistency = split); auto-calibrated like
     core_consistency, in the same group."""
     return _goal("detail_consistency", "latent", "MINIMIZE_SOFT", scale="auto")
 
 
-CONSISTENCY_GOALS = ("core_consistency", "detail_consistency")
-
-
 def goal_table(cfg):
-    """The goals a run scores: the table less the dropped groups, changed by the switches
-    (core_target, cycle_goals, consistency, consistency_group). The table itself (cfg.goals)
-    stays the SPEC's."""
+    """The goals a run scores: the table (cfg.goals), with detail_consistency when
+    consistency = split, less the dropped groups."""
     goals = copy.deepcopy(cfg.goals)
-    if cfg.core_target == "structure":
-        goals = [g for g in goals if g["name"] != "core_mse"]
-    if cfg.cycle_goals:
-        goals += cycle_goals()
     if cfg.consistency == "split":
         goals.append(detail_consistency_goal())
-    for goal in goals:
-        if goal["name"] in CONSISTENCY_GOALS:
-            goal["group"] = cfg.consistency_group
-            if cfg.consistency_calibration != 1.0:
-                goal["calibration"] = cfg.consistency_calibration
     dropped = dropped_groups(cfg)
     return [g for g in goals if g["group"] not in dropped]
 
@@ -618,7 +499,37 @@ def differing_fields(a, b, ignore=RUN_ONLY_FIELDS):
     return [k for k in left if k not in ignore and left[k] != right.get(k)]
 
 
+# Switches retired after their experiments (lab/retired.md), each at the value every run
+# without it used: an older checkpoint holding one at that value loads as if it were absent.
+RETIRED_SETTINGS = {"decode_batchnorm": "joint", "mu_init_std": 0.0,
+                    "realism_units": "real_power", "realism_swap_estimate": "plain",
+                    "core_target": "image", "pixel_emphasis": 0.0, "cycle_goals": False,
+                    "consistency_group": "latent", "consistency_calibration": 1.0,
+                    "jitter_scale": 1.0, "consistency_units": "plain"}
+LAST_COMMIT_WITH_RETIRED = "c04c085"
+# Choices renamed since: an older checkpoint's value, in today's name.
+RENAMED_VALUES = {"decoder": {"spec": "standard"}, "consistency": {"spec": "core"}}
+
+
+def upgraded(data):
+    """An older checkpoint's settings (plain data) in today's names, or one line on why they
+    cannot be: a switch retired since was on."""
+    data = dict(data)
+    for name, default in RETIRED_SETTINGS.items():
+        if name in data:
+            value = data.pop(name)
+            _require(value == default, f"this run was made with {name} = {value!r}, a switch "
+                     f"retired since (lab/retired.md); use commit {LAST_COMMIT_WITH_RETIRED} "
+                     "to resume or load it")
+    for name, renamed in RENAMED_VALUES.items():
+        if name in data:
+            data[name] = renamed.get(data[name], data[name])
+    return data
+
+
 def from_dict(data):
+    """The Config of a checkpoint's settings (configs.to_dict), older checkpoints included."""
+    data = upgraded(data)
     cfg = apply_overrides(Config(), {k: v for k, v in data.items() if k != "goals"})
     cfg.goals = copy.deepcopy(data["goals"])
     validate(cfg)

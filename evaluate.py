@@ -59,7 +59,7 @@ def reconstruction_metrics(vae, dataset, cfg, device, amp=contextlib.nullcontext
     for x in evaluated_batches(dataset, cfg):
         x = x.to(device)
         with amp():
-            recon = vae.reconstruct(x).float()
+            recon = vae.reconstruct(x)
         squared.append((recon - x).pow(2).flatten(1).mean(1).cpu())
         ssims.append(ssim_per_image(recon, x).cpu())
         variance.add(x)
@@ -169,7 +169,7 @@ def perceptual_metrics(vae, dataset, cfg, device, amp=contextlib.nullcontext):
             for x in make_loader(dataset, cfg, train=False):
                 x = x[:wanted - seen].to(device)
                 with amp():
-                    recon = vae.reconstruct(x).float().clamp(0, 1)
+                    recon = vae.reconstruct(x).clamp(0, 1)
                 lpips.update(recon, x)
                 fid.update(x, real=True)
                 fid.update(recon, real=False)
@@ -211,13 +211,13 @@ def _chance(x):
 def traversal_effects(vae, x, spread):
     """(D, 2): for every latent dim, how much moving it from mu - 2 to mu + 2 changes the
     decoded image's structure and appearance, in units of `spread` (see behaviour_report)."""
-    mu = vae.encode(x)[0].float()
+    mu = vae.posterior(x).mu
     effects = []
     for d in range(mu.shape[1]):
         low, high = mu.clone(), mu.clone()
         low[:, d] -= EFFECT_STEP
         high[:, d] += EFFECT_STEP
-        diff = image_differences(vae.decode(low).float(), vae.decode(high).float())
+        diff = image_differences(vae.decode_latent(low), vae.decode_latent(high))
         appearance = (diff["color"].mean().item() / spread["color"]
                       + diff["histogram"].mean().item() / spread["histogram"]) / 2
         effects.append([diff["structure"].mean().item() / spread["structure"], appearance])
@@ -252,10 +252,10 @@ def swap_test(vae, x, chance):
     with the four distances as structure_vs_recon1 ... appearance_vs_recon2."""
     half = len(x) // 2
     x1, x2 = x[:half], x[half:2 * half]
-    mu = vae.encode(torch.cat([x1, x2]))[0].float()
+    mu = vae.posterior(torch.cat([x1, x2])).mu
     core = vae.core_dim
     cross = torch.cat([mu[:half, :core], mu[half:, core:]], 1)
-    decoded = vae.decode(torch.cat([cross, mu])).float()  # eval mode: image by image
+    decoded = vae.decode_latent(torch.cat([cross, mu]))  # eval mode: image by image
     swapped, recon1, recon2 = decoded[:half], decoded[half:2 * half], decoded[2 * half:]
     mean_image = x.mean(0, keepdim=True).expand_as(x1)
     result = {}
@@ -314,8 +314,8 @@ def behaviour_report(vae, dataset, device):
     spread is n/a (see disentanglement.specificity)."""
     x = _first_images(dataset, BEHAVIOUR_IMAGES).to(device)
     chance = _chance(x)
-    mu = vae.encode(x)[0].float()
-    spread = _chance(vae.decode(mu).float())
+    mu = vae.posterior(x).mu
+    spread = _chance(vae.decode_latent(mu))
     if min(spread.values()) > RECONSTRUCTION_SPREAD_EPSILON:
         effects = traversal_effects(vae, x, spread)
         report = disentanglement.specificity(effects.numpy(), vae.core_dim)
@@ -394,12 +394,12 @@ FACTOR_SEED_OFFSET, FACTOR_VAE_SEED_OFFSET, FACE_SEED_OFFSET = 7, 11, 13
 
 def _encode(vae, x, device, amp):
     with amp():
-        return vae.encode(x.to(device))[0].float().cpu().numpy()
+        return vae.posterior(x.to(device)).mu.cpu().numpy()
 
 
 def _decode(vae, z, device, amp):
     with amp():
-        return torch.cat([vae.decode(batch.to(device)).float().cpu()
+        return torch.cat([vae.decode_latent(batch.to(device)).cpu()
                           for batch in z.split(ENCODE_BATCH)])
 
 
@@ -773,7 +773,7 @@ def _traversal_grid(vae, mu, dims):
     for d in dims:
         z = mu.repeat(len(TRAVERSAL_VALUES), 1)
         z[:, d] += TRAVERSAL_VALUES.to(z)
-        rows.append(vae.decode(z).float().cpu())
+        rows.append(vae.decode_latent(z).cpu())
     return torch.stack(rows)
 
 
@@ -782,19 +782,19 @@ def draw_pictures(vae, dataset, history, out, device, target_rollback_rate, effe
     """Every picture of SPEC §8, the prior samples, and the training curves."""
     out = Path(out)
     x = _first_images(dataset, 2 * PICTURE_IMAGES).to(device)
-    mu = vae.encode(x)[0].float()
+    mu = vae.posterior(x).mu
     core = vae.core_dim
     z_core_only = torch.cat([mu[:, :core], torch.zeros_like(mu[:, core:])], 1)
-    recon, recon_core = vae.decode(mu).float(), vae.decode(z_core_only).float()
+    recon, recon_core = vae.decode_latent(mu), vae.decode_latent(z_core_only)
     half = len(x) // 2
-    cross = vae.decode(torch.cat([mu[:half, :core], mu[half:2 * half, core:]], 1)).float()
+    cross = vae.decode_latent(torch.cat([mu[:half, :core], mu[half:2 * half, core:]], 1))
     # The most variable dims of each part (over this sample) show the most in a traversal.
     spread = mu.var(0) if len(mu) > 1 else torch.ones(mu.shape[1], device=mu.device)
     core_dims = spread[:core].argsort(descending=True)[:TRAVERSAL_DIMS].tolist()
     detail_dims = (spread[core:].argsort(descending=True)[:TRAVERSAL_DIMS] + core).tolist()
     values = TRAVERSAL_VALUES.tolist()
-    prior = vae.decode(torch.randn(16, mu.shape[1], device=device,
-                                   generator=torch.Generator(device).manual_seed(0))).float()
+    prior = vae.decode_latent(torch.randn(16, mu.shape[1], device=device,
+                                          generator=torch.Generator(device).manual_seed(0)))
     paths = [
         plots.save_reconstructions(out / "reconstructions.png", x.cpu(), recon.cpu(),
                                    recon_core.cpu()),

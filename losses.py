@@ -54,13 +54,6 @@ def edges(images):
     return torch.sqrt(grad.pow(2).sum(1, keepdim=True) + 1e-12)
 
 
-def edge_strength(edge_maps):
-    """(B, 1, H, W) edge strength near each pixel, mean 1 an image: the edge maps widened by
-    a 3x3 mean, so that the pixels on either side of an outline count, not its centre alone."""
-    near = F.avg_pool2d(edge_maps, 3, stride=1, padding=1, count_include_pad=False)
-    return near / near.mean((1, 2, 3), keepdim=True).clamp_min(1e-6)
-
-
 def mean_color(images):
     return images.mean((2, 3))
 
@@ -110,7 +103,6 @@ class StepDraws:
     core_noise: torch.Tensor     # perturbation of z_core for the colour-leak goal
     detail_noise: torch.Tensor   # perturbation of z_detail for the edge-leak goal
     augmented: torch.Tensor      # what the consistency goals encode (consistency_inputs)
-    consistency_units: str = "plain"  # how they measure a code's change (the setting's name)
 
 
 def _hue_rotation(angles):
@@ -123,16 +115,16 @@ def _hue_rotation(angles):
         @ on_device(_TO_YIQ, angles.device, rot.dtype)
 
 
-def augment(x, flip=True, spread=1.0):
-    """Random horizontal flip (unless flip is False) and colour jitter (0.2, 0.2, 0.2, hue
-    0.05, each times spread), drawn per image.
+def augment(x, flip=True):
+    """Random horizontal flip (unless flip is False) and colour jitter (brightness, contrast
+    and saturation by 1 +- 0.2, hue by +- 0.05 of the colour wheel), drawn per image.
 
     Per image, not per batch: one flip for the whole batch made core_consistency jump for
     every image at once and pushed it past the barrier (5 of 8 batches rejected)."""
     b = x.shape[0]
 
-    def factor():  # 1 +- 0.2 x spread, per image
-        return (1 + 0.2 * spread * (2 * torch.rand(b, 1, 1, 1, device=x.device) - 1))
+    def factor():  # 1 +- 0.2, per image
+        return (1 + 0.2 * (2 * torch.rand(b, 1, 1, 1, device=x.device) - 1))
 
     out = random_flips(x, horizontal=True, vertical=False) if flip else x
     out = (out * factor()).clamp(0, 1)                                      # brightness
@@ -140,7 +132,7 @@ def augment(x, flip=True, spread=1.0):
     out = ((out - gray_mean) * factor() + gray_mean).clamp(0, 1)            # contrast
     gray = out.mean(1, keepdim=True)
     out = ((out - gray) * factor() + gray).clamp(0, 1)                      # saturation
-    angles = 2 * math.pi * 0.05 * spread * (2 * torch.rand(b, device=x.device) - 1)  # hue
+    angles = 2 * math.pi * 0.05 * (2 * torch.rand(b, device=x.device) - 1)  # hue
     out = torch.einsum("bij,bjhw->bihw", _hue_rotation(angles).to(out), out)
     return out.clamp(0, 1)
 
@@ -155,12 +147,12 @@ def random_flips(x, horizontal=True, vertical=True):
 
 
 def consistency_inputs(x, cfg):
-    """The images the consistency goals encode. spec: aug(x) for core. split: colour-jittered
+    """The images the consistency goals encode. core: aug(x) for core. split: colour-jittered
     x for core, then flipped x for detail, stacked (2B rows) so that one encoder pass takes
     both."""
-    if cfg.consistency == "spec":
-        return augment(x, spread=cfg.jitter_scale)
-    return torch.cat([augment(x, flip=False, spread=cfg.jitter_scale), random_flips(x)])
+    if cfg.consistency == "core":
+        return augment(x)
+    return torch.cat([augment(x, flip=False), random_flips(x)])
 
 
 def draw_step(x, cfg):
@@ -172,7 +164,6 @@ def draw_step(x, cfg):
         core_noise=cfg.noise_std * torch.randn(b, cfg.core_dim, device=x.device),
         detail_noise=cfg.noise_std * torch.randn(b, cfg.detail_dim, device=x.device),
         augmented=consistency_inputs(x, cfg),
-        consistency_units=cfg.consistency_units,
     )
 
 
@@ -185,51 +176,24 @@ class RealStats:
     features: torch.Tensor
     disc_features: list = None  # the discriminator's stages, when realism = "features"
     disc_units: list = None     # per stage: the units of realism_recon and realism_swap
-    disc_mean_noise: list = None  # per stage: the real batch mean's sampling variance, when
-                                  # realism_swap_estimate = "unbiased" (else None)
-    pixel_weight: torch.Tensor = None  # (B, 1, H, W) the pixel goal's weights, when
-                                       # pixel_emphasis > 0 (else None: plain MSE)
-
-
-def _mean_noise(features):
-    """The sampling variance of a batch mean, averaged over elements: Var / B (unbiased)."""
-    return features.var(0).mean() / features.shape[0]
 
 
 @torch.no_grad()
-def real_stats(x, perceptual, amp_context, disc=None, units="real_power",
-               swap_estimate="plain", pixel_emphasis=0.0):
-    """disc: the discriminator, for realism = "features" (None for the SPEC's score); units,
-    swap_estimate and pixel_emphasis: the settings of those names."""
+def real_stats(x, perceptual, amp_context, disc=None):
+    """disc: the discriminator, for realism = "features" (None for the seed's score)."""
     with amp_context():
         features = perceptual(x).float()
         disc_features = [f.float() for f in disc.features(x)] if disc is not None else None
     stats = RealStats(edges(x), mean_color(x), color_histogram(x), features, disc_features)
-    if pixel_emphasis:
-        stats.pixel_weight = 1 + pixel_emphasis * edge_strength(stats.edges)
     if disc_features is not None:
-        stats.disc_units = [_realism_units(f, units) for f in disc_features]
-        if swap_estimate == "unbiased":
-            stats.disc_mean_noise = [_mean_noise(f) for f in disc_features]
+        stats.disc_units = [_realism_units(f) for f in disc_features]
     return stats
 
 
-def _realism_units(features, units):
-    """(unit of realism_recon, unit of realism_swap) for one discriminator stage."""
-    if units == "real_power":  # the real features' mean square, their batch mean's for swaps
-        return features.pow(2).mean(), features.mean(0).pow(2).mean()
-    pairs = _mse(features, features.roll(1, 0))  # each image against another, never itself
-    return pairs, pairs
-
-
-def _swap_distance(swapped, real, real_noise):
-    """Squared distance of the batch means of swap and real features (mean over elements);
-    with real_noise, less both means' sampling variance, so that its expectation is the
-    distance of the two distributions' means whatever the batch size."""
-    distance = _mse(swapped.mean(0), real.mean(0))
-    if real_noise is None:
-        return distance
-    return distance - _mean_noise(swapped) - real_noise
+def _realism_units(features):
+    """(unit of realism_recon, unit of realism_swap) for one discriminator stage: the real
+    features' mean square, and their batch mean's for swaps."""
+    return features.pow(2).mean(), features.mean(0).pow(2).mean()
 
 
 def realism_measures(disc, recon, swapped, real):
@@ -244,19 +208,17 @@ def realism_measures(disc, recon, swapped, real):
     against its own real image, stage by stage (a learned similarity: zero only when the
     discriminator sees no difference), a swap, which has no real counterpart, by the batch
     means of its features against the real batch's (feature matching); both per stage in
-    the units real_stats chose (realism_units), the swap's less the batch means' sampling
-    noise when it was asked to (realism_swap_estimate)."""
+    the units real_stats gives them."""
     if real.disc_features is None:
         score = torch.sigmoid(disc(torch.cat([recon, swapped])).float()).flatten(1).mean(1)
         realism_recon, realism_swap = score.chunk(2)
         return 1 - realism_recon.mean(), 1 - realism_swap.mean()
     stages = [f.float().chunk(2) for f in disc.features(torch.cat([recon, swapped]))]
     count = len(stages)
-    noise = real.disc_mean_noise or [None] * count
     realism_recon = sum(_mse(r, t) / (unit + 1e-12) for (r, _), t, (unit, _)
                         in zip(stages, real.disc_features, real.disc_units))
-    realism_swap = sum(_swap_distance(s, t, n) / (unit + 1e-12) for (_, s), t, n, (_, unit)
-                       in zip(stages, real.disc_features, noise, real.disc_units))
+    realism_swap = sum(_mse(s.mean(0), t.mean(0)) / (unit + 1e-12) for (_, s), t, (_, unit)
+                       in zip(stages, real.disc_features, real.disc_units))
     return realism_recon / count, realism_swap / count
 
 
@@ -278,15 +240,6 @@ def _off_diagonal_energy(z):
     return (cov.pow(2).sum() - diag_energy) / diag_energy
 
 
-def _code_change(code, moved, units):
-    """Mean squared change of a code. units "spread": each dim's change over that dim's batch
-    variance (detached), so that shrinking the code's spread no longer lowers the goal."""
-    if units == "plain":
-        return _mse(code, moved)
-    code, moved = code.float(), moved.float()  # float32 under autocast, as mse_loss is
-    return ((code - moved).pow(2) / code.detach().var(0).clamp_min(1e-6)).mean()
-
-
 def kl_per_dim(mu, logvar):
     return 0.5 * (logvar.exp() + mu.pow(2) - 1 - logvar)
 
@@ -301,10 +254,11 @@ def forward_measures(nets, x, real, draws, amp_context, update_stats=True):
     core_dim = draws.core_noise.shape[1]
     outer = contextlib.nullcontext() if update_stats else frozen_batchnorm_stats(vae)
     with outer, amp_context():
-        mu, logvar, mu_aug, z, decoded, mu_cycle = vae(
-            x, draws.augmented, draws.eps, draws.perm, draws.core_noise, draws.detail_noise)
+        out = vae("lbo", x, draws)
+        mu, logvar, mu_aug, z = out.mu, out.logvar, out.mu_augmented, out.z
+        recon, recon_core, swapped = out.recon, out.core_only, out.swap
+        core_moved, detail_moved = out.core_perturbed, out.detail_perturbed
         z_core, z_detail = z[:, :core_dim], z[:, core_dim:]
-        recon, recon_core, swapped, core_moved, detail_moved = decoded.chunk(5)
         realism_recon, realism_swap = realism_measures(disc, recon, swapped, real)
         recon_features = perceptual(recon).float()
 
@@ -317,15 +271,13 @@ def forward_measures(nets, x, real, draws, amp_context, update_stats=True):
     detail_dim = mu.shape[1] - core_dim
 
     mse = _mse(recon, x)
-    pixel_error = mse if real.pixel_weight is None else \
-        ((recon - x).pow(2) * real.pixel_weight).mean()
     ssim = ssim_per_image(recon, x).mean()
     kl_core = kl[:, :core_dim].sum(1).mean()
     kl_detail = kl[:, core_dim:].sum(1).mean()
     m = {
         "mse": mse,
         "ssim": ssim,
-        "pixel": pixel_error + PIXEL_SSIM_WEIGHT * (1 - ssim),
+        "pixel": mse + PIXEL_SSIM_WEIGHT * (1 - ssim),
         "edge": _mse(edges_recon, real.edges),
         "perceptual": _mse(recon_features, real.features),
         "core_mse": _mse(recon_core, x),
@@ -347,8 +299,7 @@ def forward_measures(nets, x, real, draws, amp_context, update_stats=True):
         "logvar_core": logvar[:, :core_dim].mean(),
         "logvar_detail": logvar[:, core_dim:].mean(),
         "cov": _off_diagonal_energy(z_core),
-        "core_consistency": _code_change(mu[:, :core_dim], mu_aug[:len(x), :core_dim],
-                                         draws.consistency_units),
+        "core_consistency": _mse(mu[:, :core_dim], mu_aug[:len(x), :core_dim]),
         # A soft fraction of weak core dims, so the goal has a gradient: a dim with variance
         # v counts max(0, 1 - v / 0.1); it is 0 exactly when every dim is active.
         "weak": F.relu(1 - var_core / ACTIVE_VARIANCE).mean(),
@@ -362,14 +313,7 @@ def forward_measures(nets, x, real, draws, amp_context, update_stats=True):
         "detail_var_max": var_detail.max(),
     }
     if len(mu_aug) > len(x):  # consistency = split: the flipped images follow the jittered
-        m["detail_consistency"] = _code_change(mu_detail, mu_aug[len(x):, core_dim:],
-                                               draws.consistency_units)
-    if mu_cycle is not None:
-        # Against mu of x, detached: the cycle asks the swap to carry the codes, not the
-        # encoder to move x's codes toward the swap's.
-        target = mu.detach()
-        m["cycle_core"] = _mse(mu_cycle[:, :core_dim], target[:, :core_dim])
-        m["cycle_detail"] = _mse(mu_cycle[:, core_dim:], target[draws.perm, core_dim:])
+        m["detail_consistency"] = _mse(mu_detail, mu_aug[len(x):, core_dim:])
     return Forward(m, recon, var_mu.detach())
 
 
@@ -570,7 +514,7 @@ class Calibrator:
             if goal.get("scale") == "auto":
                 median = statistics.median(recorded) if recorded else 1.0
                 scale = max(recorded) if median < TINY_MEDIAN else median
-                goal["scale"] = max(scale, MIN_SCALE) * goal.get("calibration", 1.0)
+                goal["scale"] = max(scale, MIN_SCALE)
             if goal["type"].startswith("BOX") and recorded:
                 low, high = min(recorded), max(recorded)
                 if low < goal["lower"] or high > goal["upper"]:

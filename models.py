@@ -1,6 +1,7 @@
 """The networks of BOM VAE v15 (SPEC §4): the core/detail VAE, the PatchGAN discriminator and
 the frozen perceptual feature extractor. Widths come from the config so tests run a tiny model."""
 import contextlib
+from typing import NamedTuple
 
 import torch
 import torch.nn as nn
@@ -17,50 +18,6 @@ def _lrelu():
     return nn.LeakyReLU(0.2, inplace=True)
 
 
-class BatchNorm2d(nn.BatchNorm2d):
-    """nn.BatchNorm2d that, in training mode, can take its batch statistics from the first
-    `reference_rows` rows alone and normalise every row with them (batchnorm_reference_rows).
-
-    The joint decode uses it so that the reconstructions are normalised as a plain VAE's
-    are, by statistics of reconstructions only, and the core-only, swapped and perturbed
-    decodes by the same function (as at evaluation, where all use the running statistics).
-    Every row goes through one formula, so equal rows still decode to equal pixels."""
-    reference_rows = None
-
-    def forward(self, x):
-        n = self.reference_rows
-        if not self.training or n is None:
-            return super().forward(x)
-        reference = x[:n].float()
-        dims = (0, 2, 3)
-        mean, var = reference.mean(dims), reference.var(dims, unbiased=False)
-        if self.track_running_stats:  # off in frozen_batchnorm_stats: nothing is updated
-            with torch.no_grad():
-                self.num_batches_tracked.add_(1)
-                rate = self.momentum if self.momentum is not None \
-                    else 1.0 / float(self.num_batches_tracked)
-                count = reference.numel() / reference.size(1)
-                self.running_mean.lerp_(mean, rate)
-                self.running_var.lerp_(var * (count / (count - 1)), rate)
-        scale = torch.rsqrt(var + self.eps) * self.weight
-        shift = self.bias - mean * scale
-        return (x.float() * scale[:, None, None] + shift[:, None, None]).to(x.dtype)
-
-
-@contextlib.contextmanager
-def batchnorm_reference_rows(module, rows):
-    """Every BatchNorm2d of `module` takes its training statistics from the first `rows` rows
-    of its input (None: from all rows, the ordinary BatchNorm)."""
-    norms = [m for m in module.modules() if isinstance(m, BatchNorm2d)]
-    for m in norms:
-        m.reference_rows = rows
-    try:
-        yield
-    finally:
-        for m in norms:
-            m.reference_rows = None
-
-
 class ResidualBlock(nn.Module):
     """conv3x3-BN-LReLU-conv3x3-BN, added to the input; the last BN starts at zero so the
     block is the identity at initialisation."""
@@ -68,9 +25,9 @@ class ResidualBlock(nn.Module):
     def __init__(self, channels):
         super().__init__()
         self.body = nn.Sequential(
-            nn.Conv2d(channels, channels, 3, padding=1, bias=False), BatchNorm2d(channels),
+            nn.Conv2d(channels, channels, 3, padding=1, bias=False), nn.BatchNorm2d(channels),
             _lrelu(),
-            nn.Conv2d(channels, channels, 3, padding=1, bias=False), BatchNorm2d(channels),
+            nn.Conv2d(channels, channels, 3, padding=1, bias=False), nn.BatchNorm2d(channels),
         )
         nn.init.zeros_(self.body[-1].weight)
         self.act = _lrelu()
@@ -80,23 +37,21 @@ class ResidualBlock(nn.Module):
 
 
 class Encoder(nn.Module):
-    """mu_init_std: the std of the mu head's initial weights; 0 is the SPEC's all-zero head."""
+    """Four stride-2 stages, then linear heads for mu and log sigma^2. The mu head starts at
+    zero and log sigma^2 at LOGVAR_INIT_BIAS: every image starts at the same quiet posterior."""
 
-    def __init__(self, channels, latent_dim, image_size, mu_init_std=0.0):
+    def __init__(self, channels, latent_dim, image_size):
         super().__init__()
         layers, in_ch = [], 3
         for out_ch in channels:
             layers += [nn.Conv2d(in_ch, out_ch, 4, stride=2, padding=1, bias=False),
-                       BatchNorm2d(out_ch), _lrelu(), ResidualBlock(out_ch)]
+                       nn.BatchNorm2d(out_ch), _lrelu(), ResidualBlock(out_ch)]
             in_ch = out_ch
         self.features = nn.Sequential(*layers, nn.Flatten())
         flat = in_ch * (image_size // 16) ** 2
         self.mu = nn.Linear(flat, latent_dim)
         self.logvar = nn.Linear(flat, latent_dim)
-        if mu_init_std:  # zeros_ draws nothing: at 0 every other parameter starts as before
-            nn.init.normal_(self.mu.weight, std=mu_init_std)
-        else:
-            nn.init.zeros_(self.mu.weight)
+        nn.init.zeros_(self.mu.weight)
         nn.init.zeros_(self.mu.bias)
         nn.init.zeros_(self.logvar.weight)
         nn.init.constant_(self.logvar.bias, LOGVAR_INIT_BIAS)
@@ -119,7 +74,7 @@ class Decoder(nn.Module):
                 layers.append(ResidualBlock(in_ch))
             # Sub-pixel upsampling: conv to 4x channels, then PixelShuffle(2).
             layers += [nn.Conv2d(in_ch, out_ch * 4, 3, padding=1), nn.PixelShuffle(2),
-                       BatchNorm2d(out_ch), _lrelu()]
+                       nn.BatchNorm2d(out_ch), _lrelu()]
             in_ch = out_ch
         layers += [nn.Conv2d(in_ch, 3, 3, padding=1), nn.Sigmoid()]
         self.net = nn.Sequential(*layers)
@@ -143,7 +98,7 @@ class ModulatedDecoder(nn.Module):
         for out_ch in channels:
             self.stages.append(nn.Sequential(ResidualBlock(in_ch),
                                              nn.Conv2d(in_ch, out_ch * 4, 3, padding=1),
-                                             nn.PixelShuffle(2), BatchNorm2d(out_ch)))
+                                             nn.PixelShuffle(2), nn.BatchNorm2d(out_ch)))
             film = nn.Linear(detail_dim, 2 * out_ch)
             # Zero at the start: the decoder begins as core's alone, detail learns to modulate.
             nn.init.zeros_(film.weight)
@@ -162,74 +117,129 @@ class ModulatedDecoder(nn.Module):
         return self.out(h)
 
 
+class Posterior(NamedTuple):
+    """q(z | x) over the whole latent (core dims first), in float32."""
+    mu: torch.Tensor
+    logvar: torch.Tensor
+
+
+class Codes(NamedTuple):
+    """An image's code: the core (structure) and detail (appearance) means."""
+    core: torch.Tensor
+    detail: torch.Tensor
+
+
+class ElboForward(NamedTuple):
+    """What a beta-VAE step needs (VAE.elbo_forward)."""
+    mu: torch.Tensor
+    logvar: torch.Tensor
+    z: torch.Tensor
+    recon: torch.Tensor
+
+
+class LBOForward(NamedTuple):
+    """What an LBO step needs (VAE.lbo_forward): x's posterior and sampled z, core's mean on
+    the consistency goals' images, and the five decodes of z."""
+    mu: torch.Tensor
+    logvar: torch.Tensor
+    mu_augmented: torch.Tensor
+    z: torch.Tensor
+    recon: torch.Tensor            # D(z)
+    core_only: torch.Tensor        # D(z_core, 0)
+    swap: torch.Tensor             # D(z_core, z_detail of the permuted batch)
+    core_perturbed: torch.Tensor   # D(z_core + noise, z_detail)
+    detail_perturbed: torch.Tensor  # D(z_core, z_detail + noise)
+
+
 class VAE(nn.Module):
+    """The core/detail VAE. For use after training (models.load_vae):
+
+        core, detail = vae.encode(x)      # the posterior means, split
+        images = vae.decode(core, detail)  # in [0, 1]
+        swapped = vae.swap(x_structure, x_appearance)
+        samples = vae.sample(16)
+    """
+
     def __init__(self, cfg):
         super().__init__()
         self.core_dim, self.latent_dim = cfg.core_dim, cfg.latent_dim
-        self.encoder = Encoder(cfg.enc_channels, cfg.latent_dim, cfg.image_size,
-                               cfg.mu_init_std)
+        self.encoder = Encoder(cfg.enc_channels, cfg.latent_dim, cfg.image_size)
         if cfg.decoder == "asymmetric":
             self.decoder = ModulatedDecoder(cfg.dec_channels, cfg.core_dim, cfg.detail_dim,
                                             cfg.image_size, cfg.enc_channels[-1])
         else:
             self.decoder = Decoder(cfg.dec_channels, cfg.latent_dim, cfg.image_size,
                                    cfg.enc_channels[-1])
-        self.reencode_swap = cfg.cycle_goals  # the cycle goals need mu of the swap
-        self.reference_decode = cfg.decode_batchnorm == "reconstructions"
 
     def split(self, z):
-        return z[:, :self.core_dim], z[:, self.core_dim:]
+        return Codes(z[:, :self.core_dim], z[:, self.core_dim:])
+
+    def posterior(self, x):
+        return Posterior(*(t.float() for t in self.encoder(x)))
 
     def encode(self, x):
-        return self.encoder(x)
+        """(core, detail): the posterior means of x's two codes."""
+        return self.split(self.posterior(x).mu)
 
-    def decode(self, z):
-        return self.decoder(z)
+    def decode_latent(self, z):
+        """Images in [0, 1] from whole latents (core dims first)."""
+        return self.decoder(z).float()
+
+    def decode(self, core, detail):
+        return self.decode_latent(torch.cat([core, detail], 1))
+
+    def reconstruct(self, x):
+        """decode(mu): the deterministic reconstruction used for evaluation and pictures."""
+        return self.decode_latent(self.posterior(x).mu)
+
+    def swap(self, x_structure, x_appearance):
+        """The structure (core) of the first images drawn with the appearance (detail) of the
+        second."""
+        return self.decode(self.encode(x_structure).core, self.encode(x_appearance).detail)
+
+    def sample(self, n, generator=None):
+        """n images decoded from the prior N(0, I)."""
+        device = next(self.parameters()).device
+        z = torch.randn(n, self.latent_dim, generator=generator).to(device)
+        return self.decode_latent(z)
 
     @staticmethod
     def reparameterize(mu, logvar, eps):
         return mu + torch.exp(0.5 * logvar) * eps
 
-    def forward(self, x, augmented, eps, perm, core_noise, detail_noise):
-        """Everything an LBO step needs from the VAE, in one call (the unit that
-        DistributedDataParallel wraps): mu and log sigma^2 of x, mu of `augmented` (the
-        consistency goals' images, losses.consistency_inputs), the sampled z, the decodes of
-        [z, core only, swapped detail, core + noise, detail + noise], and mu of the swapped
-        decode re-encoded (None unless the cycle goals ask for it).
-        With augmented None (the beta-VAE control): mu, log sigma^2, z and D(z) alone.
+    def forward(self, step, *inputs):
+        """The unit DistributedDataParallel wraps, which must be the module's forward:
+        `step` names the method, "lbo" (lbo_forward) or "elbo" (elbo_forward)."""
+        return {"lbo": self.lbo_forward, "elbo": self.elbo_forward}[step](*inputs)
+
+    def elbo_forward(self, x, eps):
+        mu, logvar = self.posterior(x)
+        z = self.reparameterize(mu, logvar, eps)
+        return ElboForward(mu, logvar, z, self.decode_latent(z))
+
+    def lbo_forward(self, x, draws):
+        """Everything an LBO step needs from the VAE, in one call. `draws` (losses.StepDraws)
+        holds the step's noise eps, swap permutation perm, the perturbations core_noise and
+        detail_noise, and the consistency goals' images `augmented`.
 
         The five latents are decoded in ONE decoder call: in training mode BatchNorm
         normalises with batch statistics, and separate calls would give D(z) and D(z + noise)
-        different normalisations, a spurious 'leak' even at zero noise. decode_batchnorm =
-        reconstructions takes those statistics from D(z)'s rows alone. The passes on
-        `augmented` and on the swap leave the running statistics alone, so they describe real
-        images."""
-        mu, logvar = (t.float() for t in self.encode(x))
-        if augmented is None:
-            z = self.reparameterize(mu, logvar, eps)
-            return mu, logvar, z, self.decode(z).float()
+        different normalisations, a spurious 'leak' even at zero noise. The pass on
+        `augmented` leaves the running statistics alone, so they describe real images."""
+        mu, logvar = self.posterior(x)
         with frozen_batchnorm_stats(self):
-            mu_aug = self.encode(augmented)[0].float()
-        z = self.reparameterize(mu, logvar, eps)
-        z_core, z_detail = self.split(z)
+            mu_augmented = self.posterior(draws.augmented).mu
+        z = self.reparameterize(mu, logvar, draws.eps)
+        core, detail = self.split(z)
         latents = torch.cat([
             z,
-            torch.cat([z_core, torch.zeros_like(z_detail)], 1),    # core only
-            torch.cat([z_core, z_detail[perm]], 1),                # swap
-            torch.cat([z_core + core_noise, z_detail], 1),         # core perturbed
-            torch.cat([z_core, z_detail + detail_noise], 1),       # detail perturbed
+            torch.cat([core, torch.zeros_like(detail)], 1),
+            torch.cat([core, detail[draws.perm]], 1),
+            torch.cat([core + draws.core_noise, detail], 1),
+            torch.cat([core, detail + draws.detail_noise], 1),
         ])
-        with batchnorm_reference_rows(self.decoder, len(z) if self.reference_decode else None):
-            decoded = self.decode(latents).float()
-        mu_cycle = None
-        if self.reencode_swap:
-            with frozen_batchnorm_stats(self.encoder):
-                mu_cycle = self.encode(decoded.chunk(5)[2])[0].float()
-        return mu, logvar, mu_aug, z, decoded, mu_cycle
-
-    def reconstruct(self, x):
-        """decode(mu): the deterministic reconstruction used for evaluation and pictures."""
-        return self.decode(self.encode(x)[0])
+        decodes = self.decode_latent(latents).chunk(5)
+        return LBOForward(mu, logvar, mu_augmented, z, *decodes)
 
 
 @contextlib.contextmanager
@@ -383,6 +393,17 @@ def compile_networks(vae, disc, perceptual):
     rollback causes no recompilation. A new batch size (evaluation's last batch) does."""
     for net in (vae.encoder, vae.decoder, disc, perceptual):
         net.compile()
+
+
+def load_vae(path, device="cpu"):
+    """The trained VAE of a train.py checkpoint (OUTPUT_DIR/checkpoint.pt), in eval mode on
+    `device`: its settings come from the checkpoint, so no config is needed."""
+    import checkpoint  # only loading needs it
+    from configs import from_dict
+    state = checkpoint.read_checkpoint(path)
+    vae = VAE(from_dict(state["config"]))
+    vae.load_state_dict(state["vae"])
+    return vae.to(device).eval()
 
 
 def build_models(cfg, device):

@@ -162,8 +162,7 @@ class Trainer:
         """The real batch's statistics; the discriminator's features when realism measures
         the distance in them."""
         disc = self.disc if self.cfg.realism == "features" else None
-        return real_stats(x, self.perceptual, self.amp, disc, self.cfg.realism_units,
-                          self.cfg.realism_swap_estimate, self.cfg.pixel_emphasis)
+        return real_stats(x, self.perceptual, self.amp, disc)
 
     def _forward(self, x):
         draws = draw_step(x, self.cfg)
@@ -207,7 +206,7 @@ class Trainer:
         evaluation sees."""
         draws = draw_step(x, self.cfg)
         with self.amp():
-            mu, logvar, _, recon = self.vae_parallel(x, None, draws.eps, None, None, None)
+            mu, logvar, _, recon = self.vae_parallel("elbo", x, draws.eps)
         loss = (recon - x).pow(2).flatten(1).sum(1).mean() / (2 * self.cfg.elbo_sigma ** 2) \
             + self.cfg.beta * kl_per_dim(mu, logvar).sum(1).mean()
         self.opt.zero_grad(set_to_none=True)
@@ -224,41 +223,74 @@ class Trainer:
             self.vae.train()
             stats.add_measures(measures_to_host(fwd.measures), fwd.mu_variance)
 
-    # --- the LBO step with the rollback guard (Directive #4) ---------------------------------
+    # --- the LBO step ------------------------------------------------------------------------
     def lbo_step(self, x, stats, where, log):
-        """One guarded step on batch x; returns its evaluation. With guard_check = look-ahead
-        the update is checked (accepted or rolled back) before this returns; with next-batch
-        it stays pending, and the next lbo_step's forward (or settle_pending) checks it."""
+        """One LBO step on batch x, guarded (docs/design.md, "The method in a page"); returns
+        its evaluation, without graph. With guard_check = next-batch, next_batch_step."""
         self.lbo_batches += 1
-        # The snapshot is taken before the forward pass, so a refused batch leaves no trace
-        # at all: parameters, optimizer state and BatchNorm running statistics are exactly
-        # as before it.
+        if self.cfg.guard_check == "next-batch":
+            return self.next_batch_step(x, stats, where, log)
+        guard = self.guards[0]
+        self.snapshot(guard)  # before the forward: a refused batch leaves no trace at all
+        draws, real = self.step_inputs(x)
+        fwd, before = self.forward_and_score(x, real, draws)
+        if not before.ok:
+            return self.refuse(guard, before, before, stats, f"[REJECTED] {where}", log)
+        self.backward_and_step(before)
+        after = self.look_ahead(x, real, draws)
+        if not after.ok:
+            return self.refuse(guard, before, after, stats, f"[ROLLBACK] {where}", log)
+        self.accept(before, fwd.mu_variance, stats)
+        if self.lbo_batches % self.cfg.disc_every == 0:
+            self.discriminator_step(x, fwd.recon, stats)
+        return before.without_graph()
+
+    def next_batch_step(self, x, stats, where, log):
+        """lbo_step with guard_check = next-batch (docs/speed.md, "A faster guard"): this
+        batch's forward is also the check of the pending update, the previous step's, and
+        this step's update stays pending until the next forward, or settle_pending, checks
+        it. Two snapshot slots: the pending update's and this batch's."""
         guard = self._free_guard()
-        with self.phase("snapshot"):
-            guard.snapshot()
-        with self.phase("forward"):
-            real_disc_version = self.disc_version
-            draws, real, fwd = self._forward(x)
-            before = self._evaluate(fwd.measures)
-        if self.pending:  # next-batch: this forward ran on the pending update's weights
+        self.snapshot(guard)
+        real_disc_version = self.disc_version
+        draws, real = self.step_inputs(x)
+        fwd, before = self.forward_and_score(x, real, draws)
+        if self.pending:
             checked = self.pending.guard
             if not self._settle(before, stats, log, f" (checked on {where})"):
                 # Back at the state before that update, which its guard holds: take this
                 # batch from there, with the same draws.
                 guard = checked
                 del fwd, before  # the failed forward's graph: not kept beside the new one
-                with self.phase("re-forward"):
-                    fwd = forward_measures(self.nets, x, real, draws, self.amp)
-                    before = self._evaluate(fwd.measures)
-        if not before.ok:  # rejected before any log is taken: no step to undo
-            with self.phase("restore"):
-                guard.restore()
-            stats.add_refused(before, rolled_back=False,
-                              after_disc_update=self._refused_for_the_discriminator(before))
-            self._count_failure(before, f"[REJECTED] {where}", log)
-            return before.without_graph()
+                fwd, before = self.forward_and_score(x, real, draws, phase="re-forward")
+        if not before.ok:
+            return self.refuse(guard, before, before, stats, f"[REJECTED] {where}", log)
+        self.backward_and_step(before)
+        self.pending = PendingUpdate(
+            guard, x, real, real_disc_version, draws, before.without_graph(), fwd.mu_variance,
+            fwd.recon.detach(), self.lbo_batches % self.cfg.disc_every == 0, where)
+        return self.pending.evaluation
+
+    # --- the step's parts, each timed as its phase (bench/step_speed.py) ---------------------
+    def snapshot(self, guard):
+        with self.phase("snapshot"):
+            guard.snapshot()
+
+    def step_inputs(self, x):
+        """The step's random draws, shared by its look-ahead, and the real batch's
+        statistics."""
+        with self.phase("forward"):
+            return draw_step(x, self.cfg), self.real_stats(x)
+
+    def forward_and_score(self, x, real, draws, phase="forward"):
+        """The step's forward pass and its goals' evaluation (global under DDP)."""
+        with self.phase(phase):
+            fwd = forward_measures(self.nets, x, real, draws, self.amp)
+            return fwd, self._evaluate(fwd.measures)
+
+    def backward_and_step(self, evaluation):
         with self.phase("backward"):
-            loss = self.goal_loss(before)
+            loss = self.goal_loss(evaluation)
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
             zero_fill_missing_grads(self.vae)
@@ -266,13 +298,32 @@ class Trainer:
                 torch.nn.utils.clip_grad_norm_(self.vae.parameters(), self.cfg.lbo_grad_clip)
         with self.phase("optimizer"):
             self.opt.step()
-        before = before.without_graph()
-        self.pending = PendingUpdate(
-            guard, x, real, real_disc_version, draws, before, fwd.mu_variance, fwd.recon.detach(),
-            self.lbo_batches % self.cfg.disc_every == 0, where)
-        if self.cfg.guard_check == "look-ahead":
-            self.settle_pending(stats, log)
-        return before
+
+    @torch.no_grad()
+    def look_ahead(self, x, real, draws):
+        """The update's check: the same batch and draws through the new weights. Every
+        BatchNorm statistic is left alone, so an accepted step's buffers are those of its own
+        forward pass, as if there had been no look-ahead."""
+        with self.phase("look-ahead"):
+            fwd = forward_measures(self.nets, x, real, draws, self.amp, update_stats=False)
+            return self._evaluate(fwd.measures)
+
+    def accept(self, evaluation, mu_variance, stats):
+        stats.add_accepted(evaluation, mu_variance)
+        self.failed_in_a_row = 0
+        if self.cfg.objective == "multipliers":
+            self.multipliers.update(evaluation.group_scores, evaluation.group_sizes)
+
+    def refuse(self, guard, evaluation, judged, stats, prefix, log):
+        """Restore the snapshot and count the refusal of the step whose forward gave
+        `evaluation`, refused on `judged` (the same evaluation when rejected before any
+        step, the check's when rolled back). Returns the step's evaluation, without graph."""
+        with self.phase("restore"):
+            guard.restore()
+        stats.add_refused(evaluation, rolled_back=judged is not evaluation,
+                          after_disc_update=self._refused_for_the_discriminator(judged))
+        self._count_failure(judged, prefix, log)
+        return evaluation.without_graph()
 
     def goal_loss(self, evaluation):
         """The step's loss from the groups' scores, as the objective says (configs.py)."""
@@ -285,54 +336,37 @@ class Trainer:
             return weighted_group_loss(self.goals, evaluation, self.multipliers.values)
         return group_sum_loss(self.goals, evaluation)
 
+    # --- next-batch mode: the pending update ---------------------------------------------------
     def _free_guard(self):
-        """The snapshot slot not holding a pending update's state: two slots in next-batch
-        mode (the pending update's, this batch's), one in look-ahead mode, each allocated
-        once."""
+        """The snapshot slot not holding the pending update's state, each allocated once."""
         return self.guards[1] if self.pending and self.pending.guard is self.guards[0] \
             else self.guards[0]
 
     def settle_pending(self, stats, log):
-        """Check the pending update, if any, by the look-ahead: its own batch and draws, the
-        new weights. Its BatchNorm statistics are left alone, so an accepted step's buffers
-        are those of its own forward pass, as if there had been no look-ahead. Next-batch
-        mode calls this at the end of an epoch and before an interrupt's checkpoint, so that
-        no checkpoint holds an unchecked update."""
+        """Check the pending update, if any, by the look-ahead. Called at the end of an epoch
+        and before an interrupt's checkpoint, so that no checkpoint holds an unchecked
+        update."""
         if self.pending:
-            update = self.pending
-            with self.phase("look-ahead"), torch.no_grad():
-                real = update.real
-                if real.disc_features is not None and update.real_disc_version != \
-                        self.disc_version:
-                    # Next-batch mode: the discriminator learnt after this batch's forward
-                    # (on the previous step's acceptance); measure both sides with it.
+            update, real = self.pending, self.pending.real
+            if real.disc_features is not None and update.real_disc_version != self.disc_version:
+                # The discriminator learnt after this batch's forward (on the previous step's
+                # acceptance): measure both sides with it.
+                with torch.no_grad():
                     real = self.real_stats(update.x)
-                after = self._evaluate(forward_measures(
-                    self.nets, update.x, real, update.draws, self.amp,
-                    update_stats=False).measures)
-            self._settle(after, stats, log)
+            self._settle(self.look_ahead(update.x, real, update.draws), stats, log)
 
     def _settle(self, after, stats, log, checked_on=""):
         """Accept the pending update, or roll it back, on `after`, an evaluation of its new
-        weights. Returns whether it was accepted. Only an accepted batch teaches the
-        discriminator: a refused one leaves no trace (and a NaN reconstruction, which is
-        always refused, would poison the discriminator for good)."""
+        weights. Returns whether it was accepted."""
         update, self.pending = self.pending, None
-        if after.ok:
-            stats.add_accepted(update.evaluation, update.mu_variance)
-            self.failed_in_a_row = 0
-            if self.cfg.objective == "multipliers":
-                self.multipliers.update(update.evaluation.group_scores,
-                                        update.evaluation.group_sizes)
-            if update.discriminator_due:
-                self.discriminator_step(update.x, update.recon, stats)
-            return True
-        with self.phase("restore"):
-            update.guard.restore()
-        stats.add_refused(update.evaluation, rolled_back=True,
-                          after_disc_update=self._refused_for_the_discriminator(after))
-        self._count_failure(after, f"[ROLLBACK] {update.where}{checked_on}", log)
-        return False
+        if not after.ok:
+            self.refuse(update.guard, update.evaluation, after, stats,
+                        f"[ROLLBACK] {update.where}{checked_on}", log)
+            return False
+        self.accept(update.evaluation, update.mu_variance, stats)
+        if update.discriminator_due:
+            self.discriminator_step(update.x, update.recon, stats)
+        return True
 
     def _count_failure(self, evaluation, prefix, log):
         log(f"{prefix}: {describe_violation(self.goals, evaluation)}")
@@ -344,24 +378,22 @@ class Trainer:
                 "met from here: lower the learning rate (--lr), widen the failing goals in "
                 "configs.py, or raise max_consecutive_rejections")
 
+    # --- the discriminator: only after an accepted step, so a refused batch teaches it nothing
     def discriminator_step(self, x, recon, stats):
         with self.phase("discriminator"):
-            self._discriminator_update(x, recon, stats)
-
-    def _discriminator_update(self, x, recon, stats):
-        self.disc.train().requires_grad_(True)
-        with self.amp():
-            logits = self.disc_parallel(torch.cat([x, recon.detach()])).float()
-        target = torch.zeros_like(logits)
-        target[:len(x)] = 1.0  # real -> 1, reconstructions -> 0, averaged over both
-        loss = F.binary_cross_entropy_with_logits(logits, target)
-        self.opt_disc.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.disc.parameters(), self.cfg.disc_grad_clip)
-        self.opt_disc.step()
-        self.disc.eval().requires_grad_(False)
-        self.disc_version += 1
-        stats.add_disc_loss(loss)
+            self.disc.train().requires_grad_(True)
+            with self.amp():
+                logits = self.disc_parallel(torch.cat([x, recon.detach()])).float()
+            target = torch.zeros_like(logits)
+            target[:len(x)] = 1.0  # real -> 1, reconstructions -> 0, averaged over both
+            loss = F.binary_cross_entropy_with_logits(logits, target)
+            self.opt_disc.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(self.disc.parameters(), self.cfg.disc_grad_clip)
+            self.opt_disc.step()
+            self.disc.eval().requires_grad_(False)
+            self.disc_version += 1
+            stats.add_disc_loss(loss)
 
     # --- one epoch -------------------------------------------------------------------------
     def train_epoch(self, loader, epoch, stats, start_batch, interrupt):
@@ -609,10 +641,9 @@ def epoch_picture(vae, heldout, device):
     x = torch.stack([heldout[i] for i in range(min(EPOCH_PICTURE_IMAGES, len(heldout)))])
     x = x.to(device)
     vae.eval()
-    mu = vae.encode(x)[0].float()
-    core = vae.core_dim
-    swapped = torch.cat([mu[:, :core], mu.roll(-1, 0)[:, core:]], 1)
-    recon, swap = vae.decode(torch.cat([mu, swapped])).float().chunk(2)
+    core, detail = vae.encode(x)
+    recon = vae.decode(core, detail)
+    swap = vae.decode(core, detail.roll(-1, 0))
     vae.train()
     return make_grid(torch.cat([x, recon, swap]).clamp(0, 1).cpu(), nrow=len(x))
 

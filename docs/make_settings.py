@@ -51,8 +51,7 @@ re-measures with them. Every other setting is part of the experiment: a checkpoi
 other values is refused on resume, naming them, with one exception, `epochs`, which a resume
 may raise or lower (docs/running.md, "Interrupted? Resume").
 
-The meanings are the comments beside the fields in `configs.py`. "SPEC §N" there is a section
-of the team's specification, which is not in this repository; docs/design.md states the
+The meanings are the comments beside the fields in `configs.py`; docs/design.md states the
 method.
 """
 
@@ -70,19 +69,19 @@ NOTES = """
   arithmetic stays float32, TF32 is off, and a start-up line says which (docs/running.md,
   "Which GPU").
   `channels_last` (NHWC) gives faster convolutions on GPUs and CPUs.
-- `guard_check`: `look-ahead` is the team's specification's guard (the same batch again, with
-  the new weights); `next-batch` is faster and judges an update differently (docs/speed.md,
+- `guard_check`: `look-ahead` is the seed's guard (the same batch again, with the new
+  weights); `next-batch` is faster and judges an update differently (docs/speed.md,
   "A faster guard").
 - `compile` works with the rollback guard (restores are in place, so nothing recompiles);
   the first steps, and the first batch of a new size (evaluation's last), spend a minute or
   two compiling. A resumed run may switch it, and is then not bit-exact.
 - `objective = elbo` trains the β-VAE control on the same networks and data; `sum` keeps
   everything of LBO but the min: the loss is the mean of every group's −log S_g.
-- `decoder`, `cycle_goals`, `core_target`, `realism_units`, `realism_swap_estimate`,
-  `consistency`: the changes that go after the core/detail split, each off by default
-  (docs/study.md, "The split").
-- `realism = score` restores the specification's measure, `1 − mean sigmoid(D)`
-  (docs/design.md, Design notes).
+- `decoder = asymmetric`, `consistency = split`, `lbo_grad_clip`: the switches for the
+  core/detail split, each off by default and on in the demo preset (docs/design.md, "The
+  split").
+- `realism = score` restores the seed's measure, `1 − mean sigmoid(D)` (docs/design.md,
+  "Realism").
 - `drop_groups`: a dropped group's goals are not scored; the group shows score 1 and is never
   the bottleneck.
 - `fid_images`: LPIPS and FID need `pip install torchmetrics torch-fidelity`; FID from a few
@@ -164,12 +163,9 @@ def render(path=CONFIGS):
             "| goal | group | type | parameters |", "|---|---|---|---|"]
     for goal in module.default_goals():
         out.append(goal_row(module, goal))
-    out += ["", "The switches change the goals a run scores (`goal_table()` in `configs.py`): "
-            "`core_target = structure` leaves out `core_mse`; `cycle_goals` adds the first "
-            "two, `consistency = split` the third\n",
+    out += ["", "`consistency = split` adds one goal (`goal_table()` in `configs.py`)\n",
             "| goal | group | type | parameters |", "|---|---|---|---|",
-            *(goal_row(module, goal) for goal in
-              [*module.cycle_goals(), module.detail_consistency_goal()])]
+            goal_row(module, module.detail_consistency_goal())]
     covered = [n for names, _, _ in field_comments(source) for n in names]
     assert covered == list(fields), "every field of Config, in order, once"
     return "\n".join(out) + "\n"

@@ -19,8 +19,7 @@ def state_of(model, optimizer):
 
 def train_step(model, optimizer, x):
     """A forward in training mode (moves BatchNorm running stats) and an AdamW step."""
-    mu, logvar = model.encode(x)
-    recon = model.decode(model.reparameterize(mu, logvar, torch.randn_like(mu)))
+    mu, logvar, _, recon = model.elbo_forward(x, torch.randn(len(x), model.latent_dim))
     optimizer.zero_grad(set_to_none=True)
     ((recon - x) ** 2).mean().add(mu.pow(2).mean()).backward()
     optimizer.step()

@@ -266,9 +266,7 @@ def test_a_violation_on_one_rank_refuses_the_step_on_every_rank(tmp_path, mode):
 
 
 @pytest.mark.parametrize("switches", [(), ("--objective", "sum", "--decoder", "asymmetric",
-                                          "--cycle_goals", "true", "--consistency",
-                                          "split", "--decode_batchnorm",
-                                          "reconstructions")])
+                                          "--consistency", "split")])
 def test_torchrun_trains_with_two_processes_and_rank0_writes(tmp_path, switches):
     out = tmp_path / "run"
     env = dict(os.environ, OMP_NUM_THREADS="1")

@@ -11,6 +11,7 @@ import torch
 import evaluate
 import imagesets
 import train
+from models import Posterior
 
 
 def bar_images(left, color, width=32, bar=8):
@@ -31,20 +32,20 @@ class BarVAE(torch.nn.Module):
         super().__init__()
         self.swapped = swapped
 
-    def decode(self, z):
+    def decode_latent(self, z):
         position, color = (z[:, 1], z[:, 0]) if self.swapped else (z[:, 0], z[:, 1])
         return bar_images((torch.sigmoid(position) * 24).round().long(), torch.sigmoid(color))
 
-    def encode(self, x):
+    def posterior(self, x):
         occupied = x.mean((1, 2)) > 0
         left = occupied.float().argmax(1).float().clamp(0.5, 23.5) / 24
         red, green = x[:, 0].sum((1, 2)), x[:, 1].sum((1, 2))
         color = (red / (red + green)).clamp(1e-3, 1 - 1e-3)
         z = torch.stack([torch.logit(left), torch.logit(color)], 1)
-        return (z.flip(1) if self.swapped else z), torch.zeros_like(z)
+        return Posterior(z.flip(1) if self.swapped else z, torch.zeros_like(z))
 
     def reconstruct(self, x):
-        return self.decode(self.encode(x)[0])
+        return self.decode_latent(self.posterior(x).mu)
 
 
 def some_bars(n=16, seed=0):
@@ -91,7 +92,7 @@ def test_a_perfectly_split_model_scores_full_specificity_and_beats_chance_in_the
 class ConstantVAE(BarVAE):
     """A decoder that ignores its input: one image whatever the latent."""
 
-    def decode(self, z):
+    def decode_latent(self, z):
         return bar_images(torch.full((len(z),), 8), torch.full((len(z),), 0.3))
 
 
@@ -126,7 +127,7 @@ def test_the_swap_test_has_controls_that_a_constant_decoder_cannot_beat():
 class CorelessVAE(BarVAE):
     """A decoder that ignores core: its detail dim sets both the bar's colour and its place."""
 
-    def decode(self, z):
+    def decode_latent(self, z):
         return bar_images((torch.sigmoid(z[:, 1]) * 24).round().long(), torch.sigmoid(z[:, 1]))
 
 
@@ -162,7 +163,7 @@ def test_the_bounded_swap_scores_are_measured_against_the_two_reconstructions():
 class HalfCorelessVAE(BarVAE):
     """The bar's place is set by core and detail equally (its colour by detail alone)."""
 
-    def decode(self, z):
+    def decode_latent(self, z):
         left = (torch.sigmoid(z[:, 0]) + torch.sigmoid(z[:, 1])) * 12
         return soft_bar_images(left, torch.sigmoid(z[:, 1]))
 
@@ -170,8 +171,8 @@ class HalfCorelessVAE(BarVAE):
 class FaintBarVAE(BarVAE):
     """The perfect model's decoder at a tenth of the contrast: its outputs vary ten times less."""
 
-    def decode(self, z):
-        return 0.1 * super().decode(z)
+    def decode_latent(self, z):
+        return 0.1 * super().decode_latent(z)
 
 
 def test_traversals_are_measured_against_the_reconstructions_own_change():
@@ -212,13 +213,13 @@ class WideLatentVAE(BarVAE):
         super().__init__()
         self.scale = scale
 
-    def decode(self, z):
+    def decode_latent(self, z):
         z = z / self.scale
         return soft_bar_images(torch.sigmoid(z[:, 0]) * 24, torch.sigmoid(z[:, 1]))
 
-    def encode(self, x):
-        z, logvar = super().encode(x)
-        return z * self.scale, logvar
+    def posterior(self, x):
+        z, logvar = super().posterior(x)
+        return Posterior(z * self.scale, logvar)
 
 
 def test_specificity_is_scale_free_but_na_for_a_negligible_effect():
@@ -446,11 +447,11 @@ class FactorVAE(torch.nn.Module):
         self.table = {dataset[i].numpy().tobytes(): torch.from_numpy(dataset.factors(i))
                       for i in range(len(dataset))}
 
-    def encode(self, x):
+    def posterior(self, x):
         mu = torch.stack([self.table[image.numpy().tobytes()] for image in x])
-        return mu, torch.zeros_like(mu)
+        return Posterior(mu, torch.zeros_like(mu))
 
-    def decode(self, z):
+    def decode_latent(self, z):
         z = z.clone()
         if self.kind is not None:
             z[:, 0] = self.kind
@@ -490,14 +491,14 @@ class Drawing(torch.nn.Module):
         super().__init__()
         self.bars, self.draw = BarVAE(), draw
 
-    def encode(self, x):
-        return self.bars.encode(x)
+    def posterior(self, x):
+        return self.bars.posterior(x)
 
-    def decode(self, z):
-        return self.draw(self.bars.decode(z))
+    def decode_latent(self, z):
+        return self.draw(self.bars.decode_latent(z))
 
     def reconstruct(self, x):
-        return self.decode(self.encode(x)[0])
+        return self.decode_latent(self.posterior(x).mu)
 
 
 def sparse_bars(n=64, seed=0):

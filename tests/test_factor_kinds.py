@@ -12,6 +12,7 @@ import benchmarks
 import configs
 import disentanglement
 import evaluate
+from models import Posterior
 from test_benchmarks import make_file, set_up, small_grids  # noqa: F401 (a fixture)
 from test_factors_csv import make_folder, write
 
@@ -63,9 +64,9 @@ class ReadOffVAE(torch.nn.Module):
     """Codes that are the factors written into the images (pixel [0, 0] of channels 0, 1)."""
     core_dim = 1
 
-    def encode(self, x):
+    def posterior(self, x):
         z = torch.stack([x[:, 0, 0, 0], x[:, 1, 0, 0]], 1)
-        return z, torch.zeros_like(z)
+        return Posterior(z, torch.zeros_like(z))
 
 
 def test_factor_report_scores_a_32_class_factor_by_its_classes(monkeypatch):

@@ -153,31 +153,6 @@ def test_calibration_sets_auto_scales_to_the_median_with_max_and_floor_rules():
     assert len(report) == 1 and "'box'" in report[0] and "1.5" in report[0]
 
 
-def test_a_goal_calibration_factor_multiplies_its_calibrated_scale_floor_included():
-    goals = [dict(name="plain", group="recon", type="MINIMIZE_SOFT", scale="auto"),
-             dict(name="strict", group="recon", type="MINIMIZE_SOFT", scale="auto",
-                  calibration=0.1),
-             dict(name="floored", group="recon", type="MINIMIZE_SOFT", scale="auto",
-                  calibration=0.1)]
-    cal = Calibrator()
-    for v in (1.0, 2.0, 3.0):
-        cal.record({"plain": v, "strict": v, "floored": v * 1e-5})
-    cal.calibrate(goals)
-    scales = {g["name"]: g["scale"] for g in goals}
-    assert scales["plain"] == pytest.approx(2.0)
-    assert scales["strict"] == pytest.approx(0.2)
-    assert scales["floored"] == pytest.approx(1e-4)  # the floor (1e-3), then the factor
-
-
-def test_consistency_calibration_marks_both_consistency_goals_and_no_other():
-    table = configs.goal_table(configs.parse_args(
-        ["--preset", "tiny", "--consistency", "split", "--consistency_calibration", "0.1"]))
-    marked = {g["name"]: g["calibration"] for g in table if "calibration" in g}
-    assert marked == {"core_consistency": 0.1, "detail_consistency": 0.1}
-    with pytest.raises(configs.UserError, match="consistency_calibration"):
-        configs.parse_args(["--preset", "tiny", "--consistency_calibration", "0"])
-
-
 def test_calibration_uses_the_maximum_when_the_median_is_tiny():
     goals = [dict(name="t", group="recon", type="MINIMIZE_SOFT", scale="auto")]
     cal = Calibrator()

@@ -1,4 +1,5 @@
-"""The networks of SPEC §4: shapes, initialisation, frozen perceptual features, VGG loading."""
+"""The networks: shapes, initialisation, the VAE's named methods and load_vae, frozen perceptual
+features, VGG loading."""
 import urllib.error
 
 import pytest
@@ -14,33 +15,69 @@ def test_full_size_shapes_and_quiet_posterior_at_init():
     cfg = configs.Config()
     vae, disc = models.VAE(cfg), models.Discriminator(cfg.disc_channels)
     x = torch.rand(2, 3, 64, 64)
-    mu, logvar = vae.encode(x)
+    mu, logvar = vae.posterior(x)
     assert mu.shape == logvar.shape == (2, 128)
     assert torch.equal(mu, torch.zeros_like(mu))            # mu head all zeros
     assert torch.allclose(logvar, torch.full_like(logvar, -5.0))  # sigma ~ 0.08
-    assert vae.decode(torch.randn(5, 128)).shape == (5, 3, 64, 64)
+    core, detail = vae.encode(x)
+    assert core.shape == (2, 16) and detail.shape == (2, 112)
+    assert vae.decode(torch.randn(5, 16), torch.randn(5, 112)).shape == (5, 3, 64, 64)
     assert disc(x).shape == (2, 1, 4, 4)                    # a 4x4 map of logits
 
 
-def test_a_live_mu_head_on_request():
-    """mu_init_std draws the mu head's weights; 0 keeps the SPEC's zeros."""
-    cfg = configs.parse_args(["--preset", "tiny"])
-    torch.manual_seed(0)
-    spec = models.VAE(cfg)
-    torch.manual_seed(0)
-    live = models.VAE(configs.parse_args(["--preset", "tiny", "--mu_init_std", "0.05"]))
-    assert torch.equal(spec.encoder.mu.weight, torch.zeros_like(spec.encoder.mu.weight))
-    assert live.encoder.mu.weight.std().item() == pytest.approx(0.05, rel=0.2)
-    assert torch.equal(live.encoder.mu.bias, torch.zeros_like(live.encoder.mu.bias))
-    x = torch.rand(4, 3, 32, 32)
-    assert live.encode(x)[0].std(0).min() > 0  # every dim of mu differs between images
+@pytest.fixture
+def trained_checkpoint(tmp_path):
+    """A train.py checkpoint of a tiny VAE whose weights differ from a fresh one's (the mu head
+    drawn, not zero): the trained VAE, and the checkpoint's path."""
+    import checkpoint
+    import train
+    cfg = configs.parse_args(["--preset", "tiny", "--decoder", "asymmetric",
+                              "--output_dir", str(tmp_path)])
+    trainer = train.Trainer(cfg, torch.device("cpu"))
+    with torch.no_grad():
+        trainer.vae.encoder.mu.weight.normal_(0, 0.5)
+        for film in trainer.vae.decoder.films:
+            film.weight.normal_(0, 0.5)
+    checkpoint.save_checkpoint(trainer.state_dict(2), tmp_path / "checkpoint.pt")
+    return trainer.vae.eval(), tmp_path / "checkpoint.pt"
+
+
+def test_load_vae_gives_the_trained_vae_ready_to_use(trained_checkpoint):
+    trained, path = trained_checkpoint
+    vae = models.load_vae(path)
+    assert not vae.training and next(vae.parameters()).device.type == "cpu"
+    x = torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        core, detail = vae.encode(x)
+        assert torch.equal(core, trained.posterior(x).mu[:, :4])
+        assert torch.equal(detail, trained.posterior(x).mu[:, 4:])
+        assert torch.equal(vae.decode(core, detail), trained.reconstruct(x))
+        images = vae.decode(core, detail)
+        assert images.shape == x.shape and 0 <= images.min() and images.max() <= 1
+        # A swap is one image's core drawn with the other's detail, in either order.
+        swapped = vae.swap(x[:2], x[2:])
+        assert torch.allclose(swapped, vae.decode(core[:2], detail[2:]), atol=1e-6)
+        assert not torch.allclose(swapped, vae.swap(x[2:], x[:2]))
+        assert not torch.allclose(swapped, images[:2])
+        # Samples come from the prior: reproducible with a generator, different without.
+        samples = vae.sample(6, generator=torch.Generator().manual_seed(1))
+        assert samples.shape == (6, 3, 32, 32)
+        assert torch.equal(samples, vae.sample(6, generator=torch.Generator().manual_seed(1)))
+        assert not torch.equal(samples, vae.sample(6))
+
+
+def test_load_vae_names_a_file_that_is_no_checkpoint(tmp_path):
+    bad = tmp_path / "model.pt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(UserError, match=f"checkpoint {bad} cannot be read"):
+        models.load_vae(bad)
 
 
 def test_decoder_accepts_any_latent_and_outputs_images_in_unit_range():
     cfg = configs.parse_args(["--preset", "tiny"])
     vae = models.VAE(cfg).eval()
     z = torch.cat([torch.randn(3, cfg.core_dim) * 40, torch.zeros(3, cfg.detail_dim)], 1)
-    out = vae.decode(z)
+    out = vae.decode(*vae.split(z))
     assert out.shape == (3, 3, 32, 32) and out.min() >= 0 and out.max() <= 1
 
 
@@ -56,7 +93,7 @@ def test_encoder_limits_mu_and_logvar():
     with torch.no_grad():
         vae.encoder.mu.bias.fill_(1e3)
         vae.encoder.logvar.bias.fill_(-1e3)
-    mu, logvar = vae.encode(torch.rand(2, 3, 32, 32))
+    mu, logvar = vae.posterior(torch.rand(2, 3, 32, 32))
     assert mu.max() == models.MU_LIMIT and logvar.min() == models.LOGVAR_LIMITS[0]
 
 

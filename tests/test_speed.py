@@ -49,9 +49,7 @@ def test_channels_last_changes_the_layout_and_the_numbers_by_rounding_only(tiny_
     assert a == pytest.approx(b, rel=1e-4, abs=1e-6)
 
 
-@pytest.mark.parametrize("switches", [{}, {"decoder": "asymmetric", "cycle_goals": True,
-                                           "consistency": "split",
-                                           "decode_batchnorm": "reconstructions"}])
+@pytest.mark.parametrize("switches", [{}, {"decoder": "asymmetric", "consistency": "split"}])
 def test_compiled_networks_roll_back_exactly_without_recompiling(tiny_cfg, batches,
                                                                   monkeypatch, switches):
     # aot_eager runs the same graph capture and autograd tracing as the default inductor

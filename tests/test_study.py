@@ -226,11 +226,21 @@ def test_a_setting_added_after_a_run_counts_as_its_default():
     """Kept runs stay valid when a switch is added: new settings default to the behaviour
     before them, so a stored config without the field is read as having its default."""
     now = configs.to_dict(configs.parse_args(["--preset", "study"]))
-    stored = {k: v for k, v in now.items() if k != "cycle_goals"}
+    stored = {k: v for k, v in now.items() if k != "lbo_grad_clip"}
     assert study.first_difference(stored, now) is None
-    assert study.first_difference(stored, dict(now, cycle_goals=True)) == \
-        "cycle_goals False → True"
+    assert study.first_difference(stored, dict(now, lbo_grad_clip=5.0)) == \
+        "lbo_grad_clip 0.0 → 5.0"
     assert study.first_difference(dict(stored, epochs=3), now) == "epochs 3 → 8"
+
+
+def test_a_run_made_before_the_switches_were_retired_is_the_same_run():
+    """A kept run's config holds the retired switches at their defaults and the old name
+    "spec": it is the run the grid makes today. One made with a retired switch on is not."""
+    now = configs.to_dict(configs.parse_args(["--preset", "study"]))
+    old = dict(now, **configs.RETIRED_SETTINGS, decoder="spec", consistency="spec")
+    assert study.first_difference(old, now) is None
+    assert "cycle_goals = True, a switch retired" in study.first_difference(
+        dict(old, cycle_goals=True), now)
 
 
 def test_the_report_pairs_every_variant_with_both_controls():

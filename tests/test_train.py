@@ -237,8 +237,8 @@ def test_the_elbo_control_is_a_plain_beta_vae_whose_statistics_see_reconstructio
         trainer.elbo_step(x, stats)
         torch.manual_seed(i)
         eps = draw_step(x, cfg).eps
-        mu, logvar = plain.encode(x)
-        recon = plain.decode(mu + torch.exp(0.5 * logvar) * eps)
+        mu, logvar = plain.posterior(x)
+        recon = plain.decode_latent(mu + torch.exp(0.5 * logvar) * eps)
         kl = 0.5 * (logvar.exp() + mu ** 2 - 1 - logvar)
         loss = ((recon - x) ** 2).sum((1, 2, 3)).mean() / (2 * 0.3 ** 2) \
             + cfg.beta * kl.sum(1).mean()
