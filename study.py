@@ -40,10 +40,9 @@ import configs
 import data
 import evaluate
 import plots
+from machine import cpu_machine
 
 ROOT = Path(__file__).resolve().parent
-sys.path.insert(0, str(ROOT / "bench"))
-from data_throughput import cpu_machine  # noqa: E402
 # Every change that goes after the split (configs.py says what each does).
 SPLIT = ["--decoder", "asymmetric", "--cycle_goals", "true", "--core_target", "structure",
          "--realism_units", "real_pairs", "--realism_swap_estimate", "unbiased"]

@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import configs  # noqa: E402
 import train  # noqa: E402
 from data import build_datasets, make_loader  # noqa: E402
-from data_throughput import cpu_machine, short_commit  # noqa: E402  (bench/ is this script's folder)
+from machine import cpu_machine, short_commit  # noqa: E402
 from summary import EpochStats  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -22,7 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 import configs  # noqa: E402
-from data_throughput import cpu_machine, short_commit  # noqa: E402  (bench/ is this script's folder)
+from machine import cpu_machine, short_commit  # noqa: E402
 from summary import format_summary  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "demo_cpu.md"

@@ -29,7 +29,7 @@ import configs  # noqa: E402
 import disentanglement  # noqa: E402
 import evaluate  # noqa: E402
 from data import HELDOUT_SEED_OFFSET  # noqa: E402
-from data_throughput import cpu_machine, short_commit  # noqa: E402  (bench/ is this folder)
+from machine import cpu_machine, short_commit  # noqa: E402
 from imagesets import SyntheticShapes  # noqa: E402
 from losses import PIXEL_SSIM_WEIGHT, edge_strength, edges, ssim_per_image  # noqa: E402
 from models import Decoder, Encoder, ModulatedDecoder, PerceptualFeatures  # noqa: E402

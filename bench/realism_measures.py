@@ -26,7 +26,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from checkpoint import read_checkpoint  # noqa: E402
 from data import build_datasets  # noqa: E402
-from data_throughput import cpu_machine, short_commit  # noqa: E402  (bench/ is this script's folder)
+from machine import cpu_machine, short_commit  # noqa: E402
 from evaluate import load_checkpoint  # noqa: E402
 from losses import real_stats, realism_measures  # noqa: E402
 from models import Discriminator, PerceptualFeatures  # noqa: E402

@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 import configs  # noqa: E402
 from checkpoint import read_checkpoint  # noqa: E402
-from data_throughput import cpu_machine, short_commit  # noqa: E402  (bench/ is this script's folder)
+from machine import cpu_machine, short_commit  # noqa: E402
 from imagesets import SyntheticShapes  # noqa: E402
 from losses import real_stats, realism_measures  # noqa: E402
 from models import Discriminator  # noqa: E402
