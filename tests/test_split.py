@@ -22,7 +22,7 @@ from losses import (augment, draw_step, evaluate_goals, forward_measures, real_s
 from models import (VAE, BatchNorm2d, Discriminator, ModulatedDecoder, batchnorm_reference_rows,
                     frozen_batchnorm_stats)
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "lab" / "experiments"))
 import realism_swap_floor  # noqa: E402
 
 X = torch.rand(8, 3, 32, 32, generator=torch.Generator().manual_seed(5))
@@ -493,4 +493,5 @@ def test_the_floor_benchmark_reports_both_estimates_at_both_batch_sizes(tmp_path
             or line.startswith("| 32 |")]
     plain = [float(row.split("|")[2].split("±")[0]) for row in rows]
     assert len(rows) == 2 and plain[0] > 2 * plain[1] > 0  # the plain floor falls with B
-    assert "command: `python bench/realism_swap_floor.py --draws 3 --out" in out.read_text()
+    assert f"command: `python {realism_swap_floor.COMMAND} --draws 3 --out" in out.read_text()
+    assert realism_swap_floor.COMMAND == "lab/experiments/realism_swap_floor.py"

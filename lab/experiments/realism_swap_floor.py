@@ -2,11 +2,11 @@
 scored as if one were the swaps: their true distance is 0, so whatever realism_swap reports
 is the sampling noise of the two batch means.
 
-    python bench/realism_swap_floor.py [--draws 8] [--checkpoint RUN/checkpoint.pt]
+    python lab/experiments/realism_swap_floor.py [--draws 8] [--checkpoint RUN/checkpoint.pt]
 
 Through the demo preset's discriminator (untrained, or a run's with --checkpoint), at the
 batch sizes 32 and 128, for realism_swap_estimate plain and unbiased. Writes
-bench/results/realism_swap_floor_cpu.md (or --out).
+lab/results/realism_swap_floor_cpu.md (or --out).
 """
 import argparse
 import contextlib
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 import configs  # noqa: E402
 from checkpoint import read_checkpoint  # noqa: E402
@@ -26,6 +26,7 @@ from imagesets import SyntheticShapes  # noqa: E402
 from losses import real_stats, realism_measures  # noqa: E402
 from models import Discriminator  # noqa: E402
 
+COMMAND = "lab/experiments/realism_swap_floor.py"
 BATCHES = (32, 128)
 ESTIMATES = ("plain", "unbiased")
 
@@ -55,7 +56,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--draws", type=int, default=8)
     parser.add_argument("--checkpoint", default="", help="a run's checkpoint.pt (its disc)")
-    parser.add_argument("--out", default=str(ROOT / "bench" / "results" /
+    parser.add_argument("--out", default=str(ROOT / "lab" / "results" /
                                              "realism_swap_floor_cpu.md"))
     argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)
@@ -65,7 +66,7 @@ def main(argv=None):
     pool = torch.stack([shapes[i] for i in range(len(shapes))])
     commit = short_commit()
     lines = ["# realism_swap of two disjoint real batches (true distance 0)", "",
-             f"- command: `{shlex.join(['python', 'bench/realism_swap_floor.py', *argv])}`",
+             f"- command: `{shlex.join(['python', COMMAND, *argv])}`",
              f"- {datetime.date.today()}, {cpu_machine()}, commit {commit}; the demo "
              f"preset's discriminator ({args.checkpoint or 'untrained, seed 0'}); 32×32 "
              f"built-in shapes; mean ± sd over {args.draws} disjoint pairs", "",

@@ -1,14 +1,16 @@
-"""One row per run of run.sh: epochs, held-out MSE / SSIM, split score, the kind drawn by
+"""One row per run of the consistency_units screens: epochs, held-out MSE / SSIM, split score, the kind drawn by
 the reconstructions and the swap, the shape probe from all dims / core / detail, and the
 groups' bottleneck shares over all epochs. The two seed-0 runs of the three-removed setting
-were run before the switch existed (a screen script, kept with them); the switch gives the
-spread run's numbers bit for bit. Run from the repository root:
-    python bench/results/consistency_units/summarise.py"""
+were run before the switch existed (through a screen script, since retired: lab/README.md);
+the switch gives the spread run's numbers bit for bit. The table is the one in
+lab/results/consistency_units_cpu.md:
+    python lab/experiments/consistency_units_summary.py"""
 import glob
 import json
 import os
+from pathlib import Path
 
-RUNS = "bench/results/long_runs/"
+RUNS = str(Path(__file__).resolve().parents[2] / "lab" / "results" / "long_runs") + os.sep
 EARLIER = {"seed0": "lbo_demo_large_shapes_pixel_emphasis_3_three_removed_core_consistency_"
                     "in_core_units",
            "plain_seed0": "lbo_demo_large_shapes_pixel_emphasis_3_three_removed"}

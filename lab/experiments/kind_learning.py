@@ -4,11 +4,11 @@ The demo preset's encoder and decoder as an autoencoder (z = mu, no KL, no goals
 built-in shapes, under screens that each change one thing: the images seen, the steps, the
 loss, the decoder, the resolution.
 
-    python bench/kind_learning.py [--screens baseline,edge_3] [--out FILE]
+    python lab/experiments/kind_learning.py [--screens baseline,edge_3] [--out FILE]
 
 Each screen reports the held-out MSE and the kind its reconstructions draw (evaluate.py's
 drawn-shapes measure: the nearest rendering of the image's factors as each kind; balanced
-accuracy, chance 1/3), every few epochs. Writes bench/results/kind_learning_cpu.md (or --out),
+accuracy, chance 1/3), every few epochs. Writes lab/results/kind_learning_cpu.md (or --out),
 its .json, and a .png of one row of reconstructions per screen.
 """
 import argparse
@@ -23,7 +23,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 import configs  # noqa: E402
 import disentanglement  # noqa: E402
@@ -294,7 +294,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--screens", default=",".join(SCREENS),
                         help="comma-separated, of: " + ", ".join(SCREENS))
-    parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "kind_learning_cpu.md"))
+    parser.add_argument("--out", default=str(ROOT / "lab" / "results" / "kind_learning_cpu.md"))
     argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)
     names = [n.strip() for n in args.screens.split(",") if n.strip()]
@@ -316,7 +316,7 @@ def main(argv=None):
             recons)
     out.with_suffix(".json").write_text(json.dumps(
         {"screens": {n: dict(BASE, **SCREENS[n]) for n in names}, "results": results}, indent=1))
-    command = "python bench/kind_learning.py " + shlex.join(argv)
+    command = "python lab/experiments/kind_learning.py " + shlex.join(argv)
     text = [f"# {__doc__.splitlines()[0]}", "",
             f"Measured by `{command.strip()}` on {cpu_machine()}, commit {short_commit()}, "
             f"{datetime.date.today()}; one run a screen unless a seed is named. Held-out: "

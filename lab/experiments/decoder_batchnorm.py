@@ -1,7 +1,7 @@
 """Do the decoder's BatchNorm running statistics depend on what training decodes beside the
 reconstructions?
 
-    python bench/decoder_batchnorm.py CHECKPOINT [CHECKPOINT ...] [--batches N]
+    python lab/experiments/decoder_batchnorm.py CHECKPOINT [CHECKPOINT ...] [--batches N]
 
 In an LBO step the decoder runs once on five latents per image (the reconstruction and the
 core-only, swapped and two perturbed latents), so its BatchNorm running statistics, which
@@ -10,7 +10,7 @@ reconstruction alone: its two rows should agree). This script measures held-out 
 and SSIM with the saved statistics, and again with the decoder's statistics re-estimated from
 the reconstruction pass alone (z = mu + sigma * eps of training images, as the reconstruction
 chunk is made in a step; a cumulative average over N training batches). Writes
-bench/results/decoder_batchnorm_<device>.md.
+lab/results/decoder_batchnorm_<device>.md.
 """
 import argparse
 import datetime
@@ -20,13 +20,14 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
 import configs  # noqa: E402
 from data import build_datasets, make_loader  # noqa: E402
 from machine import cpu_machine, short_commit  # noqa: E402
 from evaluate import load_checkpoint, reconstruction_metrics  # noqa: E402
 
-RESULTS = Path(__file__).resolve().parent / "results"
+RESULTS = ROOT / "lab" / "results"
 
 
 @torch.no_grad()
@@ -71,7 +72,8 @@ def main():
     lines = ["# Decoder BatchNorm statistics: joint decode against reconstructions alone", "",
              f"Machine: {cpu_machine() if device.type == 'cpu' else torch.cuda.get_device_name()}"
              f"; commit {commit}; {datetime.date.today()}.",
-             f"Command: `python bench/{Path(__file__).name} {shlex.join(sys.argv[1:])}`", "",
+             f"Command: `python lab/experiments/{Path(__file__).name} "
+             f"{shlex.join(sys.argv[1:])}`", "",
              "| checkpoint | objective | statistics | held-out images | MSE | SSIM |",
              "|---|---|---|---|---|---|"]
     for path in args.checkpoints:

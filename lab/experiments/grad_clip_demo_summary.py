@@ -1,16 +1,19 @@
 """The demo with and without --lbo_grad_clip 5, paired by seed: held-out MSE / SSIM, split
 score and kind drawn at the end of each run, and held-out MSE after the last epoch both runs
-reached (a run the tightener stops early has seen fewer images). Run from the repository root:
-    python bench/results/grad_clip_demo/summarise.py"""
+reached (a run the tightener stops early has seen fewer images), from the runs' small files in
+lab/results/long_runs/. Its output is lab/results/grad_clip_demo/summary.txt:
+    python lab/experiments/grad_clip_demo_summary.py"""
 import json
 import os
 import sys
+from pathlib import Path
 
-sys.path.insert(0, ".")
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
 from study import interval  # noqa: E402
 
-RUNS = "bench/results/long_runs/"
-# Seed 0's two runs were made before this folder's script, under other folder names.
+RUNS = str(ROOT / "lab" / "results" / "long_runs") + os.sep
+# Seed 0's two runs were made before the script that ran the others, under other folder names.
 FOLDERS = {0: ("lbo_demo_intel_xeon", "lbo_demo_lbo_grad_clip_5")}
 
 

@@ -1,10 +1,10 @@
 """The numbers README.md quotes about the demo, measured, never typed by hand.
 
-    python bench/demo_numbers.py            # both runs (~8 min on a 2-core CPU)
+    python lab/experiments/demo_numbers.py   # both runs (~8 min on a 2-core CPU)
 
 Runs the LBO demo and the beta-VAE control on the same data and budget (`python train.py
 --preset demo`, the same plus `--objective elbo --decoder spec`), each timed as a whole
-command, and writes bench/results/demo_cpu.md: machine, commit, commands, wall times, the
+command, and writes lab/results/demo_cpu.md: machine, commit, commands, wall times, the
 held-out table and the LBO run's last epoch summary. The same table replaces the block
 between the `demo-numbers` markers in README.md (a test checks that the two agree), and the
 LBO run's reconstructions.png becomes the README's picture, docs/demo_reconstructions.png.
@@ -19,13 +19,14 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 import configs  # noqa: E402
 from machine import cpu_machine, short_commit  # noqa: E402
 from summary import format_summary  # noqa: E402
 
-RESULTS = ROOT / "bench" / "results" / "demo_cpu.md"
+COMMAND = "lab/experiments/demo_numbers.py"  # as the table names it
+RESULTS = ROOT / "lab" / "results" / "demo_cpu.md"
 README = ROOT / "README.md"
 PICTURE = ROOT / "docs" / "demo_reconstructions.png"  # the README's picture
 START, END = "<!-- demo-numbers:start -->", "<!-- demo-numbers:end -->"
@@ -109,7 +110,7 @@ def table(runs, commit, machine):
              "|---|" + "---|" * len(runs)]
     lines += [f"| {label} | " + " | ".join(cells) + " |" for label, cells in rows(runs)]
     commands = "; ".join(f"`python train.py {shlex.join(a)}`" for a in RUNS.values())
-    lines += ["", f"Measured by `python bench/demo_numbers.py` on {machine}, commit {commit}, "
+    lines += ["", f"Measured by `python {COMMAND}` on {machine}, commit {commit}, "
               f"{datetime.date.today()} ({commands}). One seed each: no verdict on the method."]
     return "\n".join(lines)
 

@@ -1,7 +1,7 @@
 """Does a nonlinear probe read more of a factor than the ridge probe the evaluation uses?
 
-A screen, run from the repository root on one run's checkpoint:
-    python bench/results/probe_capacity/compare.py OUTPUT_DIR/checkpoint.pt
+A screen on one run's checkpoint (its output for one run: lab/results/probe_capacity/):
+    python lab/experiments/probe_capacity.py OUTPUT_DIR/checkpoint.pt
 It encodes the images factor_report encodes (same rows, same 80/20 split) and prints, per
 continuous factor, the held-out R^2 of ridge, 15-nearest-neighbours and a 64-unit MLP from all
 dims, from core, and from detail's best core_dim dims."""
@@ -16,7 +16,7 @@ from sklearn.neural_network import MLPRegressor
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 import benchmarks  # noqa: E402
 import disentanglement  # noqa: E402
 import evaluate  # noqa: E402

@@ -1,6 +1,6 @@
 """What do the realism and perceptual goals reward? Each measure on images of known quality.
 
-    python bench/realism_measures.py --control C.pt --collapsed L.pt --discriminator D.pt
+    python lab/experiments/realism_measures.py --control C.pt --collapsed L.pt --discriminator D.pt
 
 On one batch of held-out images x, every candidate output is scored by the measures a step
 computes against x: pixel MSE, the perceptual distance (the run's perceptual network), the
@@ -11,7 +11,7 @@ wrong images, the batch's mean image for every input, and the reconstructions of
 that collapsed to one texture (an LBO run with the SPEC's realism score). The discriminator is
 the one saved in --discriminator (an LBO checkpoint: trained against that run's outputs).
 A measure that rewards reconstruction ranks x < reconstructions < wrong pairs / mean image.
-Writes bench/results/realism_measures_<device>.md.
+Writes lab/results/realism_measures_<device>.md.
 """
 import argparse
 import contextlib
@@ -23,7 +23,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
 from checkpoint import read_checkpoint  # noqa: E402
 from data import build_datasets  # noqa: E402
 from machine import cpu_machine, short_commit  # noqa: E402
@@ -31,7 +32,7 @@ from evaluate import load_checkpoint  # noqa: E402
 from losses import real_stats, realism_measures  # noqa: E402
 from models import Discriminator, PerceptualFeatures  # noqa: E402
 
-RESULTS = Path(__file__).resolve().parent / "results"
+RESULTS = ROOT / "lab" / "results"
 
 
 def reconstructions(path, x, device):
@@ -89,7 +90,8 @@ def main():
              f"Machine: {cpu_machine() if device.type == 'cpu' else torch.cuda.get_device_name()}"
              f"; commit {commit}; {datetime.date.today()}; {len(x)} held-out images "
              f"({cfg.perceptual} perceptual features).",
-             f"Command: `python bench/{Path(__file__).name} {shlex.join(sys.argv[1:])}`", "",
+             f"Command: `python lab/experiments/{Path(__file__).name} "
+             f"{shlex.join(sys.argv[1:])}`", "",
              "Lower is better for every measure; each is computed against x as a step does.", "",
              "| candidate | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
     lines += [f"| {name} | " + " | ".join(f"{row[c]:.4g}" for c in columns) + " |"
