@@ -80,7 +80,7 @@ NOTES = """
   everything of LBO but the min: the loss is the mean of every group's −log S_g.
 - `decoder`, `cycle_goals`, `core_target`, `realism_units`, `realism_swap_estimate`,
   `consistency`: the changes that go after the core/detail split, each off by default
-  (docs/study.md, "The split").
+  (lab/notebook.md, "The split").
 - `realism = score` restores the specification's measure, `1 − mean sigmoid(D)`
   (docs/design.md, Design notes).
 - `drop_groups`: a dropped group's goals are not scored; the group shows score 1 and is never
