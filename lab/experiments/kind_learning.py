@@ -160,7 +160,7 @@ def images_and_factors(n, size, seed):
 
 
 def kind_drawn(recon, factors, size):
-    distances = evaluate._kind_distances(recon, factors, size)
+    distances = evaluate._kind_distances(SyntheticShapes, recon, factors, size)
     return disentanglement.balanced_accuracy(distances.argmin(1),
                                              SyntheticShapes.kind_index(factors[:, 0]))
 
