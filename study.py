@@ -3,7 +3,7 @@
     python study.py                             # the default grid, 3 seeds, --preset study
     python study.py --seeds 5 --variants lbo,elbo_beta1
     python study.py --variants lbo:5,elbo_beta1:5,lbo_no_swap   # 5 seeds, 5, and --seeds
-    python study.py --keep bench/results/study_runs  # keep each run's small files there
+    python study.py --keep lab/results/study_runs    # keep each run's small files there
     python study.py --jobs 4 --device cuda      # runs side by side (one GPU is plenty)
 
 Every run is `python train.py --preset P --seed S --output_dir OUT/VARIANT/seed_S OVERRIDES`,
