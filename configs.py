@@ -47,7 +47,7 @@ def _goal(name, group, kind, **params):
 
 
 def default_goals():
-    """The goal table (SPEC §6). `name` is the raw measure the goal scores (see losses.py)."""
+    """The goal table (docs/design.md). `name` is the raw measure the goal scores (losses.py)."""
     soft = "MINIMIZE_SOFT"
     return [
         _goal("pixel", "recon", soft, scale="auto"),
@@ -76,10 +76,9 @@ def default_goals():
         _goal("core_consistency", "latent", soft, scale="auto"),
         _goal("weak", "latent", soft, scale=0.1),
         _goal("detail_mean", "latent", "BOX", lower=-15.0, upper=15.0),
-        # The variance goals keep the SPEC's ranges but peak at 1, the prior's variance, not
-        # at the range's centre (150-175): a centred peak pulled var(mu) toward 150, and each
-        # tightening raised the lower wall past every realistic variance until these goals
-        # were the bottleneck of nearly every step and reconstruction got no gradient.
+        # The variance goals keep the original design's ranges but peak at 1, the prior's
+        # variance, not at the range's centre, which each tightening would raise past every
+        # realistic variance (docs/design.md, "Variance goals peak at the prior's variance").
         _goal("detail_var_mean", "latent", "BOX_ASYMMETRIC", lower=0.0, upper=350.0,
               healthy=1.0),
         _goal("detail_cov", "latent", soft, scale=1.0),
@@ -131,11 +130,11 @@ class Config:
     elbo_sigma: float = 0.1          # elbo: the per-pixel std of its Gaussian likelihood
     control_measure_every: int = 8  # elbo: log LBO's measures (a no-gradient forward) every N steps
     # What the realism goals measure with the discriminator. features: the distance from
-    # real images in its features. score: 1 - mean sigmoid(D(image)), the seed's measure
+    # real images in its features. score: 1 - mean sigmoid(D(image)), the original design's measure
     # (docs/design.md, "Realism")
     realism: str = "features"
     # What each code is asked to be invariant to (docs/design.md, "The split").
-    # core: core alone, unchanged by a random h-flip and colour jitter (the seed's goal).
+    # core: core alone, unchanged by a random h-flip and colour jitter (the original design's goal).
     # split: core unchanged by colour jitter, detail unchanged by h- and v-flips
     consistency: str = "core"
     drop_groups: str = ""            # ablations: comma-separated goal groups left out of the
@@ -351,7 +350,7 @@ def parse_args(argv):
         if name == "preset":
             continue
         if name in RETIRED_SETTINGS:
-            raise ConfigError(f"--{name} was a research switch, retired since (lab/retired.md); "
+            raise ConfigError(f"--{name} was a research switch, retired since (lab/README.md); "
                               f"commit {LAST_COMMIT_WITH_RETIRED} still has it")
         if name not in known:
             raise ConfigError(f"unknown setting --{name}{_suggest(name, [*known, 'preset'])} "
@@ -499,7 +498,7 @@ def differing_fields(a, b, ignore=RUN_ONLY_FIELDS):
     return [k for k in left if k not in ignore and left[k] != right.get(k)]
 
 
-# Switches retired after their experiments (lab/retired.md), each at the value every run
+# Switches retired after their experiments (lab/README.md), each at the value every run
 # without it used: an older checkpoint holding one at that value loads as if it were absent.
 RETIRED_SETTINGS = {"decode_batchnorm": "joint", "mu_init_std": 0.0,
                     "realism_units": "real_power", "realism_swap_estimate": "plain",
@@ -519,8 +518,8 @@ def upgraded(data):
         if name in data:
             value = data.pop(name)
             _require(value == default, f"this run was made with {name} = {value!r}, a switch "
-                     f"retired since (lab/retired.md); use commit {LAST_COMMIT_WITH_RETIRED} "
-                     "to resume or load it")
+                     "retired since (lab/README.md, Retired switches); use commit "
+                     f"{LAST_COMMIT_WITH_RETIRED} to resume or load it")
     for name, renamed in RENAMED_VALUES.items():
         if name in data:
             data[name] = renamed.get(data[name], data[name])

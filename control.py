@@ -1,5 +1,5 @@
-"""The two control loops of LBO training: the per-step rollback guard (Directive #4) and the
-epoch-level adaptive tightener (Directive #6)."""
+"""The two control loops of LBO training: the per-step rollback guard and the epoch-level
+adaptive tightener (docs/design.md, "The method in a page")."""
 import copy
 import math
 

@@ -221,7 +221,7 @@ def to_tensor(pixels):
     """uint8 (..., S, S, 3) -> float32 (..., 3, S, S) in [0, 1].
 
     In numpy, on one thread: torch's thread pool gains nothing on so small a job and loses
-    ten times over when other processes hold the cores (measured: 1.5 vs 15 ms a batch).
+    several times over when other processes hold the cores.
     """
     channels_first = np.moveaxis(pixels, -1, -3)
     out = np.empty(channels_first.shape, np.float32)

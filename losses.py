@@ -1,8 +1,8 @@
 """The LBO objective of BOM VAE v15.
 
-Raw measures (SPEC §5) are computed once per forward pass by `forward_measures`; the same
+Raw measures are computed once per forward pass by `forward_measures`; the same
 numbers feed calibration, goal scoring and the logs. Goals turn a raw value into a *log*-score
-(SPEC §6): the barrier is -log(min_g S_g) = max_g -(mean log-score of g), evaluated without
+(docs/design.md): the barrier is -log(min_g S_g) = max_g -(mean log-score of g), evaluated without
 ever forming a score that could underflow, so which steps are rejected does not depend on the
 floating-point precision in use.
 """
@@ -24,7 +24,7 @@ from models import frozen_batchnorm_stats
 HIST_BINS = 16
 HIST_BANDWIDTH = 0.01  # Gaussian bin weights exp(-d^2 / 0.01)
 SSIM_WINDOW, SSIM_SIGMA = 11, 1.5
-PIXEL_SSIM_WEIGHT = 0.1  # the pixel goal: squared error + this x (1 - SSIM) (SPEC §5)
+PIXEL_SSIM_WEIGHT = 0.1  # the pixel goal: squared error + this x (1 - SSIM)
 _SOBEL_X = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]])
 # RGB to YIQ, and back: the hue rotation's frame. Inverted once, here, on the CPU.
 _TO_YIQ = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322],
@@ -180,7 +180,7 @@ class RealStats:
 
 @torch.no_grad()
 def real_stats(x, perceptual, amp_context, disc=None):
-    """disc: the discriminator, for realism = "features" (None for the seed's score)."""
+    """disc: the discriminator, for realism = "features" (None for the original design's score)."""
     with amp_context():
         features = perceptual(x).float()
         disc_features = [f.float() for f in disc.features(x)] if disc is not None else None
@@ -200,10 +200,10 @@ def realism_measures(disc, recon, swapped, real):
     """realism_recon and realism_swap: how far the discriminator finds the reconstructions and
     swaps from real images.
 
-    SPEC §5 ("score", real.disc_features None): 1 - mean sigmoid(D(image)). Inside a min
-    barrier that measure alone steers the decoder whenever realism is the bottleneck, and
-    what fools a discriminator need not resemble the input: in the study every seed's
-    decoder drew one adversarial texture for every input (bench/results/study_cpu_64px.md).
+    The original design's "score" (real.disc_features None): 1 - mean sigmoid(D(image)),
+    which never looks at the input: inside a min barrier it alone steers the decoder whenever
+    realism is the bottleneck, toward whatever fools the discriminator (docs/design.md,
+    "Realism").
     "features" keeps the discriminator, but measures in its features: a reconstruction
     against its own real image, stage by stage (a learned similarity: zero only when the
     discriminator sees no difference), a swap, which has no real counterpart, by the batch
@@ -223,7 +223,7 @@ def realism_measures(disc, recon, swapped, real):
 
 
 # ---------------------------------------------------------------------------------------------
-# Raw measures (SPEC §5)
+# Raw measures
 # ---------------------------------------------------------------------------------------------
 @dataclasses.dataclass
 class Forward:
@@ -318,7 +318,7 @@ def forward_measures(nets, x, real, draws, amp_context, update_stats=True):
 
 
 # ---------------------------------------------------------------------------------------------
-# Goals: raw value -> log-score (SPEC §6)
+# Goals: raw value -> log-score
 # ---------------------------------------------------------------------------------------------
 def _box_log_score(distance):
     """distance: |x - peak| in units of the half-width on that side (1 = at the wall)."""
@@ -487,7 +487,7 @@ def weighted_group_loss(goals, evaluation, multipliers):
 
 
 # ---------------------------------------------------------------------------------------------
-# Calibration (SPEC §7.1) and tightening (SPEC §7.5)
+# Calibration and tightening
 # ---------------------------------------------------------------------------------------------
 MIN_SCALE = 0.001
 TINY_MEDIAN = 1e-4

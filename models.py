@@ -1,4 +1,4 @@
-"""The networks of BOM VAE v15 (SPEC §4): the core/detail VAE, the PatchGAN discriminator and
+"""The networks of BOM VAE v15: the core/detail VAE, the PatchGAN discriminator and
 the frozen perceptual feature extractor. Widths come from the config so tests run a tiny model."""
 import contextlib
 from typing import NamedTuple

@@ -1,4 +1,4 @@
-"""The pictures of a BOM VAE v15 run (SPEC §8).
+"""The pictures of a BOM VAE v15 run.
 
 Every `save_*` function writes one PNG at `path` (creating its folder) and returns the path
 as a `pathlib.Path`. Image tensors are float in [0, 1], shape (N, 3, H, W).

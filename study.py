@@ -3,7 +3,7 @@
     python study.py                             # the default grid, 3 seeds, --preset study
     python study.py --seeds 5 --variants lbo,elbo_beta1
     python study.py --variants lbo:5,elbo_beta1:5,lbo_no_swap   # 5 seeds, 5, and --seeds
-    python study.py --keep bench/results/study_runs  # keep each run's small files there
+    python study.py --keep lab/results/study_runs    # keep each run's small files there
     python study.py --jobs 4 --device cuda      # runs side by side (one GPU is plenty)
 
 Every run is `python train.py --preset P --seed S --output_dir OUT/VARIANT/seed_S OVERRIDES`,
@@ -40,10 +40,9 @@ import configs
 import data
 import evaluate
 import plots
+from machine import cpu_machine
 
 ROOT = Path(__file__).resolve().parent
-sys.path.insert(0, str(ROOT / "bench"))
-from data_throughput import cpu_machine  # noqa: E402
 # The best split the study found (the demo preset's), which the later variants start from.
 CONSISTENCY_ASYMMETRIC = ["--consistency", "split", "--decoder", "asymmetric"]
 VARIANTS = {
@@ -57,7 +56,7 @@ VARIANTS = {
     "lbo_no_swap": ["--drop_groups", "swap"],
     "sum": ["--objective", "sum"],  # LBO's goals, calibration, guard and tightener, mean loss
     # Beyond the default grid (--variants names them):
-    "lbo_score_realism": ["--realism", "score"],  # the seed's realism measure
+    "lbo_score_realism": ["--realism", "score"],  # the original design's realism measure
     "lbo_no_core": ["--drop_groups", "core"],  # core-only decodes need not match the image
     # the split's switches, one at a time and together (the demo's), under LBO and the sum:
     "lbo_asymmetric": ["--decoder", "asymmetric"],

@@ -95,7 +95,7 @@ class Trainer:
         self.cfg, self.device, self.context = cfg, device, context
         self.vae, self.disc, self.perceptual = build_models(cfg, device)
         # NHWC lets cuDNN use tensor-core convolutions without transposes; oneDNN on a CPU
-        # gains from it too (bench/results/step_speed_cpu.md).
+        # gains from it too (docs/speed.md).
         self.memory_format = torch.channels_last if cfg.channels_last \
             else torch.contiguous_format
         for net in (self.vae, self.disc, self.perceptual):

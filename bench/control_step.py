@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import configs  # noqa: E402
 import train  # noqa: E402
 from data import build_datasets, make_loader  # noqa: E402
-from data_throughput import cpu_machine, short_commit  # noqa: E402  (bench/ is this script's folder)
+from machine import cpu_machine, short_commit  # noqa: E402
 from summary import EpochStats  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -65,7 +65,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     everies = [int(v) for v in args.every.split(",")]
     cfg = configs.parse_args(["--preset", args.preset, "--objective", "elbo",
-                              "--decoder", "spec"])
+                              "--decoder", "standard"])
     seconds, images, same = timed_epochs(cfg, everies, args.epochs)
     base = images / seconds[everies[0]]
     rows = [f"| {every} | {images / s:.0f} | {images / s / base:.2f} |"
@@ -74,7 +74,7 @@ def main(argv=None):
         "# The beta-VAE control's step: LBO's measures logged on every Nth step", "",
         f"- command: `python bench/control_step.py {shlex.join(argv or sys.argv[1:])}`",
         f"- machine: {cpu_machine()}; commit {short_commit()}; {datetime.date.today()}",
-        f"- preset {args.preset} (`--objective elbo --decoder spec`, the study's control): "
+        f"- preset {args.preset} (`--objective elbo --decoder standard`, the study's control): "
         f"batch {cfg.batch_size}, {cfg.image_size}x{cfg.image_size}; {args.epochs} epochs "
         f"of {images // args.epochs} images per variant, interleaved batch by batch",
         f"- the variants' weights agree at the end: {'yes' if same else 'NO'}", "",

@@ -14,8 +14,6 @@ import argparse
 import datetime
 import json
 import os
-import platform
-import subprocess
 import shlex
 import sys
 import tempfile
@@ -29,6 +27,7 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import configs  # noqa: E402
 import data  # noqa: E402
+from machine import cpu_machine  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -61,25 +60,6 @@ def repeated(dataset, times):
     if isinstance(dataset, data.CachedImages):
         return data.CachedImages(dataset.array_path, np.tile(dataset.rows, times))
     return data.ImageFiles(dataset.root, dataset.names * times, dataset.image_size)
-
-
-def short_commit():
-    """The repository's HEAD commit, abbreviated, for a results file."""
-    return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=Path(__file__).parent,
-                          capture_output=True, text=True).stdout.strip()
-
-
-def cpu_machine():
-    """This machine for a results file: CPU model, core count, OS."""
-    model = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{model}, {os.cpu_count()} cores, {platform.system()}"
 
 
 def measure(folder, args):

@@ -10,13 +10,13 @@
 #   1. the full-width guarded step (batch 256, bf16 autocast, channels-last, compiled, and the
 #      next-batch guard) against the naive baseline -> bench/results/step_speed_cuda.{md,json}
 #   2. the default study grid at the study preset, 5 seeds, runs side by side
-#      -> bench/results/study_cuda.md (+ .json, .png), each run's small files kept under
-#         bench/results/study_runs_cuda/ so that an interrupted check continues
+#      -> lab/results/study_cuda.md (+ .json, .png), each run's small files kept under
+#         lab/results/study_runs_cuda/ so that an interrupted check continues
 #
 #   3. (LONG=1 only, minutes more) 20x the study's images, 160 epochs: the control, which
-#      draws the kind only there on a CPU (bench/results/long_control_cpu.md), and LBO with
+#      draws the kind only there on a CPU (lab/results/long_control_cpu.md), and LBO with
 #      the split switches, untightened so that the tightener's stop cannot end it first; one
-#      seed each, side by side -> bench/results/long_runs_cuda/
+#      seed each, side by side -> lab/results/long_runs_cuda/
 #
 #   bash bench/gpu_check.sh            # 0, 1 and 2
 #   STEPS=6 SEEDS=1 bash bench/gpu_check.sh   # a quicker look
@@ -50,16 +50,16 @@ echo "== 1/2 full-width step: bf16, channels-last, compile, next-batch (batch 25
 echo "== 2/2 the default study grid, --preset study, $SEEDS seeds, $JOBS runs at a time"
 # One CPU thread per run: a dozen runs share the host's cores (they fight otherwise).
 OMP_NUM_THREADS=1 "$PYTHON" study.py --device cuda --jobs "$JOBS" --seeds "$SEEDS" \
-    --out runs/study_cuda --keep bench/results/study_runs_cuda
-cp runs/study_cuda/study.md bench/results/study_cuda.md
-cp runs/study_cuda/study.json bench/results/study_cuda.json
-cp runs/study_cuda/study.png bench/results/study_cuda.png
-echo "gpu_check: wrote bench/results/gpu_paths_cuda.md, bench/results/step_speed_cuda.md, bench/results/study_cuda.md"
+    --out runs/study_cuda --keep lab/results/study_runs_cuda
+cp runs/study_cuda/study.md lab/results/study_cuda.md
+cp runs/study_cuda/study.json lab/results/study_cuda.json
+cp runs/study_cuda/study.png lab/results/study_cuda.png
+echo "gpu_check: wrote bench/results/gpu_paths_cuda.md, bench/results/step_speed_cuda.md, lab/results/study_cuda.md"
 
 if [ "${LONG:-0}" = 1 ]; then
     echo "== 3/3 160 epochs (655,360 images): the control and LBO with the split switches"
     mkdir -p runs
-    declare -A RUNS=([elbo_beta1_160_epochs]="--objective elbo --decoder spec"
+    declare -A RUNS=([elbo_beta1_160_epochs]="--objective elbo --decoder standard"
                      [lbo_consistency_asymmetric_160_epochs]="--consistency split --decoder asymmetric --tighten_start_epoch 1000000")
     for name in "${!RUNS[@]}"; do
         # shellcheck disable=SC2086  # the flags are words
@@ -68,9 +68,9 @@ if [ "${LONG:-0}" = 1 ]; then
     done
     wait
     for name in "${!RUNS[@]}"; do
-        mkdir -p "bench/results/long_runs_cuda/$name"
+        mkdir -p "lab/results/long_runs_cuda/$name"
         cp "runs/long_cuda/$name"/{metrics.jsonl,final_metrics.json,report.md,reconstructions.png,cross_reconstruction.png} \
-            "bench/results/long_runs_cuda/$name/"
+            "lab/results/long_runs_cuda/$name/"
     done
-    echo "gpu_check: wrote bench/results/long_runs_cuda/"
+    echo "gpu_check: wrote lab/results/long_runs_cuda/"
 fi

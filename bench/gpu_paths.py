@@ -43,7 +43,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import configs  # noqa: E402
 import data  # noqa: E402
 import train  # noqa: E402
-from data_throughput import cpu_machine, short_commit, write_jpegs  # noqa: E402
+from data_throughput import write_jpegs  # noqa: E402  (bench/ is this script's folder)
+from machine import cpu_machine, short_commit  # noqa: E402
 from losses import draw_step, forward_measures  # noqa: E402
 from precision import choose_precision  # noqa: E402
 from summary import EpochStats  # noqa: E402

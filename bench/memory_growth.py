@@ -19,7 +19,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import configs  # noqa: E402
 import train  # noqa: E402
-from data_throughput import cpu_machine  # noqa: E402  (bench/ is this script's folder)
+from machine import cpu_machine  # noqa: E402
 from summary import EpochStats  # noqa: E402
 
 

@@ -59,7 +59,7 @@ import configs  # noqa: E402
 import train  # noqa: E402
 from configs import GROUPS  # noqa: E402
 from data import build_datasets  # noqa: E402
-from data_throughput import cpu_machine  # noqa: E402  (bench/ is this script's folder)
+from machine import cpu_machine  # noqa: E402
 from losses import draw_step, evaluate_goals, forward_measures  # noqa: E402
 from models import vgg16_trunk  # noqa: E402
 from summary import EpochStats  # noqa: E402

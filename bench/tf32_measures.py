@@ -22,7 +22,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import losses  # noqa: E402
 from imagesets import SyntheticShapes  # noqa: E402
-from data_throughput import cpu_machine  # noqa: E402  (bench/ is this script's folder)
+from machine import cpu_machine  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

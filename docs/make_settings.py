@@ -69,7 +69,7 @@ NOTES = """
   arithmetic stays float32, TF32 is off, and a start-up line says which (docs/running.md,
   "Which GPU").
   `channels_last` (NHWC) gives faster convolutions on GPUs and CPUs.
-- `guard_check`: `look-ahead` is the seed's guard (the same batch again, with the new
+- `guard_check`: `look-ahead` is the original design's guard (the same batch again, with the new
   weights); `next-batch` is faster and judges an update differently (docs/speed.md,
   "A faster guard").
 - `compile` works with the rollback guard (restores are in place, so nothing recompiles);
@@ -80,7 +80,7 @@ NOTES = """
 - `decoder = asymmetric`, `consistency = split`, `lbo_grad_clip`: the switches for the
   core/detail split, each off by default and on in the demo preset (docs/design.md, "The
   split").
-- `realism = score` restores the seed's measure, `1 − mean sigmoid(D)` (docs/design.md,
+- `realism = score` restores the original design's measure, `1 − mean sigmoid(D)` (docs/design.md,
   "Realism").
 - `drop_groups`: a dropped group's goals are not scored; the group shows score 1 and is never
   the bottleneck.

@@ -1,4 +1,5 @@
-"""Config: defaults match the SPEC, overrides parse, bad values stop with one clear line."""
+"""Config: defaults match the original design, overrides parse, bad values stop with one clear
+line."""
 import pytest
 
 import configs
@@ -106,14 +107,15 @@ def test_an_older_checkpoints_settings_load_in_todays_names():
     old.update(configs.RETIRED_SETTINGS, decoder="spec", consistency="spec")
     assert configs.from_dict(old) == parse_args(["--preset", "tiny"])
     with pytest.raises(ConfigError, match=r"^this run was made with cycle_goals = True, a "
-                       r"switch retired since \(lab/retired.md\); use commit \w+ "):
+                       r"switch retired since \(lab/README.md, Retired switches\); use "
+                       r"commit \w+ to resume or load it$"):
         configs.from_dict({**old, "cycle_goals": True})
 
 
 @pytest.mark.parametrize("retired", ["--jitter_scale", "--pixel_emphasis", "--decode_batchnorm"])
 def test_a_retired_switch_says_so_and_where_it_still_is(retired):
     with pytest.raises(ConfigError, match=f"^{retired} was a research switch, retired since "
-                       r"\(lab/retired.md\); commit \w+ still has it$"):
+                       r"\(lab/README.md\); commit \w+ still has it$"):
         parse_args([retired, "1"])
 
 

@@ -342,7 +342,7 @@ def test_perceptual_metrics_say_when_their_weights_cannot_be_loaded(tiny_cfg, mo
 
 
 def test_lpips_and_fid_use_the_set_number_of_images_and_say_it(tiny_cfg, monkeypatch):
-    """10,000 images by default on a GPU (SPEC §7.6), fewer on a CPU, the setting when given,
+    """10,000 images by default on a GPU , fewer on a CPU, the setting when given,
     batch by batch; the count stands next to the numbers. torchmetrics is stood in for by
     metrics that count what they are shown."""
     shown = {"lpips": 0, "real": 0, "fake": 0}

@@ -1,4 +1,4 @@
-"""Goal types, the barrier, violation detection and calibration (SPEC §6, §7.1)."""
+"""Goal types, the barrier, violation detection and calibration."""
 import math
 
 import pytest

@@ -222,7 +222,7 @@ def test_feature_realism_is_zero_exactly_where_the_discriminator_sees_no_differe
     assert constant_recon > 0.01 and constant_swap > 0
     # A shuffled reconstruction has the right batch statistics but the wrong pairs: penalised.
     assert _feature_realism(disc, shuffled, x, x)[0] > 0.01
-    # The SPEC's score does not tell these apart at all: it never looks at x.
+    # The original design's score does not tell these apart at all: it never looks at x.
     score = [v.item() for v in losses.realism_measures(disc, mean_image, mean_image,
                                                real_stats(x, lambda i: i,
                                                           contextlib.nullcontext))]
@@ -253,5 +253,5 @@ def test_the_trainer_measures_realism_as_configured(realism):
     assert (real.disc_features is not None) == (realism == "features")
     if realism == "features":
         assert len(real.disc_features) == 4  # the discriminator's four stages
-    else:  # the SPEC's 1 - mean sigmoid: inside (0, 1)
+    else:  # the original design's 1 - mean sigmoid: inside (0, 1)
         assert 0 < fwd.measures["realism_recon"].item() < 1

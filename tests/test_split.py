@@ -1,5 +1,5 @@
 """The switches for the split (configs.py: objective sum, decoder, consistency): each does what
-its comment says, and each default leaves the seed's system as it was."""
+its comment says, and each default leaves the original design's system as it was."""
 import contextlib
 import copy
 import json
