@@ -159,7 +159,7 @@ class Config:
     # with the new weights. next-batch: the next batch's forward, which the step needs anyway
     # (faster; judges an update on other images: docs/speed.md, "A faster guard")
     guard_check: str = "look-ahead"
-    # --- adaptive tightening (docs/design.md, "The tightener") ---
+    # --- adaptive tightening (docs/design.md, "The method in a page") ---
     tighten_start_epoch: int = 5     # the first epoch whose end may tighten the goals
     tighten_rate: float = 0.05       # scales x(1 - rate), BOX half-widths x(1 - rate/2)
     target_rollback_rate: float = 0.05  # refusal rate at which the goals hold; stop 1 epoch on

@@ -455,6 +455,8 @@ class Trainer:
                               self.goals if configs.scores_goals(self.cfg) else ())
         record["lr"] = self.opt.param_groups[0]["lr"]
         record["objective"] = self.cfg.objective
+        if self.cfg.objective == "multipliers":  # each group's weight in the loss, as it ends
+            record["multipliers"] = dict(zip(GROUPS, self.multipliers.values))
         record["decision"], record["stop"] = self.tightener.end_epoch(
             epoch, stats.rollback_rate, self.goals) if configs.scores_goals(self.cfg) \
             else ("none (elbo control)", False)

@@ -143,8 +143,8 @@ def naive_step(trainer, x, stats, step):
     stats.add_accepted(before, fwd.mu_variance)
     if step % cfg.disc_every == 0:  # as in training: accepted steps only
         with phase("discriminator VAE re-forward"), torch.no_grad(), trainer.amp():
-            mu, logvar = vae.encode(x)
-            fake = vae.decode(vae.reparameterize(mu, logvar, torch.randn_like(mu))).float()
+            mu, logvar = vae.posterior(x)
+            fake = vae.decode_latent(vae.reparameterize(mu, logvar, torch.randn_like(mu)))
         trainer.discriminator_step(x, fake, stats)
 
 

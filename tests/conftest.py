@@ -60,3 +60,19 @@ def calibrated_trainer(cfg):
         trainer.calibration_step(torch.rand(8, 3, 32, 32), stats)
     trainer.finish_calibration()
     return trainer
+
+
+@pytest.fixture
+def trained_checkpoint(tmp_path):
+    """A train.py checkpoint of a tiny VAE whose weights differ from a fresh one's (the mu head
+    drawn, not zero): the trained VAE, and the checkpoint's path."""
+    import checkpoint
+    cfg = configs.parse_args(["--preset", "tiny", "--decoder", "asymmetric",
+                              "--output_dir", str(tmp_path)])
+    trainer = train.Trainer(cfg, torch.device("cpu"))
+    with torch.no_grad():
+        trainer.vae.encoder.mu.weight.normal_(0, 0.5)
+        for film in trainer.vae.decoder.films:
+            film.weight.normal_(0, 0.5)
+    checkpoint.save_checkpoint(trainer.state_dict(2), tmp_path / "checkpoint.pt")
+    return trainer.vae.eval(), tmp_path / "checkpoint.pt"

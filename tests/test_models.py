@@ -25,23 +25,6 @@ def test_full_size_shapes_and_quiet_posterior_at_init():
     assert disc(x).shape == (2, 1, 4, 4)                    # a 4x4 map of logits
 
 
-@pytest.fixture
-def trained_checkpoint(tmp_path):
-    """A train.py checkpoint of a tiny VAE whose weights differ from a fresh one's (the mu head
-    drawn, not zero): the trained VAE, and the checkpoint's path."""
-    import checkpoint
-    import train
-    cfg = configs.parse_args(["--preset", "tiny", "--decoder", "asymmetric",
-                              "--output_dir", str(tmp_path)])
-    trainer = train.Trainer(cfg, torch.device("cpu"))
-    with torch.no_grad():
-        trainer.vae.encoder.mu.weight.normal_(0, 0.5)
-        for film in trainer.vae.decoder.films:
-            film.weight.normal_(0, 0.5)
-    checkpoint.save_checkpoint(trainer.state_dict(2), tmp_path / "checkpoint.pt")
-    return trainer.vae.eval(), tmp_path / "checkpoint.pt"
-
-
 def test_load_vae_gives_the_trained_vae_ready_to_use(trained_checkpoint):
     trained, path = trained_checkpoint
     vae = models.load_vae(path)

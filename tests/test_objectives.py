@@ -96,3 +96,8 @@ def test_each_control_trains_through_the_guard_and_the_tightener(tmp_path, objec
     if objective == "multipliers":
         state = torch.load(out / "checkpoint.pt", weights_only=True)
         assert state["multipliers"]["values"] != [1.0] * len(GROUPS)  # they moved
+        # metrics.jsonl says, epoch by epoch, each group's weight as the epoch ended.
+        assert list(records[-1]["multipliers"].values()) == state["multipliers"]["values"]
+        assert list(records[-1]["multipliers"]) == list(GROUPS)
+    else:
+        assert "multipliers" not in records[-1]

@@ -1,12 +1,13 @@
 """README.md quotes measured numbers only, and says what a newcomer needs on its first screen:
 its demo table is the one lab/experiments/demo_numbers.py wrote into lab/results/demo_cpu.md, its
 study line is what lab/results/study_cpu.md says, its test command is the one CI runs, and every
-link in it (and in docs/ and lab/) leads somewhere."""
+link in it (and in docs/ and lab/) leads somewhere; its model snippet runs."""
 import re
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 import configs
 
@@ -17,8 +18,6 @@ import demo_numbers  # noqa: E402
 README = ROOT / "README.md"
 DOCS = ROOT / "docs"
 LAB = ROOT / "lab"
-# A docs page that moved keeps a pointer at its old path while a page generated from code
-# (docs/settings.md, from configs.py's comments) still names it: {old page: its new place}.
 FIRST_SCREEN = 50  # lines
 MAX_LINES = 150
 # The demo picture the README shows; it must come from a real demo run, never be drawn.
@@ -285,3 +284,22 @@ def test_the_readme_states_the_demo_model_and_schedule_the_preset_runs():
     assert f"`--lbo_grad_clip {cfg.lbo_grad_clip:g}`" in readme
     assert f"It tightens at ×{1 - cfg.tighten_rate:g} an epoch from epoch " \
         f"{cfg.tighten_start_epoch}," in readme
+
+
+def test_the_readme_model_snippet_runs_on_a_checkpoint(trained_checkpoint, monkeypatch):
+    """The README's "Use a trained model" lines, run as they are on a train.py checkpoint
+    (its path swapped in): codes, images in [0, 1], swaps and samples of the sizes it says."""
+    trained, path = trained_checkpoint
+    code = README.read_text().split("## Use a trained model", 1)[1]
+    code = code.split("```python\n", 1)[1].split("```", 1)[0]
+    assert '"outputs_demo/checkpoint.pt"' in code
+    names = {}
+    exec(code.replace('"outputs_demo/checkpoint.pt"', repr(str(path))), names)
+    images, vae = names["images"], names["vae"]
+    assert not vae.training
+    assert names["core"].shape == (len(images), vae.core_dim)
+    assert names["detail"].shape == (len(images), vae.latent_dim - vae.core_dim)
+    assert names["again"].shape == images.shape and 0 <= names["again"].min() <= 1
+    assert torch.equal(names["again"], trained.reconstruct(images).detach())
+    assert names["swapped"].shape == (len(images) // 2, *images.shape[1:])
+    assert names["samples"].shape == (16, *images.shape[1:])
