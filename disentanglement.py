@@ -18,6 +18,8 @@ constant factor, a single code dim).
 The split of the BOM VAE latent into core dims (meant to carry STRUCTURE) and detail dims (meant
 to carry APPEARANCE) is scored by `part_probe_table` (what each part predicts) and `specificity`
 (what a traversal of each dim changes); `ridge_probe_r2` is the linear probe behind the former.
+`logistic_probe_accuracy` is the one probe for classes (a category factor, CelebA's attributes):
+scikit-learn's class-balanced logistic regression, scored by its balanced accuracy.
 """
 import functools
 import math
