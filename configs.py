@@ -317,9 +317,9 @@ def apply_overrides(cfg, overrides):
     return cfg
 
 
-def parse_args(argv):
-    """Config from command-line words: [--preset NAME] [--field value | --field=value]...
-    Raises HelpRequested on -h or --help."""
+def setting_pairs(argv):
+    """[(name, value text)] from command-line words: --field value, --field=value, or a bare
+    flag of BARE_FLAGS (its value implied). Raises HelpRequested on -h or --help."""
     pairs = []
     words = list(argv)
     while words:
@@ -337,7 +337,13 @@ def parse_args(argv):
                 words.insert(0, BARE_FLAGS[name])
             value = words.pop(0)
         pairs.append((name, value))
+    return pairs
 
+
+def parse_args(argv):
+    """Config from command-line words: [--preset NAME] [--field value | --field=value]...
+    Raises HelpRequested on -h or --help."""
+    pairs = setting_pairs(argv)
     cfg = Config()
     for name, value in pairs:
         if name == "preset":

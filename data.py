@@ -3,6 +3,7 @@ benchmarks), and the loader of one epoch's batches.
 
     build_datasets(cfg) -> (train, heldout, description)   # items: float32 (3, S, S) in [0, 1]
     make_loader(dataset, cfg, train, ...)                  # the batches of one epoch
+    first_images(dataset, n)                               # a small fixed batch to draw
     python data.py FOLDER [--image_size 64]                # preprocess a folder once (the cache)
 
 The kinds themselves are below: imagesets.py (the shapes, image files, the preprocessed cache),
@@ -152,6 +153,11 @@ class EpochBatches:
 
     def __iter__(self):
         return (batch.tolist() for batch in self.batches)
+
+
+def first_images(dataset, n):
+    """The dataset's first n images (all, if it has fewer) as one (n, 3, S, S) batch."""
+    return torch.stack([dataset[i] for i in range(min(n, len(dataset)))])
 
 
 def _collate(batch):

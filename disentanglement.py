@@ -18,13 +18,18 @@ constant factor, a single code dim).
 The split of the BOM VAE latent into core dims (meant to carry STRUCTURE) and detail dims (meant
 to carry APPEARANCE) is scored by `part_probe_table` (what each part predicts) and `specificity`
 (what a traversal of each dim changes); `ridge_probe_r2` is the linear probe behind the former.
+`logistic_probe_accuracy` is the one probe for classes (a category factor, CelebA's attributes):
+scikit-learn's class-balanced logistic regression, scored by its balanced accuracy.
 """
 import functools
 import math
+import warnings
 
 import numpy as np
 import torch
 from sklearn.ensemble import GradientBoostingClassifier
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import balanced_accuracy_score
 from sklearn.svm import LinearSVC
 
 
@@ -460,16 +465,16 @@ def specificity(effects, core_dim, min_part_effect=MIN_PART_EFFECT):
 
     effects: (D, 2) non-negative; column 0 how much a traversal of dim d changes STRUCTURE,
     column 1 how much it changes APPEARANCE, each in units of how much the reconstructions of
-    two different images differ (evaluate.behaviour_report). Returns {"structure_share": [D],
-    "core_specificity", "detail_specificity", "core_effect", "detail_effect"}: the structure
-    share of dim d is s_d = e0 / (e0 + e1) (nan for a dim with no effect at all); core
-    specificity is the effect-weighted mean of s_d over the core dims (:core_dim), i.e. the
-    core traversals' summed structure effect over their summed effect, and detail specificity
-    the same for the appearance share over the detail dims. A dim counts as much as it
-    changes the image, so dims that hardly change anything cannot move a part's score. A
-    part's effect is the sum of e0 + e1 over its dims; below min_part_effect (1/1000 of the
-    reconstructions' spread by default) the part, or an empty one, has specificity nan. The
-    scores do not change when every effect is scaled by the same factor above that floor.
+    two different images differ (split_measures.behaviour_report). Returns {"structure_share":
+    [D], "core_specificity", "detail_specificity", "core_effect", "detail_effect"}: the
+    structure share of dim d is s_d = e0 / (e0 + e1) (nan for a dim with no effect at all); core
+    specificity is the effect-weighted mean of s_d over the core dims (:core_dim), i.e. the core
+    traversals' summed structure effect over their summed effect, and detail specificity the
+    same for the appearance share over the detail dims. A dim counts as much as it changes the
+    image, so dims that hardly change anything cannot move a part's score. A part's effect is
+    the sum of e0 + e1 over its dims; below min_part_effect (1/1000 of the reconstructions'
+    spread by default) the part, or an empty one, has specificity nan. The scores do not change
+    when every effect is scaled by the same factor above that floor.
     """
     effects = _as_matrix(effects, "effects")
     if effects.shape[1] != 2:
@@ -539,11 +544,15 @@ def best_dims(train_codes, train_target, k, measure):
     return order[:max(0, min(int(k), len(order)))].tolist()
 
 
-def balanced_accuracy(predicted, truth):
-    """Mean over the classes present in `truth` of the share of that class predicted right
-    (chance: 1 / classes, whatever the class sizes)."""
-    predicted, truth = np.asarray(predicted).reshape(-1), np.asarray(truth).reshape(-1)
-    return float(np.mean([(predicted[truth == c] == c).mean() for c in np.unique(truth)]))
+def balanced_accuracy(truth, predicted):
+    """scikit-learn's balanced accuracy: the mean over the classes in `truth` of the share of
+    that class predicted right (chance: 1 / classes, whatever the class sizes). A predicted
+    class that `truth` lacks is only a wrong guess, so scikit-learn's warning about it, which
+    would print amid an evaluation's output, is silenced."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "y_pred contains classes not in y_true")
+        return balanced_accuracy_score(np.asarray(truth).reshape(-1),
+                                       np.asarray(predicted).reshape(-1))
 
 
 def logistic_probe_accuracy(train_codes, train_labels, test_codes, test_labels, c=1.0,
@@ -553,7 +562,6 @@ def logistic_probe_accuracy(train_codes, train_labels, test_codes, test_labels, 
     label from the codes. No code dims: the probe has nothing to go on and predicts one class
     (balanced accuracy 1 / the test set's classes). NaN when the training or the test labels
     hold a single class."""
-    from sklearn.linear_model import LogisticRegression
     train_labels = np.asarray(train_labels).reshape(-1)
     test_labels = np.asarray(test_labels).reshape(-1)
     if len(np.unique(train_labels)) < 2 or len(np.unique(test_labels)) < 2:
@@ -565,7 +573,7 @@ def logistic_probe_accuracy(train_codes, train_labels, test_codes, test_labels, 
     mean, std = _column_stats(train_codes)
     probe = LogisticRegression(C=c, class_weight="balanced", max_iter=max_iter)
     probe.fit((train_codes - mean) / std, train_labels)
-    return balanced_accuracy(probe.predict((test_codes - mean) / std), test_labels)
+    return balanced_accuracy(test_labels, probe.predict((test_codes - mean) / std))
 
 
 def probe_score(train_codes, train_target, test_codes, test_target, measure):

@@ -1,4 +1,5 @@
-"""The arithmetic a run uses, chosen by the hardware, and said in one start-up line.
+"""The device and the arithmetic a run uses, chosen by the hardware, and said in one start-up
+line. train.py and evaluate.py both take their device from resolve_device.
 
 bf16 autocast runs the networks where the GPU computes bf16 natively (compute capability 8.0
 and up: A100, L4, H100); the goals, the measures and the guard's decisions stay float32.
@@ -20,6 +21,8 @@ import functools
 
 import torch
 
+from configs import UserError
+
 NATIVE_BF16 = (8, 0)  # the first compute capability with bf16 tensor cores (Ampere)
 
 
@@ -31,6 +34,16 @@ class Precision:
     @property
     def mixed(self):
         return self.autocast is not contextlib.nullcontext
+
+
+def resolve_device(name):
+    """The torch device a --device setting names: "auto" is the GPU when one is visible, else
+    the CPU; a CUDA device asked for without a GPU is a one-line error, not a later crash."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"device = {name!r}, but no CUDA GPU is visible; use --device cpu")
+    return torch.device(name)
 
 
 def choose_precision(amp, device):

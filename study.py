@@ -38,8 +38,9 @@ from tqdm import tqdm
 
 import configs
 import data
-import evaluate
 import plots
+import quality
+import split_measures
 from machine import cpu_machine
 
 ROOT = Path(__file__).resolve().parent
@@ -311,8 +312,8 @@ def recomputed_share(folder, mse):
     key = (cfg.image_size, cfg.heldout_size, cfg.seed, cfg.eval_images)
     if key not in _HELDOUT_VARIANCE:
         _, heldout, _ = data.build_datasets(cfg)
-        _HELDOUT_VARIANCE[key] = evaluate.heldout_pixel_variance(heldout, cfg)
-    return evaluate.explained_share(mse, _HELDOUT_VARIANCE[key])
+        _HELDOUT_VARIANCE[key] = quality.heldout_pixel_variance(heldout, cfg)
+    return quality.explained_share(mse, _HELDOUT_VARIANCE[key])
 
 
 def run_metrics(folder):
@@ -322,9 +323,8 @@ def run_metrics(folder):
     rec, behaviour = results["reconstruction"], results["behaviour"]
     if "variance_explained" not in rec:  # evaluated before it was measured
         rec["variance_explained"] = recomputed_share(folder, rec["mse"])
-    reason = evaluate.split_withheld(rec)
-    if reason:  # as evaluate.py withholds them (a no-op for runs evaluated since)
-        evaluate.withhold_split_measures(results, reason)
+    # As evaluate.py withholds them (a no-op for runs evaluated since).
+    split_measures.withhold_split_measures(results)
     swap = behaviour["swap"]
     m = {"mse": rec["mse"], "psnr": rec["psnr"], "ssim": rec["ssim"],
          "variance_explained": rec["variance_explained"],
@@ -520,9 +520,9 @@ def markdown(table, args, seconds):
              "verdict cells say \"– (k/n failed)\"",
              "- variance_explained: the share of the held-out images' pixel variance (around "
              "their mean image) that the reconstructions explain; below "
-             f"{evaluate.MIN_VARIANCE_EXPLAINED:g} every split measure (specificity, swap "
-             "transfers, split score, what core and detail predict of each factor) is withheld "
-             "(NaN: a failed seed), as evaluate.py withholds it: a model that does not "
+             f"{split_measures.MIN_VARIANCE_EXPLAINED:g} every split measure (specificity, "
+             "swap transfers, split score, what core and detail predict of each factor) is "
+             "withheld (NaN: a failed seed), as evaluate.py withholds it: a model that does not "
              "reconstruct has no split to measure. For runs evaluated before it was measured, "
              "it is recomputed from the run's MSE and its held-out images, drawn again", "",
              *verdict_lines(table), *paired_lines(table, args.paired_with),

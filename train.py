@@ -34,13 +34,15 @@ from checkpoint import FORMAT, previous_path, read_checkpoint, save_checkpoint
 from configs import GROUPS, UserError
 import distributed
 from control import GroupMultipliers, RollbackGuard, Tightener
-from data import build_datasets, make_loader
-from evaluate import evaluate_run, reconstruction_metrics, summary_lines
+from data import build_datasets, first_images, make_loader
+from evaluate import evaluate_run
 from losses import (Calibrator, GoalEvaluation, RealStats, StepDraws, barrier_loss, draw_step,
                     evaluate_goals, forward_measures, group_sum_loss, kl_per_dim,
                     measures_to_host, real_stats, smooth_max_loss, weighted_group_loss)
 from models import build_models, compile_networks
-from precision import choose_precision
+from precision import choose_precision, resolve_device
+from quality import reconstruction_metrics
+from report import summary_lines
 from summary import EpochStats, format_summary, recent_gain
 
 # The discriminator's optimizer takes no step during calibration, so its scheduler's first
@@ -54,14 +56,6 @@ DANGER_GROUP_SCORE = 0.05  # a group this low is in the danger zone
 
 class TrainingStalled(UserError):
     pass
-
-
-def resolve_device(name):
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"device = {name!r}, but no CUDA GPU is visible; use --device cpu")
-    return torch.device(name)
 
 
 def learning_rate_schedule(optimizer, cfg):
@@ -640,8 +634,7 @@ EPOCH_PICTURE_IMAGES = 8  # held-out images in each epoch's picture
 def epoch_picture(vae, heldout, device):
     """One grid, on the CPU: the first held-out images, their reconstructions, and their swaps
     (each image's core with the next one's detail), a row each. Eval mode, one small batch."""
-    x = torch.stack([heldout[i] for i in range(min(EPOCH_PICTURE_IMAGES, len(heldout)))])
-    x = x.to(device)
+    x = first_images(heldout, EPOCH_PICTURE_IMAGES).to(device)
     vae.eval()
     core, detail = vae.encode(x)
     recon = vae.decode(core, detail)

@@ -62,6 +62,7 @@ from data import build_datasets  # noqa: E402
 from machine import cpu_machine  # noqa: E402
 from losses import draw_step, evaluate_goals, forward_measures  # noqa: E402
 from models import vgg16_trunk  # noqa: E402
+from precision import resolve_device  # noqa: E402
 from summary import EpochStats  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -487,7 +488,7 @@ def main():
                         "or the small untrained one of --perceptual random")
     parser.add_argument("--output", default="", help="results file stem (default: by device)")
     args = parser.parse_args()
-    device = train.resolve_device(args.device)
+    device = resolve_device(args.device)
     if not args.variants:
         args.variants = "naive,ours,ours+channels_last,ours+channels_last+compile," \
             "ours+channels_last+next_batch" if device.type == "cpu" else \

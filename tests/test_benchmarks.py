@@ -267,7 +267,8 @@ def test_the_factor_table_holds_the_values_planted_in_the_codes(tmp_path, monkey
     """Not only keys: codes built from the factors (core dim 0 = horizontal_axis, core dim 1
     = object_shape with its classes out of order, detail dim 5 = background_color, the rest
     noise) give the answer known by construction in final_metrics' probes and in report.md."""
-    import evaluate
+    import probes
+    import report
     sizes = (2, 3, 2, 2, 2, 10, 12)
     monkeypatch.setitem(benchmarks.BENCHMARKS, "mpi3d", dataclasses.replace(
         benchmarks.BENCHMARKS["mpi3d"], file_sizes=sizes))
@@ -288,11 +289,11 @@ def test_the_factor_table_holds_the_values_planted_in_the_codes(tmp_path, monkey
         codes[:, 1] += np.array([0.0, 2.0, 1.0])[f[:, col["object_shape"]].astype(int)]
         codes[:, 5] += f[:, col["background_color"]]
         return codes
-    monkeypatch.setattr(evaluate, "_encode_rows", planted)
+    monkeypatch.setattr(probes, "encode_rows", planted)
 
     class Stub:
         core_dim = 2
-    factors = evaluate.factor_report(Stub(), cfg, "cpu")
+    factors = probes.factor_report(Stub(), cfg, "cpu")
     p = factors["probes"]
     assert p["horizontal_axis"]["measure"] == "r2" and p["horizontal_axis"]["core"] > 0.999
     assert abs(p["horizontal_axis"]["detail"]) < 0.05
@@ -305,6 +306,6 @@ def test_the_factor_table_holds_the_values_planted_in_the_codes(tmp_path, monkey
     assert abs(p["background_color"]["core"] - 0.5) < 0.1
     assert abs(p["vertical_axis"]["all"]) < 0.05 and p["vertical_axis"]["measure"] == "r2"
     assert factors["probe_k"] == 2
-    text = "\n".join(evaluate.factor_lines(factors))
+    text = "\n".join(report.factor_lines(factors))
     assert "| object_shape | structure | balanced accuracy | 0.333 | 1 |" in text
     assert f"| horizontal_axis | structure | R² | 0 | {p['horizontal_axis']['core']:.3g} |" in text

@@ -11,7 +11,8 @@ from PIL import Image
 import benchmarks
 import celeba
 import celeba_setup
-import evaluate
+import disentanglement
+import probes
 import train
 from test_celeba_setup import NUMBERS, ZIP_MD5, Server, tiny_celeba_zip
 
@@ -197,20 +198,22 @@ def test_evaluation_reports_landmarks_and_attributes_from_core_and_detail(tmp_pa
 
 def test_without_annotations_the_report_says_how_to_get_them(tmp_path, tiny_cfg):
     tiny_cfg.dataset, tiny_cfg.data_dir = "celeba", str(tmp_path)
-    faces = evaluate.face_report(None, tiny_cfg, "cpu")
+    faces = probes.face_report(None, tiny_cfg, "cpu")
     assert "list_attr_celeba.txt is missing" in faces["skipped"]
     assert f"python celeba_setup.py --data_dir {tmp_path}" in faces["skipped"]
 
 
-def test_the_logistic_probe_scores_balanced_accuracy():
+def test_the_attribute_probe_scores_balanced_accuracy():
     rng = np.random.default_rng(0)
     x = rng.normal(size=(600, 3))
-    y = np.stack([x[:, 0] > 1.2, x[:, 1] > 0, rng.random(600) > 0.5], 1).astype(float)
-    accuracy = evaluate.logistic_balanced_accuracy(x[:400], y[:400], x[400:], y[400:])
-    assert accuracy[0] > 0.9 and accuracy[1] > 0.9   # a rare class is not ignored
-    assert abs(accuracy[2] - 0.5) < 0.1               # noise: chance
-    y[:, 2] = 1
-    assert np.isnan(evaluate.logistic_balanced_accuracy(x[:400], y[:400], x[400:], y[400:])[2])
+    y = np.stack([x[:, 0] > 1.2, x[:, 1] > 0, rng.random(600) > 0.5], 1)
+
+    def accuracy(k):
+        return disentanglement.logistic_probe_accuracy(x[:400], y[:400, k], x[400:], y[400:, k])
+    assert accuracy(0) > 0.9 and accuracy(1) > 0.9   # a rare class is not ignored
+    assert abs(accuracy(2) - 0.5) < 0.1               # noise: chance
+    y[:, 2] = True
+    assert np.isnan(accuracy(2))                      # one class: nothing to tell apart
 
 
 def test_attribute_kinds_cover_the_40_attributes():

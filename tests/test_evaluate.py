@@ -8,10 +8,15 @@ from pathlib import Path
 import pytest
 import torch
 
+import configs
+import disentanglement
 import evaluate
 import imagesets
+import quality
+import split_measures
 import train
 from models import Posterior
+from report import drawn_text, number_text, write_report
 
 
 def bar_images(left, color, width=32, bar=8):
@@ -55,7 +60,7 @@ def some_bars(n=16, seed=0):
 
 def test_identical_images_differ_by_nothing():
     x = some_bars()
-    assert all(v.abs().max() == 0 for v in evaluate.image_differences(x, x).values())
+    assert all(v.abs().max() == 0 for v in split_measures.image_differences(x, x).values())
 
 
 def test_a_pure_colour_shift_changes_appearance_not_structure():
@@ -63,28 +68,28 @@ def test_a_pure_colour_shift_changes_appearance_not_structure():
     shifted = x.clone()
     shifted[:, 0] = (x[:, 0] + 0.1 * (x[:, 0] > 0)).clamp(0, 1)  # red up, green down: the
     shifted[:, 1] = (x[:, 1] - 0.1 * (x[:, 1] > 0)).clamp(0, 1)  # channel mean is unchanged
-    d = evaluate.image_differences(x, shifted)
+    d = split_measures.image_differences(x, shifted)
     assert d["structure"].max() < 1e-10
     assert d["color"].min() > 0 and d["histogram"].min() > 0
 
 
 def test_a_pure_geometric_shift_changes_structure_not_appearance():
     x = some_bars()
-    d = evaluate.image_differences(x, x.roll(3, dims=3))  # every bar moves 3 px, wraps nowhere
+    d = split_measures.image_differences(x, x.roll(3, dims=3))  # bars move 3 px, none wraps
     assert d["color"].max() < 1e-10 and d["histogram"].max() < 1e-10
     assert d["structure"].min() > 0
 
 
 def test_a_perfectly_split_model_scores_full_specificity_and_beats_chance_in_the_swap():
     x = some_bars(32)
-    chance = evaluate._chance(x)
-    effects = evaluate.traversal_effects(BarVAE(), x, chance)
+    chance = split_measures.chance_differences(x)
+    effects = split_measures.traversal_effects(BarVAE(), x, chance)
     assert effects[0, 1] < 1e-6 < effects[0, 0]   # core dim: structure only
     assert effects[1, 0] < 1e-6 < effects[1, 1]   # detail dim: appearance only
-    report = evaluate.disentanglement.specificity(effects.numpy(), 1)
+    report = disentanglement.specificity(effects.numpy(), 1)
     assert report["core_specificity"] == pytest.approx(1.0, abs=1e-9)
     assert report["detail_specificity"] == pytest.approx(1.0, abs=1e-9)
-    swap = evaluate.swap_test(BarVAE(), x, chance)
+    swap = split_measures.swap_test(BarVAE(), x, chance)
     assert swap["structure_error_vs_x1"] < 1e-3 * swap["structure_chance"]
     assert swap["appearance_error_vs_x2"] < 1e-3 * swap["appearance_chance"]
 
@@ -98,12 +103,12 @@ class ConstantVAE(BarVAE):
 
 def test_the_swap_test_has_controls_that_a_constant_decoder_cannot_beat():
     x = some_bars(16)
-    chance = evaluate._chance(x)
-    perfect = evaluate.swap_test(BarVAE(), x, chance)
+    chance = split_measures.chance_differences(x)
+    perfect = split_measures.swap_test(BarVAE(), x, chance)
     assert perfect["structure_transfer"] == pytest.approx(1.0, abs=1e-3)
     assert perfect["appearance_transfer"] == pytest.approx(1.0, abs=1e-3)
     assert perfect["structure_floor"] < 1e-3 * perfect["structure_ceiling"]
-    swapped = evaluate.swap_test(BarVAE(swapped=True), x, chance)  # core carries colour
+    swapped = split_measures.swap_test(BarVAE(swapped=True), x, chance)  # core carries colour
     assert swapped["structure_transfer"] == pytest.approx(0.0, abs=1e-3)
     assert swapped["appearance_transfer"] == pytest.approx(0.0, abs=1e-3)
     assert perfect["structure_transfer_bounded"] == pytest.approx(1.0, abs=1e-6)
@@ -112,7 +117,7 @@ def test_the_swap_test_has_controls_that_a_constant_decoder_cannot_beat():
     assert swapped["structure_transfer_bounded"] == pytest.approx(0.0, abs=1e-6)
     assert swapped["appearance_transfer_bounded"] == pytest.approx(0.0, abs=1e-6)
     assert swapped["split_score"] == pytest.approx(0.0, abs=1e-6)
-    constant = evaluate.swap_test(ConstantVAE(), x, chance)
+    constant = split_measures.swap_test(ConstantVAE(), x, chance)
     assert all(math.isnan(constant[k]) for k in ("structure_transfer_bounded",
                                                  "appearance_transfer_bounded", "split_score"))
     # It beats "an arbitrary image" on appearance, and still scores no transfer at all.
@@ -121,7 +126,7 @@ def test_the_swap_test_has_controls_that_a_constant_decoder_cannot_beat():
     assert math.isnan(constant["appearance_transfer"])
     mean_image = x.mean(0, keepdim=True).expand(8, -1, -1, -1)
     assert constant["appearance_mean_image"] == pytest.approx(
-        evaluate.image_differences(mean_image, x[8:16])["color"].mean().item())
+        split_measures.image_differences(mean_image, x[8:16])["color"].mean().item())
 
 
 class CorelessVAE(BarVAE):
@@ -136,15 +141,15 @@ def test_the_bounded_swap_scores_are_measured_against_the_two_reconstructions():
     mean-colour MSE with r1 and r2 exchanged, split = the smaller: a decoder that ignores core
     draws r2 for the swap, so appearance 1, structure 0, split 0."""
     x = some_bars(16)
-    chance = evaluate._chance(x)
-    coreless = evaluate.swap_test(CorelessVAE(), x, chance)
+    chance = split_measures.chance_differences(x)
+    coreless = split_measures.swap_test(CorelessVAE(), x, chance)
     assert coreless["structure_vs_recon2"] == 0.0 and coreless["structure_vs_recon1"] > 0
     assert coreless["structure_transfer_bounded"] == 0.0
     assert coreless["appearance_transfer_bounded"] == 1.0
     assert coreless["split_score"] == 0.0
     # A decoder between the two (WideLatentVAE's soft bars, half way between perfect and
     # coreless): the score is the stated ratio of the stated distances, inside [0, 1].
-    d = evaluate.swap_test(HalfCorelessVAE(), x, chance)
+    d = split_measures.swap_test(HalfCorelessVAE(), x, chance)
     assert 0.05 < d["structure_transfer_bounded"] < 0.95
     assert d["structure_transfer_bounded"] == pytest.approx(
         d["structure_vs_recon2"] / (d["structure_vs_recon1"] + d["structure_vs_recon2"]))
@@ -154,10 +159,10 @@ def test_the_bounded_swap_scores_are_measured_against_the_two_reconstructions():
                                    d["appearance_transfer_bounded"])
     # As far from both reconstructions: 0.5; n/a only when both distances are negligible
     # against how much two arbitrary images differ.
-    assert evaluate.bounded_transfer(0.2, 0.2, 1.0) == 0.5
-    assert math.isnan(evaluate.bounded_transfer(0.0, 1e-9, 1.0))
-    assert evaluate.bounded_transfer(0.0, 1e-5, 1.0) == 1.0
-    assert math.isnan(evaluate.split_score(math.nan, 1.0))
+    assert split_measures.bounded_transfer(0.2, 0.2, 1.0) == 0.5
+    assert math.isnan(split_measures.bounded_transfer(0.0, 1e-9, 1.0))
+    assert split_measures.bounded_transfer(0.0, 1e-5, 1.0) == 1.0
+    assert math.isnan(split_measures.split_score(math.nan, 1.0))
 
 
 class HalfCorelessVAE(BarVAE):
@@ -181,8 +186,8 @@ def test_traversals_are_measured_against_the_reconstructions_own_change():
     and a decoder that ignores its input has none to measure: specificity n/a, not a number
     that a constant image could earn."""
     images = list(some_bars(32))
-    full = evaluate.behaviour_report(BarVAE(), images, "cpu")
-    faint = evaluate.behaviour_report(FaintBarVAE(), images, "cpu")
+    full = split_measures.behaviour_report(BarVAE(), images, "cpu")
+    faint = split_measures.behaviour_report(FaintBarVAE(), images, "cpu")
     # Edge maps scale with contrast, so structure effects are identical (colour histograms
     # do not scale linearly: appearance effects only keep their kind).
     structure = [[row[0] for row in report["effects"]] for report in (faint, full)]
@@ -191,7 +196,7 @@ def test_traversals_are_measured_against_the_reconstructions_own_change():
     assert full["core_specificity"] == pytest.approx(1.0, abs=1e-9)
     assert faint["reconstruction_spread"]["structure"] == pytest.approx(
         0.01 * full["reconstruction_spread"]["structure"], rel=1e-4)
-    constant = evaluate.behaviour_report(ConstantVAE(), images, "cpu")
+    constant = split_measures.behaviour_report(ConstantVAE(), images, "cpu")
     assert math.isnan(constant["core_specificity"]) and math.isnan(constant["detail_specificity"])
     assert all(math.isnan(v) for row in constant["effects"] for v in row)
 
@@ -226,7 +231,7 @@ def test_specificity_is_scale_free_but_na_for_a_negligible_effect():
     """Ten times smaller traversal effects keep the specificity; effects that are a millionth
     of how much the reconstructions differ earn none (n/a), however pure they are."""
     images = list(some_bars(32))
-    strong, weak, negligible = (evaluate.behaviour_report(WideLatentVAE(s), images, "cpu")
+    strong, weak, negligible = (split_measures.behaviour_report(WideLatentVAE(s), images, "cpu")
                                 for s in (30.0, 30.0 * 10 ** 0.5, 1e4))
     assert strong["reconstruction_spread"] == pytest.approx(negligible["reconstruction_spread"])
     ratio = [s / w for s, w in zip(strong["effects"][0], weak["effects"][0])]
@@ -241,12 +246,12 @@ def test_specificity_is_scale_free_but_na_for_a_negligible_effect():
 
 def test_a_model_with_the_roles_swapped_scores_zero_specificity():
     x = some_bars(32)
-    chance = evaluate._chance(x)
-    effects = evaluate.traversal_effects(BarVAE(swapped=True), x, chance)
-    report = evaluate.disentanglement.specificity(effects.numpy(), 1)
+    chance = split_measures.chance_differences(x)
+    effects = split_measures.traversal_effects(BarVAE(swapped=True), x, chance)
+    report = disentanglement.specificity(effects.numpy(), 1)
     assert report["core_specificity"] == pytest.approx(0.0, abs=1e-9)
     assert report["detail_specificity"] == pytest.approx(0.0, abs=1e-9)
-    swap = evaluate.swap_test(BarVAE(swapped=True), x, chance)
+    swap = split_measures.swap_test(BarVAE(swapped=True), x, chance)
     assert swap["structure_error_vs_x1"] > 0.3 * swap["structure_chance"]
 
 
@@ -260,12 +265,12 @@ def test_perceptual_metrics_say_why_they_are_skipped_without_torchmetrics(tiny_c
     for name in ("torchmetrics", "torchmetrics.image", "torchmetrics.image.fid",
                  "torchmetrics.image.lpip"):
         monkeypatch.setitem(sys.modules, name, None)
-    result = evaluate.perceptual_metrics(BarVAE().eval(), some_bars(4), tiny_cfg,
+    result = quality.perceptual_metrics(BarVAE().eval(), some_bars(4), tiny_cfg,
                                          torch.device("cpu"))
     assert set(result) == {"skipped"}
     assert result["skipped"].startswith("torchmetrics (with torch-fidelity) is not installed")
     assert result["skipped"].endswith("pip install torchmetrics torch-fidelity")
-    assert evaluate.perceptual_line(result) == f"LPIPS/FID skipped: {result['skipped']}"
+    assert quality.perceptual_line(result) == f"LPIPS/FID skipped: {result['skipped']}"
 
 
 def _stand_in_torchmetrics(monkeypatch, lpips_class, fid_class):
@@ -319,7 +324,7 @@ def test_perceptual_metrics_are_computed_when_torchmetrics_is_there(tiny_cfg, mo
         def reconstruct(self, x):
             return 0.6 * x
     vae = Dimmer()
-    result = evaluate.perceptual_metrics(vae, list(images), tiny_cfg, torch.device("cpu"))
+    result = quality.perceptual_metrics(vae, list(images), tiny_cfg, torch.device("cpu"))
     x = images[:12]
     with torch.no_grad():
         recon = vae.reconstruct(x).float().clamp(0, 1)
@@ -335,7 +340,7 @@ def test_perceptual_metrics_say_when_their_weights_cannot_be_loaded(tiny_cfg, mo
         def __init__(self, *args, **kwargs):
             raise OSError("no internet to fetch the VGG weights")
     _stand_in_torchmetrics(monkeypatch, Offline, Offline)
-    result = evaluate.perceptual_metrics(BarVAE().eval(), some_bars(4), tiny_cfg,
+    result = quality.perceptual_metrics(BarVAE().eval(), some_bars(4), tiny_cfg,
                                          torch.device("cpu"))
     assert result == {"skipped": "LPIPS/FID weights could not be loaded (OSError: no internet "
                                  "to fetch the VGG weights)"}
@@ -368,14 +373,14 @@ def test_lpips_and_fid_use_the_set_number_of_images_and_say_it(tiny_cfg, monkeyp
     for name in ("torchmetrics", "torchmetrics.image"):
         monkeypatch.setitem(sys.modules, name, types.ModuleType(name))
     heldout = [img for img in some_bars(40)]
-    assert evaluate.perceptual_image_count(tiny_cfg, torch.device("cuda"), 20000) == 10000
-    assert evaluate.perceptual_image_count(tiny_cfg, torch.device("cpu"), 20000) == 1000
-    assert evaluate.perceptual_image_count(tiny_cfg, torch.device("cpu"), 40) == 40
+    assert quality.perceptual_image_count(tiny_cfg, torch.device("cuda"), 20000) == 10000
+    assert quality.perceptual_image_count(tiny_cfg, torch.device("cpu"), 20000) == 1000
+    assert quality.perceptual_image_count(tiny_cfg, torch.device("cpu"), 40) == 40
     tiny_cfg.fid_images = 20
-    result = evaluate.perceptual_metrics(BarVAE().eval(), heldout, tiny_cfg, torch.device("cpu"))
+    result = quality.perceptual_metrics(BarVAE().eval(), heldout, tiny_cfg, torch.device("cpu"))
     assert result == {"lpips": 0.5, "fid": 0.5, "images": 20}
     assert shown == {"lpips": 20, "real": 20, "fake": 20}
-    assert evaluate.perceptual_line(result) == \
+    assert quality.perceptual_line(result) == \
         "LPIPS 0.5000, FID 0.50 (on 20 held-out images)"
 
 
@@ -396,8 +401,8 @@ def test_a_run_writes_the_report_with_metrics_factors_and_pictures(tiny_cfg):
     assert split is None or 0.0 <= split <= 1.0 or math.isnan(split)
     # Two epochs of the tiny model: whether its split is measured is the variance rule's call.
     share = results["reconstruction"]["variance_explained"]
-    assert ("split_withheld" in results) == (share < evaluate.MIN_VARIANCE_EXPLAINED)
-    if share < evaluate.MIN_VARIANCE_EXPLAINED:
+    assert ("split_withheld" in results) == (share < split_measures.MIN_VARIANCE_EXPLAINED)
+    if share < split_measures.MIN_VARIANCE_EXPLAINED:
         assert math.isnan(split) and "**Split measures withheld" in \
             (out / "report.md").read_text()
     # The built-in shapes: shape is a class index, the other factors are continuous draws.
@@ -407,9 +412,9 @@ def test_a_run_writes_the_report_with_metrics_factors_and_pictures(tiny_cfg):
     report = (out / "report.md").read_text()
     for text in ("## Held-out reconstruction", "core → structure", "| factor | kind |",
                  "| from all | classes |", "MIG", "Split score = min of the two: "
-                 f"{evaluate._number(split, 3)}", "bounded transfer (vs reconstructions)",
+                 f"{number_text(split, 3)}", "bounded transfer (vs reconstructions)",
                  "![reconstructions](reconstructions.png)", "![dim_effects]",
-                 "## What the pictures draw (built-in shapes)", evaluate.drawn_text(drawn)):
+                 "## What the pictures draw (built-in shapes)", drawn_text(drawn)):
         assert text in report, text
     shape_row = next(line for line in report.splitlines() if line.startswith("| shape |"))
     assert shape_row.startswith("| shape | structure | balanced accuracy | 0.333 |")
@@ -428,10 +433,10 @@ def test_a_run_writes_the_report_with_metrics_factors_and_pictures(tiny_cfg):
 
 
 def test_evaluation_may_change_what_is_measured_not_the_experiment():
-    cfg = evaluate.configs.parse_args(["--preset", "tiny"])
+    cfg = configs.parse_args(["--preset", "tiny"])
     changed = evaluate.with_run_settings(cfg, ["--dci_trees", "7", "--probe_images=40"])
     assert (changed.dci_trees, changed.probe_images, changed.latent_dim) == (7, 40, 12)
-    with pytest.raises(evaluate.UserError, match="--latent_dim is a setting of the experiment"):
+    with pytest.raises(configs.UserError, match="--latent_dim is a setting of the experiment"):
         evaluate.with_run_settings(cfg, ["--latent_dim", "256"])
 
 
@@ -461,7 +466,7 @@ class FactorVAE(torch.nn.Module):
 @pytest.mark.parametrize("shapes", [imagesets.SyntheticShapes, imagesets.SparseShapes])
 def test_the_drawn_shapes_of_a_perfect_model_are_the_true_images(shapes):
     heldout = shapes(60, 32, seed=3)
-    drawn = evaluate.drawn_shapes_report(FactorVAE(heldout), heldout, "cpu")
+    drawn = split_measures.drawn_shapes_report(FactorVAE(heldout), heldout, "cpu")
     assert drawn["images"] == 60
     assert drawn["recon_kind"] == 1.0 and drawn["swap_kind"] == 1.0
     # The swap of this model is x1's shape in x2's colours: the true swap image, exactly.
@@ -470,7 +475,7 @@ def test_the_drawn_shapes_of_a_perfect_model_are_the_true_images(shapes):
 
 def test_a_model_that_draws_one_kind_scores_chance_and_misses_the_true_swap():
     heldout = imagesets.SyntheticShapes(60, 32, seed=3)
-    drawn = evaluate.drawn_shapes_report(FactorVAE(heldout, kind=0.0), heldout, "cpu")
+    drawn = split_measures.drawn_shapes_report(FactorVAE(heldout, kind=0.0), heldout, "cpu")
     assert drawn["recon_kind"] == pytest.approx(1 / 3) and drawn["swap_kind"] == \
         pytest.approx(1 / 3)
     assert drawn["swap_mse"] > 1e-4 and drawn["swap_mse"] == pytest.approx(drawn["recon_mse"],
@@ -478,7 +483,7 @@ def test_a_model_that_draws_one_kind_scores_chance_and_misses_the_true_swap():
 
 
 def test_drawn_shapes_are_measured_on_the_built_in_shapes_only():
-    assert evaluate.drawn_shapes_report(None, [torch.zeros(3, 32, 32)] * 4, "cpu") is None
+    assert split_measures.drawn_shapes_report(None, [torch.zeros(3, 32, 32)] * 4, "cpu") is None
 
 
 # --- split measures withheld from a model that does not reconstruct ---------------------------
@@ -510,15 +515,13 @@ def sparse_bars(n=64, seed=0):
 def split_results(vae, images, cfg):
     """What evaluate_run measures of the split, withheld as it withholds them."""
     dataset = list(images)
-    results = {"reconstruction": evaluate.reconstruction_metrics(vae, dataset, cfg,
+    results = {"reconstruction": quality.reconstruction_metrics(vae, dataset, cfg,
                                                                  torch.device("cpu")),
-               "behaviour": evaluate.behaviour_report(vae, dataset, torch.device("cpu")),
+               "behaviour": split_measures.behaviour_report(vae, dataset, torch.device("cpu")),
                "factors": {"probes": {"x": {"core": 0.9, "detail": 0.1, "core_r2": 0.9,
                                             "detail_r2": 0.1, "all": 0.95}}},
                "perceptual": {"skipped": "not here"}}
-    reason = evaluate.split_withheld(results["reconstruction"])
-    if reason:
-        evaluate.withhold_split_measures(results, reason)
+    split_measures.withhold_split_measures(results)
     return results
 
 
@@ -540,12 +543,12 @@ def test_split_measures_are_withheld_unless_the_reconstructions_explain_half_the
     assert rec["pixel_variance"] == pytest.approx(x.var(0, unbiased=False).mean().item())
     if explained is not None:
         assert share == pytest.approx(explained, abs=1e-6)
-    report = evaluate.write_report(tmp_path, tiny_cfg, [], {  # a full factors table aside
+    report = write_report(tmp_path, tiny_cfg, [], {  # a full factors table aside
         k: v for k, v in results.items() if k != "factors"}, []).read_text()
     if name == "perfect":
         assert "split_withheld" not in results
         assert swap["split_score"] > 0.9 and results["factors"]["probes"]["x"]["core"] == 0.9
-        assert "Split score = min of the two: " + evaluate._number(swap["split_score"], 3) \
+        assert "Split score = min of the two: " + number_text(swap["split_score"], 3) \
             in report
         return
     assert share < 0.5
@@ -565,6 +568,6 @@ def test_near_black_frames_would_read_as_a_clean_split_without_the_rule(tiny_cfg
     split (measured against its own near-black reconstructions)."""
     images = sparse_bars(64)
     tiny_cfg.eval_images = len(images)
-    behaviour = evaluate.behaviour_report(Drawing(lambda x: 0.05 * x), list(images),
+    behaviour = split_measures.behaviour_report(Drawing(lambda x: 0.05 * x), list(images),
                                           torch.device("cpu"))
     assert behaviour["swap"]["split_score"] > 0.9

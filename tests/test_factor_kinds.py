@@ -11,7 +11,7 @@ import torch
 import benchmarks
 import configs
 import disentanglement
-import evaluate
+import probes
 from models import Posterior
 from test_benchmarks import make_file, set_up, small_grids  # noqa: F401 (a fixture)
 from test_factors_csv import make_folder, write
@@ -83,7 +83,7 @@ def test_factor_report_scores_a_32_class_factor_by_its_classes(monkeypatch):
     monkeypatch.setattr(benchmarks, "factor_set", lambda cfg: factor_set)
     cfg = configs.parse_args(["--preset", "tiny"])
     cfg.probe_images, cfg.dci_trees = n, 2
-    report = evaluate.factor_report(ReadOffVAE(), cfg, torch.device("cpu"))
+    report = probes.factor_report(ReadOffVAE(), cfg, torch.device("cpu"))
     codes = factors.astype(np.float32).astype(np.float64)  # encoded in float32
     expected = disentanglement.mutual_information_gap(codes, factors, discrete=[True, False])
     binned = disentanglement.mutual_information_gap(codes, factors, discrete=False)

@@ -8,11 +8,13 @@ import math
 import numpy as np
 import pytest
 
+import benchmarks
 import celeba
 import configs
 import disentanglement as D
-import evaluate
 import imagesets
+import probes
+import report
 
 RNG = np.random.default_rng(0)
 
@@ -58,7 +60,7 @@ def test_a_factor_equal_to_one_dim_is_read_from_that_part_only():
     codes = noise(n, core + 9, 3)
     structure, appearance = codes[:, 1].copy(), codes[:, core + 5].copy()
     factors = np.stack([structure, appearance], 1)
-    table = evaluate.factor_probes(codes[:1600], factors[:1600], codes[1600:], factors[1600:],
+    table = probes.factor_probes(codes[:1600], factors[:1600], codes[1600:], factors[1600:],
                                    core, ["pos", "hue"], [False, False],
                                    ["continuous", "continuous"])
     assert table["pos"]["measure"] == "r2"
@@ -72,12 +74,15 @@ def test_a_factor_equal_to_one_dim_is_read_from_that_part_only():
 
 # --- categories -------------------------------------------------------------------------------
 
-def test_balanced_accuracy_is_the_mean_recall_over_classes():
+def test_balanced_accuracy_is_the_mean_recall_over_classes(recwarn):
     truth = np.array([0] * 90 + [1] * 10)
-    assert D.balanced_accuracy(np.zeros(100), truth) == 0.5       # plain accuracy: 0.9
+    assert D.balanced_accuracy(truth, np.zeros(100)) == 0.5       # plain accuracy: 0.9
     predicted = truth.copy()
     predicted[:9] = 1                                             # 10 % of class 0 wrong
-    assert D.balanced_accuracy(predicted, truth) == pytest.approx((0.9 + 1.0) / 2)
+    assert D.balanced_accuracy(truth, predicted) == pytest.approx((0.9 + 1.0) / 2)
+    predicted[:9] = 2                       # a class the truth lacks: a wrong guess, quietly
+    assert D.balanced_accuracy(truth, predicted) == pytest.approx((0.9 + 1.0) / 2)
+    assert not recwarn.list
 
 
 def test_a_category_is_scored_by_balanced_accuracy_against_chance_not_by_r2_of_its_index():
@@ -88,7 +93,7 @@ def test_a_category_is_scored_by_balanced_accuracy_against_chance_not_by_r2_of_i
     codes = noise(n, core + 6, 5) * 0.05
     codes[:, 0] += np.array([0.0, 2.0, 1.0])[labels]
     factors = (labels / 2.0)[:, None]
-    table = evaluate.factor_probes(codes[:1200], factors[:1200], codes[1200:], factors[1200:],
+    table = probes.factor_probes(codes[:1200], factors[:1200], codes[1200:], factors[1200:],
                                    core, ["shape"], [True], [3])
     row = table["shape"]
     assert row["measure"] == "balanced_accuracy" and row["chance"] == pytest.approx(1 / 3)
@@ -103,7 +108,7 @@ def test_many_classes_keep_the_r2_and_few_classes_become_a_category():
     factors = np.stack([np.random.default_rng(7).integers(0, 32, n),
                         np.random.default_rng(8).integers(0, 6, n),
                         np.random.default_rng(9).random(n)], 1).astype(float)
-    table = evaluate.factor_probes(codes[:600], factors[:600], codes[600:], factors[600:], 2,
+    table = probes.factor_probes(codes[:600], factors[:600], codes[600:], factors[600:], 2,
                                    ["x", "colour", "size"], [True, True, False],
                                    [32, 6, "continuous"])
     assert [table[f]["measure"] for f in ("x", "colour", "size")] == \
@@ -143,11 +148,11 @@ def test_the_built_in_shapes_say_their_symmetry():
 def test_the_symmetry_target_is_the_angle_modulo_the_symmetry():
     angle = np.array([0.1, 0.1 + 2 * math.pi / 4, 0.3, 0.2])
     order = np.array([4, 4, 0, 3])
-    rows, target = evaluate.symmetry_target(angle, order, span=2 * math.pi)  # wraps: sin, cos
+    rows, target = probes.symmetry_target(angle, order, span=2 * math.pi)  # wraps: sin, cos
     assert rows.tolist() == [True, True, False, True] and target.shape == (3, 2)
     assert np.allclose(target[0], target[1])        # a quarter turn of a square: no change
     assert np.allclose(target[2], [math.sin(0.6), math.cos(0.6)])
-    rows, target = evaluate.symmetry_target(angle, order, span=math.pi / 4)  # one period
+    rows, target = probes.symmetry_target(angle, order, span=math.pi / 4)  # one period
     assert target.shape == (3, 1) and np.allclose(target[:, 0], angle[rows])
 
 
@@ -167,9 +172,9 @@ def test_rotation_is_scored_where_the_image_shows_it():
 
     class Set:
         names = ["shape", "rotation"]
-    symmetry = evaluate.rotation_symmetry(cfg, Set)
+    symmetry = probes.rotation_symmetry(cfg, Set)
     assert symmetry["orders"] == {0.0: 0, 0.5: 4, 1.0: 3}
-    table = evaluate.factor_probes(codes[:2400], factors[:2400], codes[2400:], factors[2400:],
+    table = probes.factor_probes(codes[:2400], factors[:2400], codes[2400:], factors[2400:],
                                    core, Set.names, [True, False], [3, "continuous"], symmetry)
     row = table["rotation"]
     assert row["measure"] == "symmetry_r2" and "circle left out" in row["note"]
@@ -177,20 +182,20 @@ def test_rotation_is_scored_where_the_image_shows_it():
     assert row["core"] > 0.99 and abs(row["detail"]) < 0.05
     assert row["core_r2"] < 0.85                    # the old measure, circles included
     assert table["shape"]["core"] > 0.99            # one dim, three levels
-    assert evaluate.rotation_symmetry(configs.Config(dataset="dsprites"), Set) is None
+    assert probes.rotation_symmetry(configs.Config(dataset="dsprites"), Set) is None
 
 
 # --- CelebA: split by person ------------------------------------------------------------------
 
 def test_a_group_split_puts_nobody_on_both_sides():
     people = np.repeat(np.arange(50), np.random.default_rng(14).integers(5, 35, 50))
-    fit = evaluate.split_by_group(people, 0.8, np.random.default_rng(15))
+    fit = probes.split_by_group(people, 0.8, np.random.default_rng(15))
     assert not set(people[fit]) & set(people[~fit])
     assert 0.75 < fit.mean() < 0.9
 
 
 def face_annotations(names, rng):
-    attr_names = sorted(evaluate.benchmarks.CELEBA_ATTRIBUTE_KINDS)
+    attr_names = sorted(benchmarks.CELEBA_ATTRIBUTE_KINDS)
     attributes = {n: list(rng.choice([-1, 1], 40)) for n in names}
     landmarks = {n: list(rng.integers(60, 160, 10)) for n in names}
     return attr_names, attributes, list(celeba.LANDMARK_COLUMNS), landmarks
@@ -205,7 +210,7 @@ def test_face_probes_read_planted_landmarks_and_attributes_from_their_part():
     codes = noise(600, core + 40, 17) * 0.01
     codes[:, :core] += np.array([landmarks[n] for n in names])       # core: the landmarks
     codes[:, core:] += np.array([attributes[n] for n in names])      # detail: the attributes
-    faces = evaluate.face_probes(codes, names, annotations, "identity_CelebA.txt is absent",
+    faces = probes.face_probes(codes, names, annotations, "identity_CelebA.txt is absent",
                                  core, np.random.default_rng(0))
     assert faces["split"]["by"] == "image" and "is absent" in faces["split"]["note"]
     assert faces["fit_images"] == 480
@@ -227,9 +232,9 @@ def test_faces_split_by_person_so_a_code_that_only_knows_who_it_is_predicts_noth
     landmarks = {n: list(per_person[p] + rng.integers(-1, 2, 10)) for n, p in zip(names, people)}
     codes = rng.normal(size=(30, 40))[people] + 0.01 * rng.normal(size=(len(people), 40))
     annotations = (attr_names, attributes, columns, landmarks)
-    by_image = evaluate.face_probes(codes, names, annotations, "absent", 20,
+    by_image = probes.face_probes(codes, names, annotations, "absent", 20,
                                     np.random.default_rng(0))
-    by_person = evaluate.face_probes(codes, names, annotations,
+    by_person = probes.face_probes(codes, names, annotations,
                                      dict(zip(names, people.tolist())), 20,
                                      np.random.default_rng(0))
     assert by_person["split"]["by"] == "identity" and by_person["split"]["shared_people"] == 0
@@ -259,7 +264,7 @@ def test_the_report_labels_both_measures_and_the_equal_capacity_column():
                "structure_factors": ["shape"], "appearance_factors": [], "mig": 0.1,
                "dci": {"disentanglement": 0.1, "completeness": 0.1, "informativeness": 0.1},
                "sap": 0.1, "factor_vae": {"skipped": "x"}}
-    text = "\n".join(evaluate.factor_lines(factors))
+    text = "\n".join(report.factor_lines(factors))
     assert "| factor | kind | measure | chance | from core (8 dims) | from detail (all) | " \
            "from detail, best 8 | from all | classes | old: ridge R² core / detail / all |" \
            in text

@@ -25,7 +25,8 @@ sys.path.insert(0, str(ROOT))
 import configs  # noqa: E402
 from data import build_datasets, make_loader  # noqa: E402
 from machine import cpu_machine, short_commit  # noqa: E402
-from evaluate import load_checkpoint, reconstruction_metrics  # noqa: E402
+from evaluate import load_checkpoint  # noqa: E402
+from quality import reconstruction_metrics  # noqa: E402
 
 RESULTS = ROOT / "lab" / "results"
 

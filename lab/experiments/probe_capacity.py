@@ -5,6 +5,7 @@ A screen on one run's checkpoint (its output for one run: lab/results/probe_capa
 It encodes the images factor_report encodes (same rows, same 80/20 split) and prints, per
 continuous factor, the held-out R^2 of ridge, 15-nearest-neighbours and a 64-unit MLP from all
 dims, from core, and from detail's best core_dim dims."""
+import contextlib
 import sys
 from pathlib import Path
 
@@ -19,19 +20,21 @@ from sklearn.preprocessing import StandardScaler
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 import benchmarks  # noqa: E402
 import disentanglement  # noqa: E402
-import evaluate  # noqa: E402
+from evaluate import load_checkpoint  # noqa: E402
+from latents import encode_rows  # noqa: E402
+from probes import FACTOR_SEED_OFFSET  # noqa: E402
 
 
 def codes_and_factors(checkpoint):
-    cfg, vae, _ = evaluate.load_checkpoint(checkpoint, torch.device("cpu"))
+    cfg, vae, _ = load_checkpoint(checkpoint, torch.device("cpu"))
     vae.eval()
     factor_set = benchmarks.factor_set(cfg)
-    rng = np.random.default_rng(cfg.seed + evaluate.FACTOR_SEED_OFFSET)
+    rng = np.random.default_rng(cfg.seed + FACTOR_SEED_OFFSET)
     n = min(cfg.probe_images, len(factor_set))
     rows = np.arange(n) if factor_set.random_order else rng.permutation(len(factor_set))[:n]
     with torch.no_grad():
-        codes = evaluate._encode_rows(vae, factor_set.images, rows, torch.device("cpu"),
-                                      evaluate.contextlib.nullcontext)
+        codes = encode_rows(vae, factor_set.images, rows, torch.device("cpu"),
+                            contextlib.nullcontext)
     return codes, factor_set.factors[rows], factor_set.names, vae.core_dim
 
 
