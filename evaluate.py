@@ -18,7 +18,7 @@ import configs
 from checkpoint import read_checkpoint
 from configs import UserError
 from data import build_datasets
-from models import VAE
+from models import vae_from_checkpoint
 from pictures import draw_pictures, face_heatmap, factor_heatmap
 from precision import resolve_device
 from probes import face_report, factor_report
@@ -67,10 +67,7 @@ def evaluate_run(vae, cfg, heldout, history, out, device, amp=contextlib.nullcon
 def load_checkpoint(path, device):
     """Config, VAE and the whole saved state from a checkpoint written by train.py."""
     state = read_checkpoint(path)
-    cfg = configs.from_dict(state["config"])
-    vae = VAE(cfg).to(device)
-    vae.load_state_dict(state["vae"])
-    return cfg, vae, state
+    return configs.from_dict(state["config"]), vae_from_checkpoint(state).to(device), state
 
 
 def with_run_settings(cfg, words):

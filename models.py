@@ -395,15 +395,19 @@ def compile_networks(vae, disc, perceptual):
         net.compile()
 
 
+def vae_from_checkpoint(state):
+    """The VAE a checkpoint's contents (checkpoint.read_checkpoint) hold, on the CPU."""
+    from configs import from_dict
+    vae = VAE(from_dict(state["config"]))
+    vae.load_state_dict(state["vae"])
+    return vae
+
+
 def load_vae(path, device="cpu"):
     """The trained VAE of a train.py checkpoint (OUTPUT_DIR/checkpoint.pt), in eval mode on
     `device`: its settings come from the checkpoint, so no config is needed."""
     import checkpoint  # only loading needs it
-    from configs import from_dict
-    state = checkpoint.read_checkpoint(path)
-    vae = VAE(from_dict(state["config"]))
-    vae.load_state_dict(state["vae"])
-    return vae.to(device).eval()
+    return vae_from_checkpoint(checkpoint.read_checkpoint(path)).to(device).eval()
 
 
 def build_models(cfg, device):

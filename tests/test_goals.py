@@ -4,7 +4,6 @@ import math
 import pytest
 import torch
 
-import configs
 from configs import BOX_STEEPNESS, BOX_WALL_SCORE, GROUPS, LOG_SCORE_FLOOR, default_goals
 from losses import Calibrator, barrier_loss, evaluate_goals, log_score, tighten
 
