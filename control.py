@@ -109,26 +109,27 @@ class Tightener:
 
 
 class GroupMultipliers:
-    """One Lagrange multiplier per goal group, for objective = multipliers (GECO, Rezende &
-    Viola 2018, "Taming VAEs"): each group is a constraint l_g = -log S_g <= kappa, kappa =
-    -log(multiplier_target); its multiplier grows while a moving average of l_g - kappa is
-    positive (violated) and shrinks while it is negative, multiplicatively, as GECO's
-    lambda <- lambda * exp(rate * C_ma) does, so that it stays positive.
+    """One Lagrange multiplier per goal group, for objective = multipliers. The loss is the
+    Lagrangian of the sum control under the constraints l_g = -log S_g <= kappa, kappa =
+    -log(multiplier_target): every group weighs 1 + lambda_g (losses.weighted_group_loss).
+    As in GECO (Rezende & Viola 2018, "Taming VAEs") each constraint is followed by its moving
+    average; its multiplier takes a projected dual step, lambda <- max(0, lambda + rate x
+    average), so a satisfied group's multiplier falls to 0 and stays there, and the target
+    decides which groups get more than the sum's weight.
 
     Updated after every accepted step from that step's group scores (the same on every rank
     under DDP), kept in the checkpoint."""
 
     MOVING_AVERAGE = 0.99  # GECO's alpha: the constraint's average over about 100 steps
-    BOUNDS = (1e-3, 1e3)   # lambda's range, so that no group's weight vanishes or swamps
+    MAXIMUM = 1e3          # lambda's ceiling, so that no group swamps the others for good
 
     def __init__(self, cfg):
         self.kappa = -math.log(cfg.multiplier_target)
         self.rate = cfg.multiplier_rate
-        self.values = [1.0] * len(GROUPS)
+        self.values = [0.0] * len(GROUPS)
         self.average = [None] * len(GROUPS)  # the constraints' moving averages
 
     def update(self, group_scores, group_sizes):
-        low, high = self.BOUNDS
         for g, (score, size) in enumerate(zip(group_scores, group_sizes)):
             if not size:  # a dropped group: no constraint
                 continue
@@ -136,8 +137,8 @@ class GroupMultipliers:
             previous = self.average[g]
             self.average[g] = constraint if previous is None else \
                 self.MOVING_AVERAGE * previous + (1 - self.MOVING_AVERAGE) * constraint
-            self.values[g] = min(max(self.values[g] * math.exp(self.rate * self.average[g]),
-                                     low), high)
+            self.values[g] = min(max(self.values[g] + self.rate * self.average[g], 0.0),
+                                 self.MAXIMUM)
 
     def state_dict(self):
         return {"values": list(self.values), "average": list(self.average)}

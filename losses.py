@@ -477,13 +477,12 @@ def smooth_max_loss(goals, evaluation, temperature):
 
 
 def weighted_group_loss(goals, evaluation, multipliers):
-    """The multipliers' loss: sum_g w_g l_g with w_g = lambda_g / sum lambda (the groups with
-    goals). With every lambda equal it is the sum control's loss; a group whose multiplier has
-    grown pulls harder."""
+    """The multipliers' loss, the sum control's Lagrangian: the mean over groups of
+    (1 + lambda_g) l_g (the constraints' constant -lambda_g kappa dropped). With every lambda
+    at 0 it is the sum control's loss; a group whose multiplier has grown pulls harder."""
     kept, losses = group_losses(goals, evaluation)
-    total = sum(multipliers[i] for i in kept)
     # Python floats times device tensors: no copy of the weights to the device each step.
-    return sum(losses[j] * (multipliers[i] / total) for j, i in enumerate(kept))
+    return sum(losses[j] * (1 + multipliers[i]) for j, i in enumerate(kept)) / len(kept)
 
 
 # ---------------------------------------------------------------------------------------------

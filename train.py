@@ -449,7 +449,7 @@ class Trainer:
                               self.goals if configs.scores_goals(self.cfg) else ())
         record["lr"] = self.opt.param_groups[0]["lr"]
         record["objective"] = self.cfg.objective
-        if self.cfg.objective == "multipliers":  # each group's weight in the loss, as it ends
+        if self.cfg.objective == "multipliers":  # each group weighs 1 + its multiplier
             record["multipliers"] = dict(zip(GROUPS, self.multipliers.values))
         record["decision"], record["stop"] = self.tightener.end_epoch(
             epoch, stats.rollback_rate, self.goals) if configs.scores_goals(self.cfg) \
