@@ -121,12 +121,13 @@ class Config:
     # lbo: -log(min_g S_g), the method. The controls keep its goals, calibration, guard and
     # tightener and change only how the groups' l_g = -log S_g make the loss: sum, their mean;
     # smooth_max, mu log sum exp(l_g / mu), between the two (smooth Tchebycheff); multipliers,
-    # each group a constraint with a GECO-style multiplier. elbo: a plain beta-VAE, same nets
+    # the sum with each group also a constraint, weighed up by its multiplier while it is
+    # violated (GECO-style). elbo: a plain beta-VAE, same nets
     objective: str = "lbo"
     beta: float = 1.0                # KL weight of the elbo objective
     smooth_max_temperature: float = 0.1  # mu of smooth_max, in nats of l_g: small = the min
     multiplier_target: float = 0.5   # multipliers: the score each group is held to (S_g >= it)
-    multiplier_rate: float = 0.01    # multipliers: lambda *= exp(rate x averaged violation)
+    multiplier_rate: float = 0.01    # multipliers: lambda += rate x averaged violation (>= 0)
     elbo_sigma: float = 0.1          # elbo: the per-pixel std of its Gaussian likelihood
     control_measure_every: int = 8  # elbo: log LBO's measures (a no-gradient forward) every N steps
     # What the realism goals measure with the discriminator. features: the distance from

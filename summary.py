@@ -194,14 +194,19 @@ def _bar(share, width=20):
 def _goal_lines(r):
     """Group scores with bottleneck shares of accepted steps, and the refusals."""
     lines = ["group          score  bottleneck (accepted steps)  refused"]
+    # Only under the min does the bottleneck alone get gradient; the controls give every
+    # group some on every step.
+    only_the_bottleneck_learns = r.get("objective", "lbo") == "lbo"
     for g in GROUPS:
         share, refused = r["bottleneck"][g], r["refused_bottleneck"][g]
         flag = ""
-        if r["accepted"] and share == 0 and g in RECONSTRUCTION_GROUPS:
+        if only_the_bottleneck_learns and r["accepted"] and share == 0 \
+                and g in RECONSTRUCTION_GROUPS:
             flag = "  <- never bottleneck"
         lines.append(f"  {g:<11} {r['groups'][g]:6.3f}  {_bar(share)} {share:4.0%}"
                      f"{refused:8d}{flag}")
-    if r["steps"] and all(r["bottleneck"][g] == 0 for g in RECONSTRUCTION_GROUPS):
+    if only_the_bottleneck_learns and r["steps"] and \
+            all(r["bottleneck"][g] == 0 for g in RECONSTRUCTION_GROUPS):
         lines.append("  !! recon/core/swap were never the bottleneck of an accepted step: "
                      "reconstruction got no gradient this epoch")
     lines.append(f"rollbacks {r['rollbacks'] + r['rejected']}/{r['steps']} "

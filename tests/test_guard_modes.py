@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import train
+from configs import GROUPS
 from conftest import differing, snapshot, violate_evaluations
 
 BATCHES = [torch.rand(8, 3, 32, 32, generator=torch.Generator().manual_seed(i))
@@ -194,6 +195,23 @@ def test_realism_refusals_right_after_a_discriminator_update_are_counted_apart(
     assert record["refused_after_disc_update"] == counted
     line = "of them 1 for realism alone, right after a discriminator update"
     assert (line in train.format_summary(record, 1)) == bool(counted)
+
+
+@pytest.mark.parametrize("objective, warned", [("lbo", True), ("sum", False),
+                                                ("smooth_max", False), ("multipliers", False)])
+def test_only_under_the_min_is_a_group_never_the_bottleneck_a_group_without_gradient(
+        calibrated, objective, warned):
+    """An epoch whose accepted steps all had latent as the bottleneck: under LBO recon, core
+    and swap got no gradient, and the summary says so; under a control every group got some,
+    and it must not."""
+    stats = take_steps(calibrated, BATCHES[:2])
+    record = dict(stats.record(1, calibrated.cfg.core_dim), seconds=0, lr=1e-3,
+                  decision="hold", objective=objective)
+    record["bottleneck"] = {g: float(g == "latent") for g in GROUPS}
+    assert record["accepted"] and record["steps"]
+    summary = train.format_summary(record, 1)
+    assert ("reconstruction got no gradient this epoch" in summary) == warned
+    assert ("<- never bottleneck" in summary) == warned
 
 
 def graph_tensors(evaluation):
