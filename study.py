@@ -289,10 +289,16 @@ def run_grid(args):
     bar = tqdm(total=len(todo), desc="study", unit="run", dynamic_ncols=True)
     with concurrent.futures.ThreadPoolExecutor(args.jobs) as pool:
         futures = [pool.submit(run_one, args, v, s) for v, s in todo]
-        for future in concurrent.futures.as_completed(futures):
-            variant, seed, seconds = future.result()
-            bar.set_postfix_str(f"{variant} seed {seed}: {seconds / 60:.1f} min")
-            bar.update()
+        try:
+            for future in concurrent.futures.as_completed(futures):
+                variant, seed, seconds = future.result()
+                bar.set_postfix_str(f"{variant} seed {seed}: {seconds / 60:.1f} min")
+                bar.update()
+        except BaseException:
+            # A failed or interrupted run (Ctrl-C reaches its train.py too) stops the grid:
+            # the runs not yet started are dropped, and a later invocation resumes them.
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
     bar.close()
 
 

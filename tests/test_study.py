@@ -297,3 +297,19 @@ def test_the_share_of_variance_explained_is_recomputed_for_older_runs_and_gates_
         else:
             assert (metrics["swap_split_score"], metrics["core_specificity"]) == (0.8, 0.7)
         assert metrics["ssim"] == results["reconstruction"]["ssim"]  # never withheld
+
+
+def test_a_failed_or_interrupted_run_stops_the_grid(tmp_path, monkeypatch):
+    """One run at a time: the first fails (as an interrupted train.py does, exit 130), and
+    the runs queued after it never start; the error names it."""
+    started = []
+
+    def run_one(args, variant, seed):
+        started.append((variant, seed))
+        raise RuntimeError(f"{variant} seed {seed} failed (exit 130)")
+    monkeypatch.setattr(study, "run_one", run_one)
+    args = study.parse_args(["--variants", "lbo,sum", "--seeds", "2", "--out",
+                             str(tmp_path / "out")])
+    with pytest.raises(RuntimeError, match="lbo seed 0 failed"):
+        study.run_grid(args)
+    assert started == [("lbo", 0)]
