@@ -114,7 +114,7 @@ class GroupMultipliers:
     -log(multiplier_target): every group weighs 1 + lambda_g (losses.weighted_group_loss).
     As in GECO (Rezende & Viola 2018, "Taming VAEs") each constraint is followed by its moving
     average; its multiplier takes a projected dual step, lambda <- max(0, lambda + rate x
-    average), so a satisfied group's multiplier falls to 0 and stays there, and the target
+    average), so a group's multiplier falls back to 0 while it is satisfied, and the target
     decides which groups get more than the sum's weight.
 
     Updated after every accepted step from that step's group scores (the same on every rank
