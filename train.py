@@ -159,8 +159,7 @@ class Trainer:
         return real_stats(x, self.perceptual, self.amp, disc)
 
     def _forward(self, x):
-        draws = draw_step(x, self.cfg)
-        real = self.real_stats(x)
+        draws, real = self.step_inputs(x)
         return draws, real, forward_measures(self.nets, x, real, draws, self.amp)
 
     # --- calibration (epoch 1): plain MSE, every raw measure recorded -----------------------
