@@ -83,6 +83,13 @@ def factor_report(vae, cfg, device, amp=contextlib.nullcontext):
             "factor_vae": factor_vae_report(vae, cfg, factor_set, device, amp)}
 
 
+def factor_kinds(factors):
+    """{factor: "structure" | "appearance"} of a factor report (factor_report's "kinds"; a
+    report written before it kept them names the structure factors, the rest appearance)."""
+    return factors.get("kinds") or {n: ("structure" if n in factors["structure_factors"]
+                                        else "appearance") for n in factors["probes"]}
+
+
 def factor_vae_report(vae, cfg, factor_set, device, amp=contextlib.nullcontext):
     """disentanglement_lib's FactorVAE score, with the (smaller) counts of cfg, or why not."""
     if not factor_set.samplable:

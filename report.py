@@ -10,7 +10,7 @@ import numpy as np
 
 import configs
 import disentanglement
-from probes import CATEGORICAL_MAX_CLASSES, MEASURE_LABELS
+from probes import CATEGORICAL_MAX_CLASSES, MEASURE_LABELS, factor_kinds
 from quality import perceptual_line
 from split_measures import MIN_VARIANCE_EXPLAINED
 
@@ -149,8 +149,7 @@ def factor_lines(factors, withheld=None):
     why the per-factor split is n/a (split_measures.split_withheld), if it is."""
     if not factors:
         return []
-    kinds = factors.get("kinds") or {n: ("structure" if n in factors["structure_factors"]
-                                         else "appearance") for n in factors["probes"]}
+    kinds = factor_kinds(factors)
     lines = [f"## Generating factors: {factors.get('dataset', 'built-in shapes')}", ""]
     if withheld:
         lines += [f"**The per-factor split is {withheld}.**", ""]

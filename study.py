@@ -39,6 +39,7 @@ from tqdm import tqdm
 import configs
 import data
 import plots
+import probes
 import quality
 import split_measures
 from machine import cpu_machine
@@ -388,9 +389,20 @@ def made_at(folder):
     return commit_label(json.loads((folder / "study_run.json").read_text()))
 
 
+def factor_columns(folder):
+    """{factor: {"kind", "key"}} of a run on data with known factors, in the data's order:
+    its kind, and the stem of its probe metrics in run_metrics ("r2_x": r2_x_from_core...)."""
+    factors = json.loads((folder / "final_metrics.json").read_text()).get("factors")
+    if not factors:
+        return {}
+    kinds = probes.factor_kinds(factors)
+    return {name: {"kind": kinds[name], "key": f"{row.get('measure', 'r2')}_{name}"}
+            for name, row in factors["probes"].items()}
+
+
 def collect(args):
     """{variant: {"seeds": [...], "metrics": {name: [value per seed]}, "stops": [...],
-    "commits": [...]}}"""
+    "commits": [...], "factors": factor_columns of its first run}}"""
     table = {}
     for variant in args.variants:
         folders = {s: run_folder(args.out, variant, s) for s in args.seeds[variant]}
@@ -402,7 +414,8 @@ def collect(args):
                                       for k in names},
                           "stops": [stop for _, _, stop in rows],
                           "commits": [made_at(run_folder(args.out, variant, s))
-                                      for s, _, _ in rows]}
+                                      for s, _, _ in rows],
+                          "factors": factor_columns(folders[rows[0][0]]) if rows else {}}
     return table
 
 
@@ -503,6 +516,49 @@ def cell(values):
     return f"{mean:.4g}{spread} (n={n}/{len(values)})"
 
 
+def mean_text(values, digits=2):
+    """The mean over the finite values; "(k/n)" after it when only k of n seeds have one,
+    "n/a" when none does (a withheld split measure)."""
+    mean, _, n = interval(values)
+    if not n:
+        return "n/a"
+    return f"{mean:.{digits}f}" + (f" ({n}/{len(values)})" if n < len(values) else "")
+
+
+def glance_lines(table, control):
+    """The table the grid is read by, a variant a row: its reconstruction (SSIM, paired with
+    the control; the variance share), its split score, and what each part predicts of each
+    factor (core / detail's best k dims: a structure factor should come from core, an
+    appearance factor from detail)."""
+    factors = next((row["factors"] for row in table.values() if row.get("factors")), {})
+    order = sorted(factors, key=lambda f: factors[f]["kind"] != "structure")
+    paired_head = f" SSIM − `{control}`, paired |" if control in table else ""
+    lines = ["At a glance: the mean over seeds (± half-width of the 95 % interval where "
+             "shown); \"n/a\" where every seed's split measures were withheld, \"(k/n)\" where "
+             "only k of n seeds have the number. Each factor: what core / what detail's best k "
+             "dims predict of it (R², or balanced accuracy for a category).", "",
+             "| variant | seeds | SSIM |" + paired_head + " variance explained | split score | "
+             + " | ".join(f"{f} ({factors[f]['kind']})" for f in order) + " |",
+             "|---|" + "---|" * (4 + bool(paired_head) + len(order))]
+    for variant, row in table.items():
+        metric = row["metrics"]
+        mean, half, n = interval(metric.get("ssim", []))
+        ssim = f"{mean:.3f}" + (f" ± {half:.2g}" if math.isfinite(half) else "") if n else "–"
+        cells = [variant, str(len(row["seeds"])), ssim]
+        if paired_head:
+            mean, half, n = paired(row, table[control], "ssim")
+            cells.append("–" if variant == control or not n else
+                         f"{mean:+.3f}" + (f" ± {half:.2g}" if math.isfinite(half) else ""))
+        cells += [mean_text(metric.get("variance_explained", [])),
+                  mean_text(metric.get("swap_split_score", []))]
+        for f in order:
+            key = factors[f]["key"]
+            cells.append(f"{mean_text(metric.get(key + '_from_core', []))} / "
+                         f"{mean_text(metric.get(key + '_from_detail_best_k', []))}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
 def markdown(table, args, seconds):
     variants = list(table)
     names = sorted({k for v in table.values() for k in v["metrics"]},
@@ -531,7 +587,8 @@ def markdown(table, args, seconds):
              "withheld (NaN: a failed seed), as evaluate.py withholds it: a model that does not "
              "reconstruct has no split to measure. For runs evaluated before it was measured, "
              "it is recomputed from the run's MSE and its held-out images, drawn again", "",
-             *verdict_lines(table), *paired_lines(table, args.paired_with),
+             *glance_lines(table, (args.paired_with or [None])[0]), *verdict_lines(table),
+             *paired_lines(table, args.paired_with),
              "| metric | " + " | ".join(variants) + " |", "|---|" + "---|" * len(variants),
              "| seeds | " + " | ".join(str(len(table[v]["seeds"])) for v in variants) + " |"]
     for name in names:

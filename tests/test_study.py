@@ -313,3 +313,35 @@ def test_a_failed_or_interrupted_run_stops_the_grid(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError, match="lbo seed 0 failed"):
         study.run_grid(args)
     assert started == [("lbo", 0)]
+
+
+def test_the_glance_table_gives_each_variant_its_reconstruction_split_and_factors():
+    nan = float("nan")
+    factors = {"hue": {"kind": "appearance", "key": "r2_hue"},
+               "x": {"kind": "structure", "key": "r2_x"}}
+
+    def variant(ssim, share, split, x_core, hue_detail):
+        return {"seeds": [0, 1], "factors": factors,
+                "metrics": {"ssim": ssim, "variance_explained": share, "swap_split_score": split,
+                            "r2_x_from_core": x_core, "r2_x_from_detail_best_k": [0.1, 0.1],
+                            "r2_hue_from_core": [0.0, 0.0], "r2_hue_from_detail_best_k":
+                            hue_detail}}
+
+    table = {"lbo": variant([0.70, 0.74], [0.6, 0.7], [0.8, 0.9], [0.9, 0.7], [0.5, 0.7]),
+             # a variant whose second seed does not reconstruct: its split withheld there,
+             # every seed's split withheld where none does
+             "sum": variant([0.71, 0.76], [0.6, 0.4], [0.9, nan], [0.8, nan], [0.6, nan]),
+             "elbo_beta1": variant([0.2, 0.3], [0.3, 0.4], [nan] * 2, [nan] * 2, [nan] * 2)}
+    lines = study.glance_lines(table, "lbo")
+    assert "| variant | seeds | SSIM | SSIM − `lbo`, paired | variance explained | split score " \
+           "| x (structure) | hue (appearance) |" in lines  # structure factors first
+    # lbo: 0.72 ± 12.706 × 0.0283 / √2; x from core 0.80, from detail 0.10; hue 0.00 / 0.60
+    assert "| lbo | 2 | 0.720 ± 0.25 | – | 0.65 | 0.85 | 0.80 / 0.10 | 0.00 / 0.60 |" in lines
+    # sum - lbo per seed: +0.01, +0.02
+    assert "| sum | 2 | 0.735 ± 0.32 | +0.015 ± 0.064 | 0.50 | 0.90 (1/2) | 0.80 (1/2) / 0.10 " \
+           "| 0.00 / 0.60 (1/2) |" in lines
+    assert "| elbo_beta1 | 2 | 0.250 ± 0.64 | -0.470 ± 0.38 | 0.35 | n/a | n/a / 0.10 " \
+           "| 0.00 / n/a |" in lines
+    # Without the control in the table, no paired column.
+    assert "| variant | seeds | SSIM | variance explained | split score | x (structure) | " \
+           "hue (appearance) |" in study.glance_lines(table, "nonesuch")
