@@ -84,32 +84,37 @@ def test_set_up_run_and_test_are_on_the_first_screen():
 
 # --- the study's one line ---------------------------------------------------------------------
 
-def table_blocks(path):
-    """Each markdown table of `path`, in order, as {row name: {column: cell}}."""
-    blocks, columns = [], None
+def introduced_tables(path):
+    """Each markdown table of `path`, in order, as (the text line before it, {row name:
+    {column: cell}})."""
+    tables, columns, intro = [], None, ""
     for line in path.read_text().splitlines():
         if not line.startswith("|"):
-            columns = None
+            if columns is not None:  # a table ended: the next one needs its own introduction
+                columns, intro = None, ""
+            intro = line.strip() or intro
             continue
         cells = [c.strip() for c in line.strip("|").split("|")]
         if columns is None:
             columns = cells
-            blocks.append({})
+            tables.append((intro, {}))
         elif not set(cells[0]) <= set("-"):
-            blocks[-1][cells[0]] = dict(zip(columns[1:], cells[1:]))
-    return blocks
+            tables[-1][1][cells[0]] = dict(zip(columns[1:], cells[1:]))
+    return tables
+
+
+def table_blocks(path):
+    """Each markdown table of `path`, in order, as {row name: {column: cell}}."""
+    return [block for _, block in introduced_tables(path)]
 
 
 STUDY = ROOT / "lab" / "results" / "study_cpu.md"
 
 
 def paired_tables(path):
-    """{control: its paired table} of a study report. The tables follow their introductions
-    in order: the verdict, then one paired table per control."""
-    blocks = table_blocks(path)
-    intros = [ln for ln in path.read_text().splitlines() if ln.startswith(("Against", "Paired"))]
-    return {control: blocks[i] for i, line in enumerate(intros)
-            for control in re.findall(r"Paired with the control \(`(\w+)`\)", line)}
+    """{control: its paired table} of a study report, each found by its introduction."""
+    return {control: block for intro, block in introduced_tables(path)
+            for control in re.findall(r"^Paired with the control \(`(\w+)`\)", intro)}
 
 
 def test_the_readme_study_line_is_what_the_study_measured():
@@ -174,6 +179,31 @@ def test_the_readme_per_factor_split_is_what_its_study_measured():
                             for part in ("core", "detail_best_k"))
             cells.append(" / ".join(f"{v:.2f}".replace("-0.00", "0.00") for v in (core, detail)))
         assert f"| {row} | {' | '.join(cells)} |" in readme, (row, cells)
+
+
+SPARSE = ROOT / "lab" / "results" / "study_sparse_cpu.md"
+
+
+def test_the_readme_second_data_line_is_what_the_paper_grid_measured():
+    """The README quotes lab/results/study_sparse_cpu.md on small shapes on black: LBO's and
+    the sum's SSIM over 5 seeds, their paired differences in SSIM and variance explained with
+    the verdicts, and "within 0.05" only when the sum's mean SSIM is less than 0.05 above
+    LBO's."""
+    readme = " ".join(README.read_text().split())
+    metrics = next(b for b in table_blocks(SPARSE) if "seeds" in b)
+    lbo, summed = "lbo_consistency_asymmetric", "sum_consistency_asymmetric"
+    assert metrics["seeds"][lbo] == metrics["seeds"][summed] == "5"
+    ssim = {v: metrics["ssim"][v].split(" (n=")[0] for v in (lbo, summed)}
+    assert f"SSIM {ssim[lbo]} on 5 seeds, the sum {ssim[summed]}" in readme
+    paired = paired_tables(SPARSE)[lbo]
+    for name in ("ssim (higher)", "variance_explained (higher)"):
+        difference, verdict = paired[name][summed].split(" (n=5 pairs) ")
+        assert f"paired {difference}, {verdict}" in readme, name
+    gap = float(ssim[summed].split(" ")[0]) - float(ssim[lbo].split(" ")[0])
+    assert ("within 0.05" in readme) == (gap < 0.05), gap
+    commits = re.findall(r"\b[0-9a-f]{7}\b", next(ln for ln in SPARSE.read_text().splitlines()
+                                                  if "made at" in ln))
+    assert commits and commits[0] in readme and commits[-1] in readme, commits
 
 
 # --- links ------------------------------------------------------------------------------------
