@@ -78,11 +78,14 @@ VARIANTS = {
     "elbo_beta1_asymmetric": ["--objective", "elbo", "--beta", "1", "--decoder", "asymmetric"],
 }
 # The grid that answers what the min and the architecture add, paired by seed against LBO
-# with the split switches: python study.py --variants "$(python -c 'import study;
-# print(",".join(study.PAPER_GRID))')" --seeds 5 --paired_with lbo_consistency_asymmetric
+# with the split switches and against the beta-VAE: python study.py --variants "$(python -c
+# 'import study; print(",".join(study.PAPER_GRID))')" --seeds 5 --paired_with
+# lbo_consistency_asymmetric,elbo_beta1. LBO and the beta-VAE, each with the standard and the
+# asymmetric decoder, make the 2 x 2 of objective x decoder.
 PAPER_GRID = ["lbo_consistency_asymmetric", "sum_consistency_asymmetric",
               *(f"smooth_max_mu{mu}_consistency_asymmetric" for mu in ("0.01", "0.1", "1")),
-              "multipliers_consistency_asymmetric", "elbo_beta1", "elbo_beta1_asymmetric"]
+              "multipliers_consistency_asymmetric", "elbo_beta1", "elbo_beta1_asymmetric",
+              "lbo_consistency"]
 # The grid `python study.py` runs: LBO, its controls and one ablation of each part.
 DEFAULT_GRID = ["lbo", "elbo_beta1", "elbo_beta4", "sum", "lbo_no_tightening",
                 "lbo_fast_schedule", "lbo_next_batch", "lbo_no_realism", "lbo_no_swap"]

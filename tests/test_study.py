@@ -345,3 +345,12 @@ def test_the_glance_table_gives_each_variant_its_reconstruction_split_and_factor
     # Without the control in the table, no paired column.
     assert "| variant | seeds | SSIM | variance explained | split score | x (structure) | " \
            "hue (appearance) |" in study.glance_lines(table, "nonesuch")
+
+
+def test_the_paper_grid_holds_the_two_by_two_of_objective_and_decoder():
+    cells = set()
+    for variant in study.PAPER_GRID:
+        cfg = study.configs.parse_args(["--preset", "study", *study.VARIANTS[variant]])
+        cells.add((cfg.objective, cfg.decoder))
+    assert {(o, d) for o in ("lbo", "elbo") for d in ("standard", "asymmetric")} <= cells
+    assert {"sum", "smooth_max", "multipliers"} <= {o for o, _ in cells}
