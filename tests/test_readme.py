@@ -237,6 +237,19 @@ def test_the_readme_answers_what_the_min_and_the_architecture_add_as_measured():
     assert f"split scores {min(scores):.2f}–{max(scores):.2f}" in readme
 
 
+PAPER = ROOT / "lab" / "results" / "study_paper_cpu.md"
+
+
+def test_the_readme_architecture_line_on_the_built_in_shapes_is_what_the_grid_measured():
+    """The README quotes the beta-VAE's split score with the asymmetric decoder from
+    lab/results/study_paper_cpu.md (5 seeds), and says the measure passes it wrongly."""
+    readme = " ".join(README.read_text().split())
+    metrics = next(b for b in table_blocks(PAPER) if "seeds" in b)
+    assert metrics["seeds"]["elbo_beta1_asymmetric"] == "5"
+    score = metrics["swap_split_score"]["elbo_beta1_asymmetric"].split(" (n=")[0]
+    assert f"β-VAE's split score to {score}, yet that β-VAE draws every object green" in readme
+
+
 # --- links ------------------------------------------------------------------------------------
 
 def slug(heading):
