@@ -326,6 +326,12 @@ def recomputed_share(folder, mse):
     return quality.explained_share(mse, _HELDOUT_VARIANCE[key])
 
 
+def probe_stem(name, row):
+    """The start of a factor probe's metric names ("r2_x" of r2_x_from_core): each factor is
+    scored by its own measure (R², or balanced accuracy for a category)."""
+    return f"{row.get('measure', 'r2')}_{name}"
+
+
 def run_metrics(folder):
     """The study's numbers for one finished run, from final_metrics.json and metrics.jsonl."""
     results = json.loads((folder / "final_metrics.json").read_text())
@@ -359,9 +365,8 @@ def run_metrics(folder):
         for name, row in factors["probes"].items():
             # Each factor by its own measure (R², or balanced accuracy for a category), full
             # part and the equal-capacity best k dims of each part.
-            measure = row.get("measure", "r2")
             for part in ("core", "detail", "core_best_k", "detail_best_k"):
-                m[f"{measure}_{name}_from_{part}"] = row.get(part, math.nan)
+                m[f"{probe_stem(name, row)}_from_{part}"] = row.get(part, math.nan)
     steps = sum(r["steps"] for r in history)
     m["epochs"] = len(history)
     m["rollback_rate"] = sum(r["rollbacks"] + r["rejected"] for r in history) / steps \
@@ -394,12 +399,12 @@ def made_at(folder):
 
 def factor_columns(folder):
     """{factor: {"kind", "key"}} of a run on data with known factors, in the data's order:
-    its kind, and the stem of its probe metrics in run_metrics ("r2_x": r2_x_from_core...)."""
+    its kind, and the probe_stem of its metrics in run_metrics."""
     factors = json.loads((folder / "final_metrics.json").read_text()).get("factors")
     if not factors:
         return {}
     kinds = probes.factor_kinds(factors)
-    return {name: {"kind": kinds[name], "key": f"{row.get('measure', 'r2')}_{name}"}
+    return {name: {"kind": kinds[name], "key": probe_stem(name, row)}
             for name, row in factors["probes"].items()}
 
 
@@ -426,6 +431,11 @@ def collect(args):
 CONTROL = "elbo_beta1"  # what every variant is compared with in the verdict table
 # Paired tables: the beta-VAE, and LBO's own goals summed (what the min-barrier adds).
 PAIRED_CONTROLS = (CONTROL, "sum")
+
+
+def spread(half):
+    """' ± half-width' of a 95 % interval, '' when it has none (fewer than two values)."""
+    return f" ± {half:.2g}" if math.isfinite(half) else ""
 
 
 def failed(values, control):
@@ -474,8 +484,7 @@ def compare_paired(row, control_row, name, better):
     if not verdict:
         verdict = ("–" if not math.isfinite(half) else "includes 0" if abs(mean) <= half else
                    "better" if (mean > 0) == (better == "higher") else "worse")
-    spread = f" ± {half:.2g}" if math.isfinite(half) else ""
-    return f"{mean:+.3g}{spread} (n={n} pairs) {verdict}"
+    return f"{mean:+.3g}{spread(half)} (n={n} pairs) {verdict}"
 
 
 def verdict_table(table, intro, judge, control=CONTROL):
@@ -515,8 +524,7 @@ def cell(values):
     mean, half, n = interval(values)
     if not n:
         return f"– (n=0/{len(values)})" if values else "–"
-    spread = f" ± {half:.2g}" if math.isfinite(half) else ""
-    return f"{mean:.4g}{spread} (n={n}/{len(values)})"
+    return f"{mean:.4g}{spread(half)} (n={n}/{len(values)})"
 
 
 def mean_text(values, digits=2):
@@ -546,12 +554,12 @@ def glance_lines(table, control):
     for variant, row in table.items():
         metric = row["metrics"]
         mean, half, n = interval(metric.get("ssim", []))
-        ssim = f"{mean:.3f}" + (f" ± {half:.2g}" if math.isfinite(half) else "") if n else "–"
+        ssim = f"{mean:.3f}{spread(half)}" if n else "–"
         cells = [variant, str(len(row["seeds"])), ssim]
         if paired_head:
             mean, half, n = paired(row, table[control], "ssim")
             cells.append("–" if variant == control or not n else
-                         f"{mean:+.3f}" + (f" ± {half:.2g}" if math.isfinite(half) else ""))
+                         f"{mean:+.3f}{spread(half)}")
         cells += [mean_text(metric.get("variance_explained", [])),
                   mean_text(metric.get("swap_split_score", []))]
         for f in order:
