@@ -129,7 +129,10 @@ def drawn_text(drawn):
             f"reconstruction {number_text(drawn['recon_kind'], 3)}, swap (x1's kind) "
             f"{number_text(drawn['swap_kind'], 3)}; swap MSE against the true swap image "
             f"{number_text(drawn['swap_mse'])} (reconstruction MSE "
-            f"{number_text(drawn['recon_mse'])})")
+            f"{number_text(drawn['recon_mse'])}); drawn split "
+            f"{number_text(drawn.get('drawn_split'), 3)} (the swap's mean placement of the "
+            f"structure factors {number_text(drawn.get('swap_structure'), 3)}, of the "
+            f"appearance factors {number_text(drawn.get('swap_appearance'), 3)})")
 
 
 def drawn_lines(drawn):
@@ -141,7 +144,27 @@ def drawn_lines(drawn):
             "factors it should show. The kind it draws is the one whose rendering (its other "
             "factors unchanged) is nearest in MSE; the true swap image is x1's shape at x1's "
             "place, size and rotation in x2's colours and background, rendered:", "",
-            f"- {drawn_text(drawn)}.", ""]
+            f"- {drawn_text(drawn)}.", "",
+            *placement_lines(drawn)]
+
+
+def placement_lines(drawn):
+    """The per-factor placements of drawn_shapes_report as a table (none from runs evaluated
+    before they were measured)."""
+    if "swap_factors" not in drawn:
+        return []
+    lines = ["Each factor's placement: where the decode lies between the true image with that "
+             "one factor taken from the wrong image (0) and the true image (1); about 0.5 when "
+             "the decoder draws the factor the same whatever the images. The swap should take "
+             "the structure factors from x1 and the appearance factors from x2; the "
+             "reconstruction of x1 says whether the model draws the factor at all. The drawn "
+             "split is the min of the swap's two part means.", "",
+             "| placement | " + " | ".join(drawn["swap_factors"]) + " |",
+             "|---|" + "---|" * len(drawn["swap_factors"])]
+    for label, key in (("swap", "swap_factors"), ("reconstruction of x1", "recon_factors")):
+        lines.append(f"| {label} | "
+                     + " | ".join(number_text(v, 3) for v in drawn[key].values()) + " |")
+    return lines + [""]
 
 
 def factor_lines(factors, withheld=None):

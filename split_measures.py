@@ -210,6 +210,17 @@ def drawn_shapes_report(vae, dataset, device, amp=contextlib.nullcontext):
       swap_mse    MSE of the swap against the true swap image (that rendering, x1's kind)
       recon_mse   MSE of the reconstructions of the same x1: a swap as good as a
                   reconstruction scores this
+      swap_factors   {factor: where the swap lies between the true swap image with that one
+                     factor from the wrong image (0) and the true swap image (1)}, see
+                     factor_placement: about 0.5 when the decoder draws the factor the same
+                     whatever the images
+      recon_factors  the same for the reconstruction of x1 (x1 with the factor from x2 as 0):
+                     which factors the model draws at all
+      swap_structure, swap_appearance  the mean of swap_factors over the part's factors
+      drawn_split    min of the two: the split as the pictures show it, factor by factor. The
+                     swap test's split score compares whole-image edges and mean colours, so a
+                     decoder that transfers the background but draws every object one colour
+                     passes it; here the object's hue counts as much as the background's
     The first DRAWN_IMAGES held-out images; x1 the first half, x2 the second."""
     if not isinstance(dataset, imagesets.SyntheticShapes):
         return None
@@ -230,7 +241,8 @@ def drawn_shapes_report(vae, dataset, device, amp=contextlib.nullcontext):
     recon_distances = _kind_distances(shapes, recon, factors, size)
     swap_distances = _kind_distances(shapes, swapped, swap_factors, size)
     rows = np.arange(half)
-    return {"images": n, "chance": 1 / len(shapes.SHAPES),
+    placements = _factor_placements(shapes, factors, swap_factors, recon[:half], swapped, size)
+    return {"images": n, "chance": 1 / len(shapes.SHAPES), **placements,
             "recon_kind": disentanglement.balanced_accuracy(kinds, recon_distances.argmin(1)),
             "swap_kind": disentanglement.balanced_accuracy(kinds[:half],
                                                            swap_distances.argmin(1)),
@@ -238,12 +250,54 @@ def drawn_shapes_report(vae, dataset, device, amp=contextlib.nullcontext):
             "recon_mse": float(recon_distances[rows, kinds[:half]].mean())}
 
 
+def factor_placement(drawn, right, wrong):
+    """Where the decodes `drawn` lie on the way from the renderings `wrong` to `right`, which
+    differ in one factor, pooled over images: sum <drawn - wrong, right - wrong> / sum
+    |right - wrong|^2. 1 when they draw `right`, 0 when they draw `wrong`; a decoder that draws
+    that factor one way whatever the image lands, on average over independent images, halfway
+    (0.5). Images in which the factor changes nothing weigh nothing; NaN when it changes no
+    image (a circle's rotation)."""
+    step = (right - wrong).flatten(1)
+    size = step.pow(2).sum().item()
+    if size <= SWAP_NULL_FRACTION * len(step):
+        return math.nan
+    return ((drawn - wrong).flatten(1) * step).sum().item() / size
+
+
+def _factor_placements(shapes, factors, swap_factors, recon, swapped, image_size):
+    """drawn_shapes_report's per-factor placements of the swap and of the reconstruction of
+    x1 (factors: x1 then x2, each half; swap_factors: x1's structure, x2's appearance)."""
+    half, structure = len(swap_factors), len(shapes.STRUCTURE_FACTORS)
+    x1, x2 = factors[:half], factors[half:2 * half]
+    # Every factor of the swap from the image it should not come from.
+    wrong_swap = np.concatenate([x2[:, :structure], x1[:, structure:]], 1)
+    truth = {"swap": shapes.render_all(swap_factors, image_size),
+             "recon": shapes.render_all(x1, image_size)}
+    result = {"swap_factors": {}, "recon_factors": {}}
+    for j, name in enumerate(shapes.FACTORS):
+        for what, drawn, right, other in (("swap", swapped, swap_factors, wrong_swap),
+                                          ("recon", recon, x1, x2)):
+            wrong = right.copy()
+            wrong[:, j] = other[:, j]
+            result[f"{what}_factors"][name] = factor_placement(
+                drawn, truth[what], shapes.render_all(wrong, image_size))
+    for part, names in (("structure", shapes.STRUCTURE_FACTORS),
+                        ("appearance", shapes.APPEARANCE_FACTORS)):
+        values = [result["swap_factors"][f] for f in names
+                  if math.isfinite(result["swap_factors"][f])]
+        result[f"swap_{part}"] = float(np.mean(values)) if values else math.nan
+    result["drawn_split"] = split_score(result["swap_structure"], result["swap_appearance"])
+    return result
+
+
 # ----------------------------------------------------------------- withheld when unmeasurable
 # What withhold_split_measures withholds: behaviour's specificities and the swap's transfers
-# and split score, and each factor probe's core and detail scores (the per-factor split).
+# and split score, each factor probe's core and detail scores (the per-factor split), and on
+# the built-in shapes the swap's placements of the factors and the drawn split.
 WITHHELD_SWAP = ("structure_transfer", "appearance_transfer", "structure_transfer_bounded",
                  "appearance_transfer_bounded", "split_score")
 WITHHELD_PROBE = ("core", "detail", "core_best_k", "detail_best_k", "core_r2", "detail_r2")
+WITHHELD_DRAWN = ("swap_structure", "swap_appearance", "drawn_split")
 
 
 def split_withheld(reconstruction):
@@ -272,3 +326,7 @@ def withhold_split_measures(results):
     behaviour["swap"].update({k: math.nan for k in WITHHELD_SWAP})
     for row in (results.get("factors") or {}).get("probes", {}).values():
         row.update({k: math.nan for k in WITHHELD_PROBE if k in row})
+    drawn = results.get("drawn_shapes")
+    if drawn and "swap_factors" in drawn:
+        drawn.update({k: math.nan for k in WITHHELD_DRAWN})
+        drawn["swap_factors"] = {name: math.nan for name in drawn["swap_factors"]}

@@ -357,6 +357,11 @@ def run_metrics(folder):
             m[f"swap_{part}_{control}"] = swap[f"{part}_{control}"]
         # against the two reconstructions, in [0, 1]; absent from runs evaluated before it
         m[f"swap_{part}_transfer_bounded"] = swap.get(f"{part}_transfer_bounded", math.nan)
+    drawn = results.get("drawn_shapes") or {}  # on the built-in shapes, evaluated since
+    if "drawn_split" in drawn:
+        m["drawn_split"] = drawn["drawn_split"]
+        for name, value in drawn["swap_factors"].items():
+            m[f"swap_placement_{name}"] = value
     factors = results.get("factors")
     if factors:
         m["mig"], m["sap"] = factors["mig"], factors.get("sap", math.nan)
@@ -538,19 +543,27 @@ def mean_text(values, digits=2):
 
 def glance_lines(table, control):
     """The table the grid is read by, a variant a row: its reconstruction (SSIM, paired with
-    the control; the variance share), its split score, and what each part predicts of each
-    factor (core / detail's best k dims: a structure factor should come from core, an
-    appearance factor from detail)."""
+    the control; the variance share), its split score (and on the built-in shapes the drawn
+    split), and what each part predicts of each factor (core / detail's best k dims: a
+    structure factor should come from core, an appearance factor from detail), with where the
+    swap places it when the runs measured that ("–": evaluated before it was)."""
     factors = next((row["factors"] for row in table.values() if row.get("factors")), {})
     order = sorted(factors, key=lambda f: factors[f]["kind"] != "structure")
     paired_head = f" SSIM − `{control}`, paired |" if control in table else ""
+    drawn = any("drawn_split" in row["metrics"] for row in table.values())
     lines = ["At a glance: the mean over seeds (± half-width of the 95 % interval where "
              "shown); \"n/a\" where every seed's split measures were withheld, \"(k/n)\" where "
              "only k of n seeds have the number. Each factor: what core / what detail's best k "
-             "dims predict of it (R², or balanced accuracy for a category).", "",
+             "dims predict of it (R², or balanced accuracy for a category)"
+             + ("; after \"swap\", where the swap places it between the true swap image with "
+                "that factor from the wrong image (0) and the true swap image (1), about 0.5 "
+                "when drawn the same whatever the images. Drawn split: the min of the swap's "
+                "mean placement of the structure and of the appearance factors "
+                "(docs/outputs.md)." if drawn else "."), "",
              "| variant | seeds | SSIM |" + paired_head + " variance explained | split score | "
+             + ("drawn split | " if drawn else "")
              + " | ".join(f"{f} ({factors[f]['kind']})" for f in order) + " |",
-             "|---|" + "---|" * (4 + bool(paired_head) + len(order))]
+             "|---|" + "---|" * (4 + bool(paired_head) + drawn + len(order))]
     for variant, row in table.items():
         metric = row["metrics"]
         mean, half, n = interval(metric.get("ssim", []))
@@ -562,10 +575,15 @@ def glance_lines(table, control):
                          f"{mean:+.3f}{spread(half)}")
         cells += [mean_text(metric.get("variance_explained", [])),
                   mean_text(metric.get("swap_split_score", []))]
+        if drawn:
+            cells.append(mean_text(metric["drawn_split"]) if "drawn_split" in metric else "–")
         for f in order:
             key = factors[f]["key"]
+            placement = metric.get(f"swap_placement_{f}")
             cells.append(f"{mean_text(metric.get(key + '_from_core', []))} / "
-                         f"{mean_text(metric.get(key + '_from_detail_best_k', []))}")
+                         f"{mean_text(metric.get(key + '_from_detail_best_k', []))}"
+                         + (f" · swap {mean_text(placement)}" if placement is not None
+                            else " · swap –" if drawn else ""))
         lines.append("| " + " | ".join(cells) + " |")
     return lines + [""]
 

@@ -15,6 +15,7 @@ import imagesets
 import quality
 import split_measures
 import train
+from data import first_images
 from models import Posterior
 from report import drawn_text, number_text, write_report
 
@@ -414,7 +415,9 @@ def test_a_run_writes_the_report_with_metrics_factors_and_pictures(tiny_cfg):
                  "| from all | classes |", "MIG", "Split score = min of the two: "
                  f"{number_text(split, 3)}", "bounded transfer (vs reconstructions)",
                  "![reconstructions](reconstructions.png)", "![dim_effects]",
-                 "## What the pictures draw (built-in shapes)", drawn_text(drawn)):
+                 "## What the pictures draw (built-in shapes)", drawn_text(drawn),
+                 "| placement | shape | x | y | size | rotation | hue | brightness | bg_hue | "
+                 "bg_brightness |", "| reconstruction of x1 | "):
         assert text in report, text
     shape_row = next(line for line in report.splitlines() if line.startswith("| shape |"))
     assert shape_row.startswith("| shape | structure | balanced accuracy | 0.333 |")
@@ -442,13 +445,15 @@ def test_evaluation_may_change_what_is_measured_not_the_experiment():
 
 class FactorVAE(torch.nn.Module):
     """A model of the built-in shapes whose latent is the 9 factors (core: the 5 structure
-    ones), read from a table of the images it will see; decode renders them, with the kind
-    forced to `kind` when set (a decoder that draws one kind for every image)."""
+    ones), read from a table of the images it will see; decode renders them, with the factors
+    named in `fixed` forced to its values (a decoder that draws one kind, or one colour, for
+    every image)."""
     core_dim = len(imagesets.SyntheticShapes.STRUCTURE_FACTORS)
 
-    def __init__(self, dataset, kind=None):
+    def __init__(self, dataset, **fixed):
         super().__init__()
-        self.kind, self.shapes = kind, type(dataset)
+        self.shapes = type(dataset)
+        self.fixed = {self.shapes.FACTORS.index(name): value for name, value in fixed.items()}
         self.table = {dataset[i].numpy().tobytes(): torch.from_numpy(dataset.factors(i))
                       for i in range(len(dataset))}
 
@@ -458,8 +463,8 @@ class FactorVAE(torch.nn.Module):
 
     def decode_latent(self, z):
         z = z.clone()
-        if self.kind is not None:
-            z[:, 0] = self.kind
+        for index, value in self.fixed.items():
+            z[:, index] = value
         return torch.stack([torch.from_numpy(self.shapes.render(f.numpy(), 32)) for f in z])
 
 
@@ -471,11 +476,49 @@ def test_the_drawn_shapes_of_a_perfect_model_are_the_true_images(shapes):
     assert drawn["recon_kind"] == 1.0 and drawn["swap_kind"] == 1.0
     # The swap of this model is x1's shape in x2's colours: the true swap image, exactly.
     assert drawn["swap_mse"] < 1e-10 and drawn["recon_mse"] < 1e-10
+    assert list(drawn["swap_factors"]) == list(drawn["recon_factors"]) == list(shapes.FACTORS)
+    for value in (*drawn["swap_factors"].values(), *drawn["recon_factors"].values()):
+        assert value == pytest.approx(1.0, abs=1e-6)
+    assert drawn["drawn_split"] == pytest.approx(1.0, abs=1e-6)
+
+
+def test_a_model_that_draws_no_colour_passes_the_swap_split_score_but_not_the_drawn_split():
+    """A decoder that draws every object in one colour and brightness, the rest exactly: the
+    swap test's split score (whole-image mean colours, background included) reads as high as
+    the perfect model's, the swap's placement of hue and brightness reads "drawn the same
+    whatever the images" (about 0.5) and the drawn split falls."""
+    heldout = imagesets.SyntheticShapes(200, 32, seed=3)
+    x = first_images(heldout, 64)
+    scores = {}
+    for name, model in (("perfect", FactorVAE(heldout)),
+                        ("no colour", FactorVAE(heldout, hue=0.3, brightness=0.5))):
+        swap = split_measures.swap_test(model, x, split_measures.chance_differences(x))
+        scores[name] = (swap["split_score"],
+                        split_measures.drawn_shapes_report(model, heldout, "cpu"))
+    (perfect_split, perfect), (blind_split, blind) = scores["perfect"], scores["no colour"]
+    assert blind_split >= perfect_split > 0.8
+    for factor in ("hue", "brightness"):
+        assert blind["swap_factors"][factor] == pytest.approx(0.5, abs=0.15), factor
+        assert blind["recon_factors"][factor] == pytest.approx(0.5, abs=0.15), factor
+    assert blind["swap_factors"]["bg_hue"] == pytest.approx(1.0, abs=0.05)
+    # The colours are what it misses: its appearance part is the lower, and the split's min.
+    assert blind["swap_appearance"] < blind["swap_structure"]
+    assert blind["drawn_split"] == blind["swap_appearance"] < perfect["drawn_split"] - 0.2
+
+
+def test_a_factor_placement_runs_from_the_wrong_rendering_to_the_right_one():
+    g = torch.Generator().manual_seed(0)
+    right, wrong = torch.rand(8, 3, 4, 4, generator=g), torch.rand(8, 3, 4, 4, generator=g)
+    place = split_measures.factor_placement
+    assert place(right, right, wrong) == pytest.approx(1.0)
+    assert place(wrong, right, wrong) == pytest.approx(0.0, abs=1e-7)
+    assert place(0.25 * right + 0.75 * wrong, right, wrong) == pytest.approx(0.25)
+    assert math.isnan(place(right, wrong, wrong))  # the factor changes no image
 
 
 def test_a_model_that_draws_one_kind_scores_chance_and_misses_the_true_swap():
     heldout = imagesets.SyntheticShapes(60, 32, seed=3)
-    drawn = split_measures.drawn_shapes_report(FactorVAE(heldout, kind=0.0), heldout, "cpu")
+    drawn = split_measures.drawn_shapes_report(FactorVAE(heldout, shape=0.0), heldout, "cpu")
     assert drawn["recon_kind"] == pytest.approx(1 / 3) and drawn["swap_kind"] == \
         pytest.approx(1 / 3)
     assert drawn["swap_mse"] > 1e-4 and drawn["swap_mse"] == pytest.approx(drawn["recon_mse"],
@@ -561,6 +604,22 @@ def test_split_measures_are_withheld_unless_the_reconstructions_explain_half_the
     assert math.isnan(probe["core"]) and math.isnan(probe["detail"]) and probe["all"] == 0.95
     assert "Split score = min of the two: n/a" in report
     assert f"**Split measures {results['split_withheld']}.**" in report
+
+
+@pytest.mark.parametrize("share, withheld", [(0.3, True), (0.7, False)])
+def test_the_drawn_split_is_withheld_with_the_other_split_measures(share, withheld):
+    heldout = imagesets.SyntheticShapes(40, 32, seed=3)
+    results = {"reconstruction": {"variance_explained": share},
+               "behaviour": {"swap": {}, "structure_share": []},
+               "drawn_shapes": split_measures.drawn_shapes_report(FactorVAE(heldout), heldout,
+                                                                  "cpu")}
+    split_measures.withhold_split_measures(results)
+    drawn = results["drawn_shapes"]
+    for value in (drawn["drawn_split"], drawn["swap_structure"], drawn["swap_appearance"],
+                  *drawn["swap_factors"].values()):
+        assert math.isnan(value) == withheld
+    # What the reconstruction draws is not a split measure: it stays.
+    assert all(v == pytest.approx(1.0, abs=1e-6) for v in drawn["recon_factors"].values())
 
 
 def test_near_black_frames_would_read_as_a_clean_split_without_the_rule(tiny_cfg):

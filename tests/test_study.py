@@ -52,6 +52,13 @@ def test_a_tiny_grid_runs_and_resumes_without_redoing_finished_runs(tmp_path):
     assert table["lbo_no_realism"]["metrics"]["heldout_mse_recent_gain"][0] == \
         pytest.approx((first - last) / first)
     assert all(len(v) == 2 for v in table["lbo_no_realism"]["metrics"].values())
+    # On the built-in shapes the drawn split and the swap's placement of each factor, as the
+    # run's evaluation wrote them (NaN where withheld).
+    drawn = json.loads((runs[0] / "final_metrics.json").read_text())["drawn_shapes"]
+    metrics = table["lbo_no_realism"]["metrics"]
+    assert metrics["drawn_split"][0] == pytest.approx(drawn["drawn_split"], nan_ok=True)
+    assert metrics["swap_placement_hue"][0] == pytest.approx(drawn["swap_factors"]["hue"],
+                                                             nan_ok=True)
     # An interrupted run: its checkpoint is there, its evaluation is not.
     interrupted = runs[1]
     (interrupted / "final_metrics.json").unlink()
@@ -345,6 +352,15 @@ def test_the_glance_table_gives_each_variant_its_reconstruction_split_and_factor
     # Without the control in the table, no paired column.
     assert "| variant | seeds | SSIM | variance explained | split score | x (structure) | " \
            "hue (appearance) |" in study.glance_lines(table, "nonesuch")
+    # Runs evaluated with the drawn split (the built-in shapes) add it, and where the swap
+    # places each factor; variants evaluated before it read "–".
+    table["lbo"]["metrics"].update({"drawn_split": [0.6, 0.7], "swap_placement_x": [0.8, 1.0],
+                                    "swap_placement_hue": [0.4, 0.5]})
+    lines = study.glance_lines(table, "lbo")
+    assert "| lbo | 2 | 0.720 ± 0.25 | – | 0.65 | 0.85 | 0.65 | 0.80 / 0.10 · swap 0.90 | " \
+           "0.00 / 0.60 · swap 0.45 |" in lines
+    assert "| elbo_beta1 | 2 | 0.250 ± 0.64 | -0.470 ± 0.38 | 0.35 | n/a | – | n/a / 0.10 · " \
+           "swap – | 0.00 / n/a · swap – |" in lines
 
 
 def test_the_paper_grid_holds_the_two_by_two_of_objective_and_decoder():
