@@ -86,6 +86,11 @@ def rows(runs):
                 for p in ("structure", "appearance")))),
         ("**split score** = min of the two bounded transfers", cell(
             lambda r: _transfer(r["results"]["behaviour"]["swap"]["split_score"]))),
+        ("**drawn split**: the swap's placement of each factor against renderings, the min "
+         "of the structure / appearance means (1 = from the right image, 0.5 = none)", cell(
+            lambda r: "{0} ({1} / {2})".format(*(_transfer(r["results"]["drawn_shapes"][k])
+                                                 for k in ("drawn_split", "swap_structure",
+                                                           "swap_appearance"))))),
         ("kind drawn right, reconstruction / swap (balanced accuracy, chance 0.33)", cell(
             lambda r: "{recon_kind:.2f} / {swap_kind:.2f}".format(
                 **r["results"]["drawn_shapes"]))),

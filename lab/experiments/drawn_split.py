@@ -21,7 +21,7 @@ from tqdm import tqdm
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from data import build_datasets  # noqa: E402
 from evaluate import load_checkpoint  # noqa: E402
-from split_measures import drawn_shapes_report  # noqa: E402
+from split_measures import drawn_shapes_report, split_withheld  # noqa: E402
 
 
 def measure_run(folder):
@@ -31,6 +31,10 @@ def measure_run(folder):
     with torch.no_grad():
         drawn = drawn_shapes_report(vae, heldout, torch.device("cpu"))
     final = json.loads((folder / "final_metrics.json").read_text())
+    if split_withheld(final["reconstruction"]):  # the evaluation's rule, as it applies it
+        drawn = {**drawn, "swap_structure": math.nan, "swap_appearance": math.nan,
+                 "drawn_split": math.nan,
+                 "swap_factors": {name: math.nan for name in drawn["swap_factors"]}}
     return {"variant": folder.parent.name, "seed": folder.name, "dataset": cfg.dataset,
             "split_score": final["behaviour"]["swap"].get("split_score", math.nan),
             "variance_explained": final["reconstruction"].get("variance_explained", math.nan),
@@ -52,7 +56,9 @@ def markdown(runs, command, commit):
              "image (1); about 0.5 when the decoder draws the factor the same whatever the "
              "images. In brackets, the reconstruction's own placement (does the model draw the "
              "factor at all). Drawn split: the min of the structure and appearance factors' "
-             "mean placements. Split score: the swap test's, from the run's evaluation.", "",
+             "mean placements. Split score: the swap test's, from the run's evaluation. Both "
+             "withheld (n/a) from a run whose reconstructions explain under half the pixel "
+             "variance.", "",
              "| dataset | variant | seeds | split score | drawn split | " + " | ".join(factors)
              + " |", "|---|" + "---|" * (4 + len(factors))]
     for dataset, variant in dict.fromkeys((r["dataset"], r["variant"]) for r in runs):
