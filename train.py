@@ -234,7 +234,7 @@ class Trainer:
         if not after.ok:
             return self.refuse(guard, before, after, stats, f"[ROLLBACK] {where}", log)
         self.accept(before, fwd.mu_variance, stats)
-        if self.lbo_batches % self.cfg.disc_every == 0:
+        if self.discriminator_due():
             self.discriminator_step(x, fwd.recon, stats)
         return before.without_graph()
 
@@ -261,8 +261,12 @@ class Trainer:
         self.backward_and_step(before)
         self.pending = PendingUpdate(
             guard, x, real, real_disc_version, draws, before.without_graph(), fwd.mu_variance,
-            fwd.recon.detach(), self.lbo_batches % self.cfg.disc_every == 0, where)
+            fwd.recon.detach(), self.discriminator_due(), where)
         return self.pending.evaluation
+
+    def discriminator_due(self):
+        """Whether the discriminator trains after this LBO batch: every disc_every-th one."""
+        return self.lbo_batches % self.cfg.disc_every == 0
 
     # --- the step's parts, each timed as its phase (bench/step_speed.py) ---------------------
     def snapshot(self, guard):
