@@ -21,6 +21,7 @@ from tqdm import tqdm
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from data import build_datasets  # noqa: E402
 from evaluate import load_checkpoint  # noqa: E402
+import study  # noqa: E402
 from split_measures import drawn_shapes_report, split_withheld  # noqa: E402
 
 
@@ -68,7 +69,25 @@ def markdown(runs, command, commit):
         cells += [f"{mean([r['swap_factors'][f] for r in rows])} "
                   f"({mean([r['recon_factors'][f] for r in rows])})" for f in factors]
         lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + ["", *paired_lines(runs)]) + "\n"
+
+
+def paired_lines(runs):
+    """The drawn split of each variant minus the first variant's, paired by seed (same data):
+    mean ± half-width of the 95 % interval, as study.py pairs its runs."""
+    by_variant = {}
+    for r in runs:
+        by_variant.setdefault(r["variant"], {})[r["seed"]] = r["drawn_split"]
+    first, *others = by_variant
+    lines = [f"Drawn split minus `{first}`'s, paired by seed (mean ± half-width of the 95 % "
+             "interval; seeds both have):", ""]
+    for variant in others:
+        seeds = sorted(set(by_variant[variant]) & set(by_variant[first]))
+        mean, half, n = study.interval([by_variant[variant][s] - by_variant[first][s]
+                                        for s in seeds])
+        lines.append(f"- {variant}: " + (f"{mean:+.3f}{study.spread(half)} ({n} seeds)"
+                                         if n else "no seed in common"))
+    return lines
 
 
 def main():
