@@ -247,7 +247,41 @@ def test_the_readme_architecture_line_on_the_built_in_shapes_is_what_the_grid_me
     metrics = next(b for b in table_blocks(PAPER) if "seeds" in b)
     assert metrics["seeds"]["elbo_beta1_asymmetric"] == "5"
     score = metrics["swap_split_score"]["elbo_beta1_asymmetric"].split(" (n=")[0]
-    assert f"β-VAE's split score to {score}, yet that β-VAE draws every object green" in readme
+    assert f"β-VAE's split score to {score} ([study_paper_cpu.md]" in readme
+    assert "but that score passes a decoder that draws no colour" in readme
+
+
+DRAWN = ROOT / "lab" / "results" / "drawn_split_paper_cpu.md"
+DRAWN_SPARSE = ROOT / "lab" / "results" / "drawn_split_sparse_cpu.md"
+
+
+def drawn_rows(path):
+    """{variant: {column: cell}} of a lab/experiments/drawn_split.py table."""
+    rows = [[c.strip() for c in line.strip("|").split("|")]
+            for line in path.read_text().splitlines() if line.startswith("|")]
+    columns = rows[0]
+    return {cells[1]: dict(zip(columns, cells)) for cells in rows[2:]}
+
+
+def test_the_readme_drawn_split_is_what_the_checkpoints_measured():
+    """The README quotes the drawn split of the beta-VAE with the asymmetric decoder and of
+    LBO with the split switches (5 seeds each) and their paired difference from
+    drawn_split_paper_cpu.md, and the range over every model on small shapes on black from
+    drawn_split_sparse_cpu.md."""
+    readme = " ".join(README.read_text().split())
+    rows = drawn_rows(DRAWN)
+    beta, lbo = rows["elbo_beta1_asymmetric"], rows["lbo_consistency_asymmetric"]
+    assert beta["seeds"] == lbo["seeds"] == "5"
+    assert f"gives that β-VAE {beta['drawn split']}, LBO with the split switches " \
+           f"{lbo['drawn split']}" in readme
+    paired = re.search(r"^- elbo_beta1_asymmetric: (\S+ ± \S+) \(5 seeds\)$", DRAWN.read_text(),
+                       flags=re.M).group(1)
+    low, high = (float(v) for v in re.match(r"(\S+) ± (\S+)", paired).groups())
+    verdict = "worse" if low + high < 0 else "better" if low - high > 0 else "includes 0"
+    assert f"(the β-VAE paired {paired}, {verdict})" in readme
+    sparse = [float(r["drawn split"]) for r in drawn_rows(DRAWN_SPARSE).values()]
+    assert len(sparse) == 8 and f"on small shapes on black {min(sparse):.2f}–{max(sparse):.2f}" \
+        in readme
 
 
 # --- links ------------------------------------------------------------------------------------
