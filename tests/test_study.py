@@ -52,13 +52,6 @@ def test_a_tiny_grid_runs_and_resumes_without_redoing_finished_runs(tmp_path):
     assert table["lbo_no_realism"]["metrics"]["heldout_mse_recent_gain"][0] == \
         pytest.approx((first - last) / first)
     assert all(len(v) == 2 for v in table["lbo_no_realism"]["metrics"].values())
-    # On the built-in shapes the drawn split and the swap's placement of each factor, as the
-    # run's evaluation wrote them (NaN where withheld).
-    drawn = json.loads((runs[0] / "final_metrics.json").read_text())["drawn_shapes"]
-    metrics = table["lbo_no_realism"]["metrics"]
-    assert metrics["drawn_split"][0] == pytest.approx(drawn["drawn_split"], nan_ok=True)
-    assert metrics["swap_placement_hue"][0] == pytest.approx(drawn["swap_factors"]["hue"],
-                                                             nan_ok=True)
     # An interrupted run: its checkpoint is there, its evaluation is not.
     interrupted = runs[1]
     (interrupted / "final_metrics.json").unlink()
@@ -292,17 +285,23 @@ def test_the_share_of_variance_explained_is_recomputed_for_older_runs_and_gates_
         results["reconstruction"]["variance_explained"] = share
         results["behaviour"]["swap"]["split_score"] = 0.8
         results["behaviour"]["core_specificity"] = 0.7
+        # on the built-in shapes, the drawn split and where the swap places each factor
+        results["drawn_shapes"]["drawn_split"] = 0.6
+        results["drawn_shapes"]["swap_factors"]["hue"] = 0.65
         path.write_text(json.dumps(results))
         metrics, _ = study.run_metrics(run)
         split = [k for k in metrics if k in ("core_specificity", "detail_specificity",
-                                             "swap_split_score")
+                                             "swap_split_score", "drawn_split")
                  or k.endswith(("_transfer", "_transfer_bounded"))
+                 or k.startswith("swap_placement_")
                  or "_from_core" in k or "_from_detail" in k]
-        assert {"swap_split_score", "core_specificity", "r2_x_from_core"} <= set(split)
+        assert {"swap_split_score", "core_specificity", "r2_x_from_core", "drawn_split",
+                "swap_placement_hue", "swap_placement_shape"} <= set(split)
         if withheld:
             assert all(math.isnan(metrics[k]) for k in split)
         else:
             assert (metrics["swap_split_score"], metrics["core_specificity"]) == (0.8, 0.7)
+            assert (metrics["drawn_split"], metrics["swap_placement_hue"]) == (0.6, 0.65)
         assert metrics["ssim"] == results["reconstruction"]["ssim"]  # never withheld
 
 
