@@ -35,6 +35,9 @@ SWAP_NULL_FRACTION = 1e-6
 # Below this the reconstructions of different images do not differ: traversals are undefined.
 RECONSTRUCTION_SPREAD_EPSILON = 1e-9
 DRAWN_IMAGES = 512         # held-out built-in shapes whose decodes are scored against renderings
+# A factor whose change moves the renderings by less than this (summed squared difference per
+# image) changes no image: its placement is undefined (a circle's rotation).
+PLACEMENT_NULL = 1e-6
 # The split measures (specificity, swap transfers, split score, the per-factor split) are
 # withheld below this share of the held-out pixel variance explained by the reconstructions:
 # a swap between two reconstructions that draw nothing (a black frame, the mean image)
@@ -259,7 +262,7 @@ def factor_placement(drawn, right, wrong):
     image (a circle's rotation)."""
     step = (right - wrong).flatten(1)
     size = step.pow(2).sum().item()
-    if size <= SWAP_NULL_FRACTION * len(step):
+    if size <= PLACEMENT_NULL * len(step):
         return math.nan
     return ((drawn - wrong).flatten(1) * step).sum().item() / size
 
