@@ -251,6 +251,18 @@ def test_the_readme_architecture_line_on_the_built_in_shapes_is_what_the_grid_me
     assert "but that score passes a decoder that draws no colour" in readme
 
 
+def test_the_readme_min_line_on_the_built_in_shapes_is_what_the_grid_measured():
+    """The README quotes lab/results/study_paper_cpu.md's SSIM paired with LBO (5 pairs) of
+    smooth_max at mu 0.1 and 1 and of the multipliers, with their verdicts."""
+    readme = " ".join(README.read_text().split())
+    paired = paired_tables(PAPER)["lbo_consistency_asymmetric"]["ssim (higher)"]
+    for variant, said in (("smooth_max_mu0.1_consistency_asymmetric", "smooth_max μ 0.1 "),
+                          ("smooth_max_mu1_consistency_asymmetric", "μ 1 "),
+                          ("multipliers_consistency_asymmetric", "the multipliers ")):
+        difference, verdict = paired[variant].split(" (n=5 pairs) ")
+        assert f"{said}{difference} ({verdict})" in readme, variant
+
+
 DRAWN = ROOT / "lab" / "results" / "drawn_split_paper_cpu.md"
 DRAWN_SPARSE = ROOT / "lab" / "results" / "drawn_split_sparse_cpu.md"
 
