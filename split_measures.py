@@ -244,7 +244,8 @@ def drawn_shapes_report(vae, dataset, device, amp=contextlib.nullcontext):
     recon_distances = _kind_distances(shapes, recon, factors, size)
     swap_distances = _kind_distances(shapes, swapped, swap_factors, size)
     rows = np.arange(half)
-    placements = _factor_placements(shapes, factors, swap_factors, recon[:half], swapped, size)
+    placements = _factor_placements(shapes, factors, swap_factors, images[:half], recon[:half],
+                                    swapped, size)
     return {"images": n, "chance": 1 / len(shapes.SHAPES), **placements,
             "recon_kind": disentanglement.balanced_accuracy(kinds, recon_distances.argmin(1)),
             "swap_kind": disentanglement.balanced_accuracy(kinds[:half],
@@ -267,15 +268,16 @@ def factor_placement(drawn, right, wrong):
     return ((drawn - wrong).flatten(1) * step).sum().item() / size
 
 
-def _factor_placements(shapes, factors, swap_factors, recon, swapped, image_size):
+def _factor_placements(shapes, factors, swap_factors, x1_images, recon, swapped, image_size):
     """drawn_shapes_report's per-factor placements of the swap and of the reconstruction of
-    x1 (factors: x1 then x2, each half; swap_factors: x1's structure, x2's appearance)."""
+    x1 (factors: x1 then x2, each half; swap_factors: x1's structure, x2's appearance;
+    x1_images: x1 rendered)."""
     half, structure = len(swap_factors), len(shapes.STRUCTURE_FACTORS)
     x1, x2 = factors[:half], factors[half:2 * half]
     # Every factor of the swap from the image it should not come from.
     wrong_swap = np.concatenate([x2[:, :structure], x1[:, structure:]], 1)
     truth = {"swap": shapes.render_all(swap_factors, image_size),
-             "recon": shapes.render_all(x1, image_size)}
+             "recon": x1_images}
     result = {"swap_factors": {}, "recon_factors": {}}
     for j, name in enumerate(shapes.FACTORS):
         for what, drawn, right, other in (("swap", swapped, swap_factors, wrong_swap),

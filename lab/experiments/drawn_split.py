@@ -10,7 +10,6 @@ run) and NAME.md (the mean over seeds per variant)."""
 import argparse
 import json
 import math
-import subprocess
 import sys
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from tqdm import tqdm
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from data import build_datasets  # noqa: E402
 from evaluate import load_checkpoint  # noqa: E402
+from machine import short_commit  # noqa: E402
 import study  # noqa: E402
 from split_measures import drawn_shapes_report, split_withheld  # noqa: E402
 
@@ -101,8 +101,7 @@ def main():
     if skipped:
         print(f"skipped (no checkpoint or unfinished): {', '.join(map(str, skipped))}")
     runs = [measure_run(f) for f in tqdm(folders, unit="run")]
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True).stdout.strip()
+    commit = short_commit()
     command = "python lab/experiments/drawn_split.py " + " ".join(sys.argv[1:])
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(runs, indent=1))
