@@ -10,6 +10,7 @@ the early stop) counts global decisions. Only rank 0 writes checkpoints, logs an
 BatchNorm running statistics stay per rank (rank 0's are saved), as usual with DDP.
 """
 import dataclasses
+import gc
 import math
 import os
 from collections import Counter
@@ -134,4 +135,5 @@ def shutdown():
     the interpreter's exit after a peer has already gone, gloo's teardown can abort the
     process (SIGABRT) instead of letting it exit with the error's status."""
     if dist.is_available() and dist.is_initialized():
+        gc.collect()  # what only cycles still hold (a DDP wrapper, its work) goes first, now
         dist.destroy_process_group()

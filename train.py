@@ -819,7 +819,13 @@ def on_rank_zero(context, device, work):
             error = err
     if distributed.any_rank(context, [error is not None], device)[0]:
         if error is not None:
-            raise error
+            try:
+                raise error
+            finally:
+                # The error's traceback holds this frame, whose `error` holds the error: a
+                # cycle that would keep the callers' trainer (its DDP wrapper, the process
+                # group's work) alive into the interpreter's teardown, where gloo can abort.
+                del error
         raise UserError("rank 0 could not write the run's outputs and stopped (its message "
                         "says why); this rank stops too")
 

@@ -324,11 +324,62 @@ def test_when_rank_0_cannot_write_the_other_ranks_stop_with_the_reason(tmp_path)
             p.kill()
     (_, err0), (_, err1) = results
     assert processes[0].returncode == 2 and "No space left on device" in err0
-    # Rank 1 stops with the reason and the error's status: the process group is destroyed
-    # on the error path too (left to the interpreter's exit, gloo's teardown once in a few
-    # runs aborted a rank with SIGABRT).
+    # Both stop with the error's status, not SIGABRT from gloo's teardown: the process group
+    # is destroyed on the error path too, after what held it (the two tests below).
     assert "rank 0 could not write the run's outputs" in err1
     assert processes[1].returncode == 2
+
+
+class Held:
+    """Stands in for what a caller holds (the trainer, its DDP wrapper)."""
+
+
+def test_rank_0_s_write_error_leaves_nothing_for_the_garbage_collector():
+    """The error re-raised on rank 0 must not sit in a reference cycle with the frames it
+    passes: they would keep the trainer alive into the interpreter's teardown."""
+    import gc
+    import types
+    import weakref
+    import train
+    from configs import UserError
+
+    def refuse():
+        raise UserError("No space left on device")
+
+    def caller():
+        held = Held()
+        caller.held = weakref.ref(held)
+        train.on_rank_zero(types.SimpleNamespace(active=False, main=True), "cpu", refuse)
+
+    gc.disable()
+    try:
+        with pytest.raises(UserError, match="No space"):
+            caller()
+        assert caller.held() is None  # freed when the error was dropped, with no collection
+    finally:
+        gc.enable()
+
+
+def test_shutdown_frees_what_only_cycles_hold_before_destroying_the_group():
+    import gc
+    import weakref
+    import torch.distributed as dist
+    import distributed
+
+    store = dist.TCPStore("127.0.0.1", free_port(), 1, is_master=True)
+    dist.init_process_group("gloo", store=store, rank=0, world_size=1)
+    gc.disable()
+    try:
+        held = Held()
+        held.itself = held  # a cycle: freed only by a collection
+        alive = weakref.ref(held)
+        del held
+        distributed.shutdown()
+        assert alive() is None and not dist.is_initialized()
+    finally:
+        gc.enable()
+        if dist.is_initialized():
+            dist.destroy_process_group()
 
 
 def test_a_run_resumed_during_calibration_calibrates_as_an_uninterrupted_one(tmp_path):
