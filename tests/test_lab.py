@@ -73,3 +73,19 @@ def test_the_consistency_units_summary_gives_back_its_kept_table():
 def test_each_experiment_script_imports_on_todays_code(script):
     module = load(script)
     assert callable(getattr(module, "main", None)), script.name
+
+
+def test_the_drawn_split_table_marks_the_seeds_whose_split_was_withheld():
+    drawn_split = load(EXPERIMENTS / "drawn_split.py")
+    nan = float("nan")
+
+    def run(seed, split, placement):
+        return {"variant": "lbo", "seed": seed, "dataset": "synthetic", "split_score": split,
+                "drawn_split": split, "swap_factors": {"hue": placement},
+                "recon_factors": {"hue": 0.9}}
+
+    table = drawn_split.markdown([run("seed_0", 0.6, 0.7), run("seed_1", nan, nan)],
+                                 "python lab/experiments/drawn_split.py A B", "abc1234",
+                                 "a test machine")
+    assert "| synthetic | lbo | 2 | 0.60 (1/2) | 0.60 (1/2) | 0.70 (1/2) (0.90) |" in table
+    assert "at commit abc1234, on a test machine" in table

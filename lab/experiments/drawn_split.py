@@ -13,15 +13,15 @@ import math
 import sys
 from pathlib import Path
 
-import numpy as np
 import torch
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from data import build_datasets  # noqa: E402
 from evaluate import load_checkpoint  # noqa: E402
-from machine import short_commit  # noqa: E402
+from machine import cpu_machine, short_commit  # noqa: E402
 import study  # noqa: E402
+from study import mean_text  # noqa: E402
 from split_measures import drawn_shapes_report, split_withheld  # noqa: E402
 
 
@@ -43,15 +43,11 @@ def measure_run(folder):
                                      "swap_appearance", "drawn_split")}}
 
 
-def mean(values):
-    values = [v for v in values if v is not None and math.isfinite(v)]
-    return f"{np.mean(values):.2f}" if values else "n/a"
-
-
-def markdown(runs, command, commit):
+def markdown(runs, command, commit, machine):
     factors = list(runs[0]["swap_factors"])
     lines = ["# The split score against the drawn split, factor by factor", "",
-             f"`{command}` at commit {commit}. Each cell: the mean over the variant's seeds. "
+             f"`{command}` at commit {commit}, on {machine}. Each cell: the mean over the "
+             "variant's seeds, with (k/n) after it when only k of its n seeds have a value. "
              "A factor's placement: where the swap decode(core of x1, detail of x2) lies between "
              "the true swap image with that factor from the wrong image (0) and the true swap "
              "image (1); about 0.5 when the decoder draws the factor the same whatever the "
@@ -64,10 +60,10 @@ def markdown(runs, command, commit):
              + " |", "|---|" + "---|" * (4 + len(factors))]
     for dataset, variant in dict.fromkeys((r["dataset"], r["variant"]) for r in runs):
         rows = [r for r in runs if (r["dataset"], r["variant"]) == (dataset, variant)]
-        cells = [dataset, variant, str(len(rows)), mean([r["split_score"] for r in rows]),
-                 mean([r["drawn_split"] for r in rows])]
-        cells += [f"{mean([r['swap_factors'][f] for r in rows])} "
-                  f"({mean([r['recon_factors'][f] for r in rows])})" for f in factors]
+        cells = [dataset, variant, str(len(rows)), mean_text([r["split_score"] for r in rows]),
+                 mean_text([r["drawn_split"] for r in rows])]
+        cells += [f"{mean_text([r['swap_factors'][f] for r in rows])} "
+                  f"({mean_text([r['recon_factors'][f] for r in rows])})" for f in factors]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines + ["", *paired_lines(runs)]) + "\n"
 
@@ -105,7 +101,7 @@ def main():
     command = "python lab/experiments/drawn_split.py " + " ".join(sys.argv[1:])
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(runs, indent=1))
-    args.out.with_suffix(".md").write_text(markdown(runs, command, commit))
+    args.out.with_suffix(".md").write_text(markdown(runs, command, commit, cpu_machine()))
     print(f"wrote {args.out.with_suffix('.md')}")
 
 
