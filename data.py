@@ -23,7 +23,7 @@ import benchmarks
 from celeba import CELEBA_FOLDER, celeba_number, celeba_partition
 from configs import UserError
 from imagesets import (BUILT_IN_SHAPES, CELEBA_CROP, IMAGE_EXTENSIONS, CachedImages, DataError,
-                       ImageFiles, SparseShapes, SyntheticShapes, cache_path, list_images,
+                       ImageFiles, SparseShapes, cache_path, list_images,
                        matching_cache, preprocess_folder, read_cache)
 
 log = logging.getLogger("data")
