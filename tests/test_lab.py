@@ -80,7 +80,8 @@ def test_the_drawn_split_table_marks_the_seeds_whose_split_was_withheld():
     nan = float("nan")
 
     def run(seed, split, placement):
-        return {"variant": "lbo", "seed": seed, "dataset": "synthetic", "split_score": split,
+        return {"variant": "lbo", "seed": seed, "dataset": "synthetic", "source": "evaluation",
+                "split_score": split,
                 "drawn_split": split, "swap_factors": {"hue": placement},
                 "recon_factors": {"hue": 0.9}}
 
@@ -89,3 +90,26 @@ def test_the_drawn_split_table_marks_the_seeds_whose_split_was_withheld():
                                  "a test machine")
     assert "| synthetic | lbo | 2 | 0.60 (1/2) | 0.60 (1/2) | 0.70 (1/2) (0.90) |" in table
     assert "at commit abc1234, on a test machine" in table
+    assert "the run's evaluation's for 2 runs, measured again from the checkpoint at this " \
+           "commit for 0" in table
+
+
+def test_the_drawn_split_table_takes_the_evaluation_s_placements_when_it_has_them(tmp_path):
+    """A run evaluated with the drawn split needs no checkpoint; one evaluated before it is
+    measured only when its checkpoint was kept."""
+    import json
+    drawn_split = load(EXPERIMENTS / "drawn_split.py")
+    drawn = {"swap_factors": {"hue": 0.7}, "recon_factors": {"hue": 0.9}, "swap_structure": 0.8,
+             "swap_appearance": 0.7, "drawn_split": 0.7}
+    final = {"reconstruction": {"variance_explained": 0.8}, "behaviour": {"swap": {}}}
+    evaluated, older = tmp_path / "lbo" / "seed_0", tmp_path / "lbo" / "seed_1"
+    for folder, metrics in ((evaluated, {**final, "drawn_shapes": drawn}), (older, final)):
+        folder.mkdir(parents=True)
+        (folder / "final_metrics.json").write_text(json.dumps(metrics))
+        (folder / "study_run.json").write_text(json.dumps({"config": {"dataset": "synthetic"}}))
+    run = drawn_split.measure_run(evaluated)
+    assert (run["source"], run["drawn_split"], run["swap_factors"]) == ("evaluation", 0.7,
+                                                                       {"hue": 0.7})
+    assert drawn_split.measurable(evaluated) and not drawn_split.measurable(older)
+    (older / "checkpoint.pt").touch()
+    assert drawn_split.measurable(older)

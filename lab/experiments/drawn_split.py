@@ -1,8 +1,9 @@
 """Does the swap test's split score agree with what the pictures draw, factor by factor?
 
-For each finished run with its checkpoint (on the built-in shapes), the split score its
-evaluation wrote (final_metrics.json) beside drawn_shapes_report's placements of the swap,
-factor by factor, measured again from the checkpoint at this commit:
+For each finished run on the built-in shapes, the split score its evaluation wrote
+(final_metrics.json) beside drawn_shapes_report's placements of the swap, factor by factor:
+the evaluation's own where the run was evaluated with them, else measured from the run's
+checkpoint at this commit (the table says how many of each):
     python lab/experiments/drawn_split.py RUN_FOLDER [RUN_FOLDER ...] --out lab/results/NAME
 RUN_FOLDER is a study's VARIANT/seed_N; the runs are grouped by dataset and VARIANT (the
 factors of the first run's dataset head the table: one kind of data per call). Writes NAME.json (every
@@ -25,18 +26,34 @@ from study import mean_text  # noqa: E402
 from split_measures import drawn_shapes_report, split_withheld  # noqa: E402
 
 
-def measure_run(folder):
+def measured_again(folder, final):
+    """drawn_shapes_report from the run's checkpoint, withheld by the evaluation's rule."""
     cfg, vae, _ = load_checkpoint(folder / "checkpoint.pt", torch.device("cpu"))
     vae.eval()
     _, heldout, _ = build_datasets(cfg)
     with torch.no_grad():
         drawn = drawn_shapes_report(vae, heldout, torch.device("cpu"))
-    final = json.loads((folder / "final_metrics.json").read_text())
-    if split_withheld(final["reconstruction"]):  # the evaluation's rule, as it applies it
+    if split_withheld(final["reconstruction"]):
         drawn = {**drawn, "swap_structure": math.nan, "swap_appearance": math.nan,
                  "drawn_split": math.nan,
                  "swap_factors": {name: math.nan for name in drawn["swap_factors"]}}
-    return {"variant": folder.parent.name, "seed": folder.name, "dataset": cfg.dataset,
+    return drawn
+
+
+def measurable(folder):
+    """A finished run whose evaluation has the drawn split, or that kept its checkpoint."""
+    final = folder / "final_metrics.json"
+    return final.exists() and ("drawn_shapes" in json.loads(final.read_text())
+                               or (folder / "checkpoint.pt").exists())
+
+
+def measure_run(folder):
+    final = json.loads((folder / "final_metrics.json").read_text())
+    source = "evaluation" if "drawn_shapes" in final else "checkpoint"
+    drawn = final["drawn_shapes"] if source == "evaluation" else measured_again(folder, final)
+    dataset = json.loads((folder / "study_run.json").read_text())["config"]["dataset"]
+    return {"variant": folder.parent.name, "seed": folder.name, "dataset": dataset,
+            "source": source,
             "split_score": final["behaviour"]["swap"].get("split_score", math.nan),
             "variance_explained": final["reconstruction"].get("variance_explained", math.nan),
             **{k: drawn[k] for k in ("swap_factors", "recon_factors", "swap_structure",
@@ -55,7 +72,10 @@ def markdown(runs, command, commit, machine):
              "factor at all). Drawn split: the min of the structure and appearance factors' "
              "mean placements. Split score: the swap test's, from the run's evaluation. Both "
              "withheld (n/a) from a run whose reconstructions explain under half the pixel "
-             "variance.", "",
+             "variance. The placements: the run's evaluation's for "
+             f"{sum(r['source'] == 'evaluation' for r in runs)} runs, measured again from the "
+             f"checkpoint at this commit for {sum(r['source'] == 'checkpoint' for r in runs)}.",
+             "",
              "| dataset | variant | seeds | split score | drawn split | " + " | ".join(factors)
              + " |", "|---|" + "---|" * (4 + len(factors))]
     for dataset, variant in dict.fromkeys((r["dataset"], r["variant"]) for r in runs):
@@ -91,11 +111,11 @@ def main():
     parser.add_argument("runs", nargs="+", type=Path)
     parser.add_argument("--out", required=True, type=Path)
     args = parser.parse_args()
-    folders = [f for f in args.runs if (f / "checkpoint.pt").exists()
-               and (f / "final_metrics.json").exists()]
+    folders = [f for f in args.runs if measurable(f)]
     skipped = sorted(set(args.runs) - set(folders))
     if skipped:
-        print(f"skipped (no checkpoint or unfinished): {', '.join(map(str, skipped))}")
+        print("skipped (unfinished, or evaluated before the drawn split and without its "
+              f"checkpoint): {', '.join(map(str, skipped))}")
     runs = [measure_run(f) for f in tqdm(folders, unit="run")]
     commit = short_commit()
     command = "python lab/experiments/drawn_split.py " + " ".join(sys.argv[1:])
