@@ -101,9 +101,11 @@ def test_the_drawn_split_table_takes_the_evaluation_s_placements_when_it_has_the
     drawn_split = load(EXPERIMENTS / "drawn_split.py")
     drawn = {"swap_factors": {"hue": 0.7}, "recon_factors": {"hue": 0.9}, "swap_structure": 0.8,
              "swap_appearance": 0.7, "drawn_split": 0.7}
-    final = {"reconstruction": {"variance_explained": 0.8}, "behaviour": {"swap": {}}}
+    final = {"reconstruction": {"variance_explained": 0.8}, "behaviour": {"swap": {}},
+             "drawn_shapes": {"swap_kind": 0.3}}  # evaluated before the placements
     evaluated, older = tmp_path / "lbo" / "seed_0", tmp_path / "lbo" / "seed_1"
-    for folder, metrics in ((evaluated, {**final, "drawn_shapes": drawn}), (older, final)):
+    for folder, metrics in ((evaluated, {**final, "drawn_shapes": {"swap_kind": 0.3, **drawn}}),
+                            (older, final)):
         folder.mkdir(parents=True)
         (folder / "final_metrics.json").write_text(json.dumps(metrics))
         (folder / "study_run.json").write_text(json.dumps({"config": {"dataset": "synthetic"}}))

@@ -40,16 +40,21 @@ def measured_again(folder, final):
     return drawn
 
 
+def evaluated_with_it(final):
+    """Whether the run's evaluation measured the placements (older ones drew the kind only)."""
+    return "drawn_split" in final.get("drawn_shapes", {})
+
+
 def measurable(folder):
     """A finished run whose evaluation has the drawn split, or that kept its checkpoint."""
     final = folder / "final_metrics.json"
-    return final.exists() and ("drawn_shapes" in json.loads(final.read_text())
+    return final.exists() and (evaluated_with_it(json.loads(final.read_text()))
                                or (folder / "checkpoint.pt").exists())
 
 
 def measure_run(folder):
     final = json.loads((folder / "final_metrics.json").read_text())
-    source = "evaluation" if "drawn_shapes" in final else "checkpoint"
+    source = "evaluation" if evaluated_with_it(final) else "checkpoint"
     drawn = final["drawn_shapes"] if source == "evaluation" else measured_again(folder, final)
     dataset = json.loads((folder / "study_run.json").read_text())["config"]["dataset"]
     return {"variant": folder.parent.name, "seed": folder.name, "dataset": dataset,
