@@ -182,89 +182,19 @@ def test_the_readme_per_factor_split_is_what_its_study_measured():
 
 
 SPARSE = ROOT / "lab" / "results" / "study_sparse_cpu.md"
-
-
-def test_the_readme_second_data_line_is_what_the_paper_grid_measured():
-    """The README quotes lab/results/study_sparse_cpu.md on small shapes on black: LBO's and
-    the sum's SSIM over 5 seeds, their paired differences in SSIM and variance explained with
-    the verdicts, and "within 0.05" only when the sum's mean SSIM is less than 0.05 above
-    LBO's."""
-    readme = " ".join(README.read_text().split())
-    metrics = next(b for b in table_blocks(SPARSE) if "seeds" in b)
-    lbo, summed = "lbo_consistency_asymmetric", "sum_consistency_asymmetric"
-    assert metrics["seeds"][lbo] == metrics["seeds"][summed] == "5"
-    ssim = {v: metrics["ssim"][v].split(" (n=")[0] for v in (lbo, summed)}
-    assert f"SSIM {ssim[lbo]} on 5 seeds, the sum {ssim[summed]}" in readme
-    paired = paired_tables(SPARSE)[lbo]
-    for name in ("ssim (higher)", "variance_explained (higher)"):
-        difference, verdict = paired[name][summed].split(" (n=5 pairs) ")
-        assert f"paired {difference}, {verdict}" in readme, name
-    gap = float(ssim[summed].split(" ")[0]) - float(ssim[lbo].split(" ")[0])
-    assert ("within 0.05" in readme) == (gap < 0.05), gap
-    commits = re.findall(r"\b[0-9a-f]{7}\b", next(ln for ln in SPARSE.read_text().splitlines()
-                                                  if "made at" in ln))
-    assert commits and commits[0] in readme and commits[-1] in readme, commits
-
-
-def test_the_readme_answers_what_the_min_and_the_architecture_add_as_measured():
-    """Every variant of the small shapes' grid has 5 seeds; the README quotes the SSIM paired
-    with LBO of smooth_max at each temperature and of the multipliers, the asymmetric
-    decoder's gain for the beta-VAE paired with the standard one, and the range of split
-    scores."""
-    readme = " ".join(README.read_text().split())
-    tables = table_blocks(SPARSE)
-    metrics = next(b for b in tables if "seeds" in b)
-    assert set(metrics["seeds"].values()) == {"5"}, metrics["seeds"]
-    paired = paired_tables(SPARSE)
-
-    def quoted(control, variant, name):
-        return paired[control][f"{name} (higher)"][variant].split(" (n=5 pairs)")[0]
-
-    for mu in ("0.01", "0.1", "1"):
-        cell = quoted("lbo_consistency_asymmetric", f"smooth_max_mu{mu}_consistency_asymmetric",
-                      "ssim")
-        assert re.search(rf"{re.escape(cell)}( SSIM)? \(μ {mu}\)|\(μ {mu}\) gives SSIM "
-                         rf"{re.escape(cell)}", readme), (mu, cell)
-    multipliers = quoted("lbo_consistency_asymmetric", "multipliers_consistency_asymmetric",
-                         "ssim")
-    assert f"multipliers {multipliers}" in readme
-    share = quoted("elbo_beta1", "elbo_beta1_asymmetric", "variance_explained")
-    gain = quoted("elbo_beta1", "elbo_beta1_asymmetric", "ssim")
-    assert f"(paired {share}, better); its SSIM gain ({gain})" in readme
-    glance = tables[0]
-    scores = [float(row["split score"].split(" ")[0]) for row in glance.values()
-              if row["split score"] != "n/a"]
-    assert f"split scores {min(scores):.2f}–{max(scores):.2f}" in readme
-
-
 PAPER = ROOT / "lab" / "results" / "study_paper_cpu.md"
-
-
-def test_the_readme_architecture_line_on_the_built_in_shapes_is_what_the_grid_measured():
-    """The README quotes the beta-VAE's split score with the asymmetric decoder from
-    lab/results/study_paper_cpu.md (5 seeds), and says the measure passes it wrongly."""
-    readme = " ".join(README.read_text().split())
-    metrics = next(b for b in table_blocks(PAPER) if "seeds" in b)
-    assert metrics["seeds"]["elbo_beta1_asymmetric"] == "5"
-    score = metrics["swap_split_score"]["elbo_beta1_asymmetric"].split(" (n=")[0]
-    assert f"β-VAE's split score to {score} ([study_paper_cpu.md]" in readme
-    assert "but that score passes a decoder that draws no colour" in readme
-
-
-def test_the_readme_min_line_on_the_built_in_shapes_is_what_the_grid_measured():
-    """The README quotes lab/results/study_paper_cpu.md's SSIM paired with LBO (5 pairs) of
-    smooth_max at mu 0.1 and 1 and of the multipliers, with their verdicts."""
-    readme = " ".join(README.read_text().split())
-    paired = paired_tables(PAPER)["lbo_consistency_asymmetric"]["ssim (higher)"]
-    for variant, said in (("smooth_max_mu0.1_consistency_asymmetric", "smooth_max μ 0.1 "),
-                          ("smooth_max_mu1_consistency_asymmetric", "μ 1 "),
-                          ("multipliers_consistency_asymmetric", "the multipliers ")):
-        difference, verdict = paired[variant].split(" (n=5 pairs) ")
-        assert f"{said}{difference} ({verdict})" in readme, variant
-
-
 DRAWN = ROOT / "lab" / "results" / "drawn_split_paper_cpu.md"
 DRAWN_SPARSE = ROOT / "lab" / "results" / "drawn_split_sparse_cpu.md"
+LBO = "lbo_consistency_asymmetric"
+# The paper grid's rows in the README, in its order, each with the name the README gives it.
+PAPER_ROWS = {LBO: "LBO, split switches",
+              "sum_consistency_asymmetric": "the sum of the same goals",
+              "smooth_max_mu0.01_consistency_asymmetric": "smooth_max μ 0.01 (min-like)",
+              "smooth_max_mu0.1_consistency_asymmetric": "smooth_max μ 0.1",
+              "smooth_max_mu1_consistency_asymmetric": "smooth_max μ 1 (sum-like)",
+              "multipliers_consistency_asymmetric": "multipliers (GECO-style)",
+              "elbo_beta1": "β-VAE, β = 1",
+              "elbo_beta1_asymmetric": "β-VAE, asymmetric decoder"}
 
 
 def drawn_rows(path):
@@ -275,25 +205,56 @@ def drawn_rows(path):
     return {cells[1]: dict(zip(columns, cells)) for cells in rows[2:]}
 
 
-def test_the_readme_drawn_split_is_what_the_checkpoints_measured():
-    """The README quotes the drawn split of the beta-VAE with the asymmetric decoder and of
-    LBO with the split switches (5 seeds each) and their paired difference from
-    drawn_split_paper_cpu.md, and the range over every model on small shapes on black from
-    drawn_split_sparse_cpu.md."""
+def paired_cell(report, control, variant, metric):
+    """"+0.0432 ± 0.022 better" from a study report's paired table (5 pairs)."""
+    difference, verdict = paired_tables(report)[control][f"{metric} (higher)"][variant].split(
+        " (n=5 pairs) ")
+    return f"{difference} {verdict}"
+
+
+def paper_rows():
+    """The README's paper-grid table rows, from the two grids' reports and drawn-split tables:
+    LBO's held-out SSIM, every other variant's SSIM paired with LBO's, and the drawn split."""
+    lines = []
+    for variant, name in PAPER_ROWS.items():
+        cells = [name]
+        for report, drawn in ((PAPER, DRAWN), (SPARSE, DRAWN_SPARSE)):
+            metrics = next(b for b in table_blocks(report) if "seeds" in b)
+            assert metrics["seeds"][variant] == "5", (report.name, variant)
+            row = drawn_rows(drawn)[variant]
+            assert row["seeds"] == "5", (drawn.name, variant)
+            cells += [metrics["ssim"][variant].split(" (n=")[0] if variant == LBO
+                      else paired_cell(report, LBO, variant, "ssim"), row["drawn split"]]
+        lines.append(f"| {' | '.join(cells)} |")
+    return lines
+
+
+def test_the_readme_paper_table_is_what_the_grids_measured():
+    readme = README.read_text()
+    for line in paper_rows():
+        assert line in readme, line
+
+
+def test_the_readme_paper_answers_are_what_the_grids_measured():
+    """The asymmetric decoder's gain for the beta-VAE (paired with the standard one) on both
+    kinds of data; on small shapes on black, "within 0.05" only when the sum's mean SSIM is
+    less than 0.05 above LBO's; the range of split scores there; the commits the runs name."""
     readme = " ".join(README.read_text().split())
-    rows = drawn_rows(DRAWN)
-    beta, lbo = rows["elbo_beta1_asymmetric"], rows["lbo_consistency_asymmetric"]
-    assert beta["seeds"] == lbo["seeds"] == "5"
-    assert f"gives that β-VAE {beta['drawn split']}, LBO with the split switches " \
-           f"{lbo['drawn split']}" in readme
-    paired = re.search(r"^- elbo_beta1_asymmetric: (\S+ ± \S+) \(5 seeds\)$", DRAWN.read_text(),
-                       flags=re.M).group(1)
-    low, high = (float(v) for v in re.match(r"(\S+) ± (\S+)", paired).groups())
-    verdict = "worse" if low + high < 0 else "better" if low - high > 0 else "includes 0"
-    assert f"(the β-VAE paired {paired}, {verdict})" in readme
-    sparse = [float(r["drawn split"]) for r in drawn_rows(DRAWN_SPARSE).values()]
-    assert len(sparse) == 8 and f"on small shapes on black {min(sparse):.2f}–{max(sparse):.2f}" \
-        in readme
+    for report in (PAPER, SPARSE):
+        gain = paired_cell(report, "elbo_beta1", "elbo_beta1_asymmetric", "ssim")
+        share = paired_cell(report, "elbo_beta1", "elbo_beta1_asymmetric", "variance_explained")
+        assert f"SSIM {gain}, variance explained {share}" in readme, report.name
+    metrics = next(b for b in table_blocks(SPARSE) if "seeds" in b)
+    ssim = {v: float(metrics["ssim"][v].split(" ")[0]) for v in (LBO, "sum_consistency_asymmetric")}
+    gap = ssim["sum_consistency_asymmetric"] - ssim[LBO]
+    assert ("within 0.05" in readme) == (gap < 0.05), gap
+    scores = [float(row["split score"].split(" ")[0]) for row in table_blocks(SPARSE)[0].values()
+              if row["split score"] != "n/a"]
+    assert f"split scores {min(scores):.2f}–{max(scores):.2f}" in readme
+    for report in (PAPER, SPARSE):
+        made = next(ln for ln in report.read_text().splitlines() if "made at" in ln)
+        for commit in re.findall(r"\b[0-9a-f]{7}\b", made):
+            assert commit in readme, (report.name, commit)
 
 
 # --- links ------------------------------------------------------------------------------------
