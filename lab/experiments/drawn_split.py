@@ -22,7 +22,6 @@ from data import build_datasets  # noqa: E402
 from evaluate import load_checkpoint  # noqa: E402
 from machine import cpu_machine, short_commit  # noqa: E402
 import study  # noqa: E402
-from study import mean_text  # noqa: E402
 from split_measures import drawn_shapes_report, split_withheld  # noqa: E402
 
 
@@ -85,10 +84,10 @@ def markdown(runs, command, commit, machine):
              + " |", "|---|" + "---|" * (4 + len(factors))]
     for dataset, variant in dict.fromkeys((r["dataset"], r["variant"]) for r in runs):
         rows = [r for r in runs if (r["dataset"], r["variant"]) == (dataset, variant)]
-        cells = [dataset, variant, str(len(rows)), mean_text([r["split_score"] for r in rows]),
-                 mean_text([r["drawn_split"] for r in rows])]
-        cells += [f"{mean_text([r['swap_factors'][f] for r in rows])} "
-                  f"({mean_text([r['recon_factors'][f] for r in rows])})" for f in factors]
+        cells = [dataset, variant, str(len(rows)), study.mean_text([r["split_score"] for r in rows]),
+                 study.mean_text([r["drawn_split"] for r in rows])]
+        cells += [f"{study.mean_text([r['swap_factors'][f] for r in rows])} "
+                  f"({study.mean_text([r['recon_factors'][f] for r in rows])})" for f in factors]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines + ["", *paired_lines(runs)]) + "\n"
 
