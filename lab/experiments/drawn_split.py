@@ -84,7 +84,8 @@ def markdown(runs, command, commit, machine):
              + " |", "|---|" + "---|" * (4 + len(factors))]
     for dataset, variant in dict.fromkeys((r["dataset"], r["variant"]) for r in runs):
         rows = [r for r in runs if (r["dataset"], r["variant"]) == (dataset, variant)]
-        cells = [dataset, variant, str(len(rows)), study.mean_text([r["split_score"] for r in rows]),
+        cells = [dataset, variant, str(len(rows)),
+                 study.mean_text([r["split_score"] for r in rows]),
                  study.mean_text([r["drawn_split"] for r in rows])]
         cells += [f"{study.mean_text([r['swap_factors'][f] for r in rows])} "
                   f"({study.mean_text([r['recon_factors'][f] for r in rows])})" for f in factors]
