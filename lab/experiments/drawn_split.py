@@ -6,8 +6,8 @@ the evaluation's own where the run was evaluated with them, else measured from t
 checkpoint at this commit (the table says how many of each):
     python lab/experiments/drawn_split.py RUN_FOLDER [RUN_FOLDER ...] --out lab/results/NAME
 RUN_FOLDER is a study's VARIANT/seed_N; the runs are grouped by dataset and VARIANT (the
-factors of the first run's dataset head the table: one kind of data per call). Writes NAME.json (every
-run) and NAME.md (the mean over seeds per variant)."""
+factors of the first run's dataset head the table: one kind of data per call). Writes
+NAME.json (every run) and NAME.md (the mean over seeds per variant)."""
 import argparse
 import json
 import math
