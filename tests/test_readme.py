@@ -233,6 +233,9 @@ def test_the_readme_paper_answers_are_what_the_grids_measured():
     summed = "sum_consistency_asymmetric"
     ssim = {v: float(metrics["ssim"][v].split(" ")[0]) for v in (LBO, summed)}
     gap = ssim[summed] - ssim[LBO]
+    share = paired_cell(SPARSE, LBO, summed, "variance_explained")
+    assert f"on black the sum explains more pixel variance, paired {share}" in readme
+    assert share.endswith(" better")
     assert ("within 0.05" in readme) == (gap < 0.05), gap
     scores = [float(row["split score"].split(" ")[0]) for row in table_blocks(SPARSE)[0].values()
               if row["split score"] != "n/a"]
