@@ -230,6 +230,10 @@ def test_the_readme_paper_answers_are_what_the_grids_measured():
         share = paired_cell(report, "elbo_beta1", "elbo_beta1_asymmetric", "variance_explained")
         assert f"SSIM {gain}, variance explained {share}" in readme, report.name
     metrics = next(b for b in table_blocks(SPARSE) if "seeds" in b)
+    standard = paired_cell(SPARSE, LBO, "lbo_consistency", "ssim")
+    share = float(metrics["variance_explained"]["lbo_consistency"].split(" ")[0])
+    assert share < 0.5 and f"with the standard decoder SSIM {standard} (paired), variance " \
+        f"explained {share:.2f} (its split withheld)" in readme
     summed = "sum_consistency_asymmetric"
     ssim = {v: float(metrics["ssim"][v].split(" ")[0]) for v in (LBO, summed)}
     gap = ssim[summed] - ssim[LBO]
