@@ -27,6 +27,7 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import configs  # noqa: E402
 import data  # noqa: E402
+import imagesets  # noqa: E402
 from machine import cpu_machine  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -34,7 +35,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 def write_jpegs(folder, count):
     """CelebA-sized JPEGs with edges, gradients and sensor-like noise."""
-    shapes, rng = data.SyntheticShapes(count, 218, seed=7), np.random.default_rng(7)
+    shapes, rng = imagesets.SyntheticShapes(count, 218, seed=7), np.random.default_rng(7)
     for i in range(count):
         pixels = shapes[i].numpy().transpose(1, 2, 0)[:, 20:198]  # 218 high, 178 wide
         pixels = pixels + rng.normal(0, 0.03, pixels.shape)
