@@ -229,6 +229,11 @@ def test_the_readme_paper_answers_are_what_the_grids_measured():
         gain = paired_cell(report, "elbo_beta1", "elbo_beta1_asymmetric", "ssim")
         share = paired_cell(report, "elbo_beta1", "elbo_beta1_asymmetric", "variance_explained")
         assert f"SSIM {gain}, variance explained {share}" in readme, report.name
+    glance, drawn = table_blocks(PAPER)[0], drawn_rows(DRAWN)
+    beta = [glance[v]["split score"] for v in ("elbo_beta1", "elbo_beta1_asymmetric")]
+    assert "Its split score rises from {} to {}".format(*beta) in readme
+    beta = [drawn[v]["drawn split"] for v in ("elbo_beta1", "elbo_beta1_asymmetric")]
+    assert "its drawn split from {} to {}".format(*beta) in readme
     metrics = next(b for b in table_blocks(SPARSE) if "seeds" in b)
     standard = paired_cell(SPARSE, LBO, "lbo_consistency", "ssim")
     share = float(metrics["variance_explained"]["lbo_consistency"].split(" ")[0])
